@@ -1,0 +1,34 @@
+# dripfeed: `make dev` runs the demo, `make test` passes the tests. Both install what they need.
+VENV := .venv
+PYTHON ?= python3
+
+.PHONY: dev test lint format bench validate clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+dev: $(VENV)/.installed
+	./demo/run.sh
+
+test: $(VENV)/.installed lint
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+validate: $(VENV)/.installed
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .dev

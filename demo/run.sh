@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make dev`: the simulator with the demo workspaces, then `dagster dev` against it.
+# Stops the simulator when dagster dev exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIM_PORT="${SIM_PORT:-8750}"
+DAGSTER_PORT="${DAGSTER_PORT:-3000}"
+export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dev/dagster_home}"
+export TASKLANE_BASE_URL="${TASKLANE_BASE_URL:-http://127.0.0.1:$SIM_PORT}"
+
+if [ ! -f .env ]; then
+  # Random demo tokens, shared by the simulator and dripfeed; never committed.
+  .venv/bin/python - <<'PY' > .env
+import secrets
+for name in ("SIM_ADMIN", "ACME", "GLOBEX", "INITECH", "UMBRELLA", "HOOLI"):
+    var = "TASKLANE_SIM_ADMIN_TOKEN" if name == "SIM_ADMIN" else f"TASKLANE_TOKEN_{name}"
+    print(f"{var}={secrets.token_urlsafe(24)}")
+PY
+  echo "wrote .env with fresh demo tokens"
+fi
+set -a; . ./.env; set +a
+
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+
+.venv/bin/tasklane-sim --config demo/sim.yaml --port "$SIM_PORT" &
+sim_pid=$!
+trap 'kill "$sim_pid" 2>/dev/null || true' EXIT INT TERM
+.venv/bin/python -c "from tasklane_sim.server import wait_until_healthy; wait_until_healthy('$TASKLANE_BASE_URL', 180)"
+echo "Tasklane simulator: $TASKLANE_BASE_URL (admin API: $TASKLANE_BASE_URL/_sim/docs)"
+echo "Dagster UI:         http://127.0.0.1:$DAGSTER_PORT"
+.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT"

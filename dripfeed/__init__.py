@@ -1,0 +1,1 @@
+"""dripfeed: a Dagster code location that syncs Tasklane workspaces into a warehouse."""

@@ -1,0 +1,1 @@
+"""Dagster resources: the rate-limited Tasklane API client and the warehouse."""

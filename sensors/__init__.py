@@ -1,0 +1,1 @@
+"""Sensors: tenant registry, export status and per-tenant alerts."""

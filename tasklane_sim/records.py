@@ -1,0 +1,198 @@
+"""Tasklane records: deterministic generation from a seed, mutation, and per-workspace schema shape."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .timestamps import format_date, format_ms
+
+ID_PREFIX = {"users": "usr", "projects": "prj", "tasks": "tsk"}
+EVENT_NOUN = {"users": "user", "projects": "project", "tasks": "task"}
+BASE_FIELDS: dict[str, tuple[str, ...]] = {
+    "users": ("email", "name", "role", "active"),
+    "projects": ("name", "status", "owner_id"),
+    "tasks": (
+        "project_id",
+        "assignee_id",
+        "title",
+        "status",
+        "priority",
+        "estimate_hours",
+        "tags",
+        "due_date",
+        "custom_fields",
+        "completed_at",
+    ),
+}
+COMMON_FIELDS = ("id", "created_at", "updated_at", "deleted_at")
+DAY_MS = 86_400_000
+_ID_SPACE = 1 << 40
+_ID_STRIDE = 0x9E3779B97F  # odd, so ordinal -> id is a bijection on the id space
+
+_FIRST = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Frances", "Dennis", "Radia"]
+_LAST = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Thompson", "Allen"]
+_WORDS = [
+    "billing", "onboarding", "search", "export", "mobile", "api", "auth", "dashboard", "reports",
+    "cache", "invoice", "migration", "alerts", "sync", "audit", "pricing", "checkout", "profile",
+]
+_VERBS = ["Fix", "Add", "Refactor", "Document", "Investigate", "Ship", "Review", "Remove", "Test"]
+_TAGS = ["bug", "feature", "urgent", "backend", "frontend", "infra", "design", "customer"]
+_CUSTOMERS = ["Initrode", "Vandelay", "Soylent", "Wonka", "Cyberdyne", "Tyrell"]
+# Strings the contract promises can appear: quotes, newlines, emoji, backslashes, markup.
+_TRICKY_TITLES = [
+    'Fix "quoted" export',
+    "Line one\nline two",
+    "Ship it 🚀🔥",
+    "O'Brien's \"special\" task",
+    "Tab\tseparated\tvalues",
+    "Ünïcödé — em dash – and ½",
+    "<script>alert('x')</script>",
+    "back\\slash and \\n literal",
+    "'; DROP TABLE tasks; --",
+]
+
+
+def record_id(resource: str, ordinal: int, salt: int) -> str:
+    """Stable, unique, random-looking ids: a bijection of the ordinal within 40 bits."""
+    return f"{ID_PREFIX[resource]}_{(ordinal * _ID_STRIDE + salt) % _ID_SPACE:010x}"
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """One vendor-side change to a workspace's record shape (the contract's breaking/additive kinds)."""
+
+    kind: Literal["add_field", "drop_field", "change_type"]
+    resource: str
+    field: str
+    value: Any = None
+    to: Literal["string", "number"] | None = None
+    format: str = "{}"
+
+    def apply(self, record: dict[str, Any]) -> None:
+        if self.kind == "add_field":
+            if self.field not in record:
+                value = self.value if self.value is not None else f"{self.field}:{record['id']}"
+                record[self.field] = None if record.get("deleted_at") else value
+        elif self.kind == "drop_field":
+            record.pop(self.field, None)
+        else:
+            current = record.get(self.field)
+            if self.to == "string" and isinstance(current, (int, float)) and not isinstance(current, bool):
+                record[self.field] = self.format.format(f"{current:g}")
+            elif self.to == "number" and isinstance(current, str):
+                try:
+                    record[self.field] = float(current)
+                except ValueError:
+                    record[self.field] = None
+
+
+@dataclass
+class RecordFactory:
+    """Builds and mutates a workspace's records; every random choice comes from a seeded RNG."""
+
+    workspace: str
+    seed: int
+    counts: dict[str, int]
+    schema_changes: list[SchemaChange] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.salt = random.Random(f"{self.seed}:{self.workspace}:ids").getrandbits(40)
+
+    def id(self, resource: str, ordinal: int) -> str:
+        return record_id(resource, ordinal, self.salt)
+
+    def fields(self, resource: str) -> list[str]:
+        names = list(COMMON_FIELDS) + list(BASE_FIELDS[resource])
+        for change in self.schema_changes:
+            if change.resource != resource:
+                continue
+            if change.kind == "add_field" and change.field not in names:
+                names.append(change.field)
+            elif change.kind == "drop_field" and change.field in names:
+                names.remove(change.field)
+        return names
+
+    def shape(self, resource: str, record: dict[str, Any]) -> dict[str, Any]:
+        for change in self.schema_changes:
+            if change.resource == resource:
+                change.apply(record)
+        return record
+
+    def encode(self, resource: str, record: dict[str, Any]) -> bytes:
+        return json.dumps(self.shape(resource, record), ensure_ascii=False, separators=(",", ":")).encode()
+
+    def tombstone(self, resource: str, record_id_: str, deleted_ms: int) -> dict[str, Any]:
+        """The contract's tombstone: id, updated_at and deleted_at set, every other field null."""
+        record: dict[str, Any] = dict.fromkeys(self.fields(resource))
+        stamp = format_ms(deleted_ms)
+        record.update(id=record_id_, updated_at=stamp, deleted_at=stamp)
+        return record
+
+    def new(self, resource: str, ordinal: int, created_ms: int, updated_ms: int, rng: random.Random) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": self.id(resource, ordinal),
+            "created_at": format_ms(created_ms),
+            "updated_at": format_ms(updated_ms),
+            "deleted_at": None,
+        }
+        if resource == "users":
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            record.update(
+                email=f"{first.lower()}.{last.lower()}{ordinal}@{self.workspace}.example",
+                name=f"{first} {last}",
+                role=rng.choices(("admin", "member", "guest"), (5, 80, 15))[0],
+                active=rng.random() < 0.9,
+            )
+        elif resource == "projects":
+            record.update(
+                name=f"{rng.choice(_WORDS).title()} {rng.choice(_WORDS)} #{ordinal}",
+                status="active" if rng.random() < 0.8 else "archived",
+                owner_id=self.id("users", rng.randrange(self.counts["users"])),
+            )
+        else:
+            record.update(self._task_fields(updated_ms, rng))
+        return record
+
+    def _task_fields(self, updated_ms: int, rng: random.Random) -> dict[str, Any]:
+        status = rng.choice(("todo", "in_progress", "done"))
+        if rng.random() < 0.02:
+            title = rng.choice(_TRICKY_TITLES)
+        else:
+            title = f"{rng.choice(_VERBS)} {rng.choice(_WORDS)} {rng.choice(_WORDS)}"
+        custom: dict[str, Any] = {}
+        if rng.random() < 0.5:
+            custom["story_points"] = rng.choice((1, 2, 3, 5, 8, 13))
+        if rng.random() < 0.3:
+            custom["customer"] = rng.choice(_CUSTOMERS)
+        return {
+            "project_id": self.id("projects", rng.randrange(self.counts["projects"])),
+            "assignee_id": self.id("users", rng.randrange(self.counts["users"])) if rng.random() < 0.8 else None,
+            "title": title,
+            "status": status,
+            "priority": rng.randint(1, 4),
+            "estimate_hours": round(rng.uniform(0.5, 40), 1) if rng.random() < 0.7 else None,
+            "tags": rng.sample(_TAGS, rng.randint(0, 3)),
+            "due_date": format_date(updated_ms + rng.randint(-30, 60) * DAY_MS) if rng.random() < 0.6 else None,
+            "custom_fields": custom,
+            "completed_at": format_ms(updated_ms) if status == "done" else None,
+        }
+
+    def updated(self, resource: str, record: dict[str, Any], now_ms: int, rng: random.Random) -> dict[str, Any]:
+        """A plausible edit by a user of the workspace: a few fields change, updated_at moves."""
+        record = dict(record)
+        record["updated_at"] = format_ms(now_ms)
+        if resource == "users":
+            record["active"] = not record.get("active")
+            record["role"] = rng.choice(("admin", "member", "guest"))
+        elif resource == "projects":
+            record["status"] = "archived" if record.get("status") == "active" else "active"
+        else:
+            record["status"] = rng.choice(("todo", "in_progress", "done"))
+            record["priority"] = rng.randint(1, 4)
+            record["completed_at"] = format_ms(now_ms) if record["status"] == "done" else None
+            if rng.random() < 0.3:
+                record["title"] = rng.choice(_TRICKY_TITLES)
+        return record

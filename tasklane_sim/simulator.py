@@ -1,0 +1,126 @@
+"""The whole simulated vendor: every workspace, the token index, webhooks and the background ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .config import ConfigError, SimConfig, WorkspaceSpec
+from .timestamps import now_ms, parse_ms
+from .webhooks import WebhookDispatcher
+from .workspace import Workspace
+
+log = logging.getLogger("tasklane_sim")
+TICK_SECONDS = 0.1
+PURGE_EVERY_SECONDS = 60.0
+
+
+class AuthProblem(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class Simulator:
+    """Built from a config; generates every workspace's history before it serves a request."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.admin_token = config.resolve_admin_token()
+        self._owns_data_dir = config.data_dir is None
+        self.data_dir = Path(config.data_dir or tempfile.mkdtemp(prefix="tasklane-sim-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.as_of_ms = parse_ms(config.as_of) if config.as_of else now_ms()
+        self.workspaces: dict[str, Workspace] = {}
+        self.token_owner: dict[str, str] = {}
+        self.webhooks = WebhookDispatcher()
+        for spec in config.workspaces:
+            self.add_workspace(spec)
+
+    def add_workspace(self, spec: WorkspaceSpec) -> Workspace:
+        if spec.id in self.workspaces:
+            raise ConfigError(f"workspace {spec.id!r} already exists")
+        tokens: dict[str, int | None] = {}
+        for ref in spec.token_refs():
+            token = ref.resolve(spec.id)
+            owner = self.token_owner.get(token)
+            if owner is not None and owner != spec.id:
+                raise ConfigError(f"workspace {spec.id!r}: a token is already used by workspace {owner!r}")
+            tokens[token] = parse_ms(ref.expires_at) if ref.expires_at else None
+        started = time.perf_counter()
+        seed = spec.seed if spec.seed is not None else self.config.seed
+        workspace = Workspace(spec, seed, self.data_dir, tokens)
+        workspace.generate(self.as_of_ms)
+        workspace.on_visible = self._emit_webhook
+        for token in tokens:
+            self.token_owner[token] = spec.id
+        self.workspaces[spec.id] = workspace
+        log.info("workspace %s ready: %s in %.1fs", spec.id, spec.records.model_dump(), time.perf_counter() - started)
+        return workspace
+
+    def add_token(self, workspace: Workspace, token: str) -> None:
+        owner = self.token_owner.get(token)
+        if owner is not None and owner != workspace.id:
+            raise ConfigError("that token already belongs to another workspace")
+        workspace.tokens[token] = None
+        workspace.revoked.discard(token)
+        self.token_owner[token] = workspace.id
+
+    def revoke_token(self, workspace: Workspace, token: str) -> bool:
+        if token not in workspace.tokens:
+            return False
+        del workspace.tokens[token]
+        workspace.revoked.add(token)
+        return True
+
+    def authenticate(self, workspace: Workspace, authorization: str | None) -> None:
+        """Raise the contract's 401 or 403 for this request's Authorization header."""
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthProblem(401, "unauthorized", "missing or malformed Authorization header; send `Authorization: Bearer <token>`")
+        if token in workspace.revoked:
+            raise AuthProblem(401, "unauthorized", "this token was revoked; issue a new token for the workspace")
+        owner = self.token_owner.get(token)
+        if owner is None or (owner == workspace.id and token not in workspace.tokens):
+            raise AuthProblem(401, "unauthorized", "unknown token")
+        if owner != workspace.id:
+            raise AuthProblem(403, "forbidden", f"this token does not belong to workspace {workspace.id!r}")
+        expires = workspace.tokens[token]
+        if expires is not None and now_ms() >= expires:
+            raise AuthProblem(401, "unauthorized", "this token has expired; issue a new token for the workspace")
+
+    def _emit_webhook(self, workspace: Workspace, event_type: str, resource_id: str, occurred_at: str, _resource: str) -> None:
+        knobs = workspace.knobs
+        self.webhooks.emit(workspace.id, event_type, resource_id, occurred_at, knobs.webhook_retry_base_seconds, knobs.webhook_retry_for_seconds)
+
+    async def run_ticker(self) -> None:
+        """Background writes, late visibility, tombstone purge and export expiry, ten times a second."""
+        last = time.monotonic()
+        last_purge = last
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            for workspace in list(self.workspaces.values()):
+                try:
+                    workspace.run_background_mutations(now - last)
+                    workspace.apply_due_writes()
+                    if now - last_purge >= PURGE_EVERY_SECONDS:
+                        workspace.purge_tombstones(now_ms())
+                        workspace.exports.expire_results(time.time())
+                except Exception:
+                    log.exception("background tick failed for workspace %s", workspace.id)
+            if now - last_purge >= PURGE_EVERY_SECONDS:
+                last_purge = now
+            last = now
+
+    def close(self) -> None:
+        self.webhooks.stop()
+        for workspace in self.workspaces.values():
+            workspace.store.close()
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,0 +1,100 @@
+"""One SQLite file per workspace: keyset pages on (updated_at, id) are index seeks, never scans."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .config import RESOURCES
+
+Row = tuple[str, int, int, bytes]  # id, updated_ms, deleted (0/1), JSON body
+
+
+class WorkspaceStore:
+    """Visible records of one workspace. Only the simulator's event loop writes to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("PRAGMA cache_size=-65536")
+        for resource in RESOURCES:
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {resource} ("
+                "id TEXT PRIMARY KEY, updated_ms INTEGER NOT NULL, deleted INTEGER NOT NULL, "
+                "body BLOB NOT NULL) WITHOUT ROWID"
+            )
+
+    def bulk_load(self, resource: str, rows: Iterable[Row]) -> None:
+        """Insert generated history in one transaction; indexes are built afterwards, which is faster."""
+        self.db.execute("BEGIN")
+        self.db.executemany(f"INSERT INTO {resource} VALUES (?, ?, ?, ?)", rows)
+        self.db.execute("COMMIT")
+
+    def build_indexes(self) -> None:
+        for resource in RESOURCES:
+            self.db.execute(f"CREATE INDEX IF NOT EXISTS {resource}_position ON {resource} (updated_ms, id)")
+            self.db.execute(
+                f"CREATE INDEX IF NOT EXISTS {resource}_live_position "
+                f"ON {resource} (updated_ms, id) WHERE deleted = 0"
+            )
+        self.db.execute("ANALYZE")
+
+    def page(
+        self,
+        resource: str,
+        since_ms: int,
+        after: tuple[int, str] | None,
+        include_deleted: bool,
+        limit: int,
+    ) -> list[tuple[str, int, bytes]]:
+        """Up to `limit` records ordered by (updated_ms, id), starting after the cursor position."""
+        live = "" if include_deleted else "AND deleted = 0 "
+        if after is None:
+            sql = f"SELECT id, updated_ms, body FROM {resource} WHERE updated_ms >= ? {live}ORDER BY updated_ms, id LIMIT ?"
+            return self.db.execute(sql, (since_ms, limit)).fetchall()
+        sql = (
+            f"SELECT id, updated_ms, body FROM {resource} WHERE updated_ms >= ? "
+            f"AND (updated_ms, id) > (?, ?) {live}ORDER BY updated_ms, id LIMIT ?"
+        )
+        return self.db.execute(sql, (since_ms, after[0], after[1], limit)).fetchall()
+
+    def get(self, resource: str, record_id: str) -> tuple[int, int, bytes] | None:
+        return self.db.execute(
+            f"SELECT updated_ms, deleted, body FROM {resource} WHERE id = ?", (record_id,)
+        ).fetchone()
+
+    def put(self, resource: str, row: Row) -> bool:
+        """Upsert where the newer write wins: a late-visible older write never replaces a newer one."""
+        cursor = self.db.execute(
+            f"INSERT INTO {resource} VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "updated_ms = excluded.updated_ms, deleted = excluded.deleted, body = excluded.body "
+            f"WHERE excluded.updated_ms >= {resource}.updated_ms",
+            row,
+        )
+        return cursor.rowcount > 0
+
+    def rewrite(self, resource: str, rows: Iterable[tuple[bytes, str]]) -> None:
+        """Replace bodies in place (a schema change); positions do not move."""
+        self.db.execute("BEGIN")
+        self.db.executemany(f"UPDATE {resource} SET body = ? WHERE id = ?", rows)
+        self.db.execute("COMMIT")
+
+    def scan(self, resource: str, *, order: str = "id") -> Iterator[tuple[str, int, int, bytes]]:
+        yield from self.db.execute(f"SELECT id, updated_ms, deleted, body FROM {resource} ORDER BY {order}")
+
+    def count(self, resource: str) -> int:
+        return self.db.execute(f"SELECT count(*) FROM {resource}").fetchone()[0]
+
+    def purge_tombstones(self, before_ms: int) -> int:
+        purged = 0
+        for resource in RESOURCES:
+            purged += self.db.execute(
+                f"DELETE FROM {resource} WHERE deleted = 1 AND updated_ms < ?", (before_ms,)
+            ).rowcount
+        return purged
+
+    def close(self) -> None:
+        self.db.close()
