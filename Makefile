@@ -25,6 +25,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 validate: $(VENV)/.installed
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg check defs
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml
 
 bench: $(VENV)/.installed

@@ -207,7 +207,14 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         ws = workspace(workspace_id)
         occurred = body.occurred_at or format_ms(now_ms())
         knobs = ws.knobs
-        queued = sim.webhooks.emit(ws.id, body.type, body.resource_id, occurred, knobs.webhook_retry_base_seconds, knobs.webhook_retry_for_seconds)
+        queued = sim.webhooks.emit(
+            ws.id,
+            body.type,
+            body.resource_id,
+            occurred,
+            knobs.webhook_retry_base_seconds,
+            knobs.webhook_retry_for_seconds,
+        )
         return {"queued": queued}
 
     @admin.get("/workspaces/{workspace_id}/exports")

@@ -22,7 +22,9 @@ class SimAdminClient:
 
     def truth(self, workspace: str, resource: str) -> list[dict[str, Any]]:
         """Every record of the resource as of now, tombstones included, ordered by id."""
-        response = self.session.get(f"{self.base_url}/_sim/workspaces/{workspace}/truth/{resource}", timeout=300, stream=True)
+        response = self.session.get(
+            f"{self.base_url}/_sim/workspaces/{workspace}/truth/{resource}", timeout=300, stream=True
+        )
         response.raise_for_status()
         return [json.loads(line) for line in response.iter_lines() if line]
 
@@ -60,7 +62,9 @@ class SimAdminClient:
         return self._call("POST", f"/workspaces/{workspace}/spend", json={"calls": calls})["remaining"]
 
     def fire_webhook_event(self, workspace: str, event_type: str, resource_id: str) -> int:
-        return self._call("POST", f"/workspaces/{workspace}/webhook-events", json={"type": event_type, "resource_id": resource_id})["queued"]
+        return self._call(
+            "POST", f"/workspaces/{workspace}/webhook-events", json={"type": event_type, "resource_id": resource_id}
+        )["queued"]
 
     def exports(self, workspace: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/workspaces/{workspace}/exports")["data"]

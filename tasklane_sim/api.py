@@ -139,7 +139,9 @@ def build_api_router(sim: Simulator) -> APIRouter:
             wanted = request.query_params.get("status")
             statuses = wanted.split(",") if wanted else list(EXPORT_STATUSES)
             if any(s not in EXPORT_STATUSES for s in statuses):
-                raise ApiError(400, "bad_request", f"`status` takes a comma-separated list of {', '.join(EXPORT_STATUSES)}")
+                raise ApiError(
+                    400, "bad_request", f"`status` takes a comma-separated list of {', '.join(EXPORT_STATUSES)}"
+                )
             now = time.time()
             jobs = [
                 job.describe(now, _result_url(request, ws, job.id))
@@ -211,8 +213,12 @@ def build_api_router(sim: Simulator) -> APIRouter:
             url, events = (payload.get("url"), payload.get("events")) if isinstance(payload, dict) else (None, None)
             if not isinstance(url, str) or not re.match(r"^https?://", url):
                 raise ApiError(400, "bad_request", "`url` must be an http(s) URL")
-            if not isinstance(events, list) or not events or not all(isinstance(e, str) and EVENT_PATTERN.match(e) for e in events):
-                raise ApiError(400, "bad_request", "`events` must be a list like [\"task.*\", \"project.updated\"]")
+            if (
+                not isinstance(events, list)
+                or not events
+                or not all(isinstance(e, str) and EVENT_PATTERN.match(e) for e in events)
+            ):
+                raise ApiError(400, "bad_request", '`events` must be a list like ["task.*", "project.updated"]')
             sub = sim.webhooks.subscribe(ws.id, url, events)
             return JSONResponse({"id": sub.id, "secret": sub.secret, "url": url, "events": events}, status_code=201)
 

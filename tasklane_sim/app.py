@@ -51,7 +51,13 @@ def create_app(sim: Simulator) -> FastAPI:
         yield
         ticker.cancel()
 
-    app = FastAPI(title="Tasklane simulator", lifespan=lifespan, docs_url="/_sim/docs", redoc_url=None, openapi_url="/_sim/openapi.json")
+    app = FastAPI(
+        title="Tasklane simulator",
+        lifespan=lifespan,
+        docs_url="/_sim/docs",
+        redoc_url=None,
+        openapi_url="/_sim/openapi.json",
+    )
     app.include_router(build_admin_router(sim))
     app.include_router(build_api_router(sim))
 

@@ -10,7 +10,9 @@ from .server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tasklane-sim", description="Serve a simulated Tasklane API (see docs/simulator.md).")
+    parser = argparse.ArgumentParser(
+        prog="tasklane-sim", description="Serve a simulated Tasklane API (see docs/simulator.md)."
+    )
     parser.add_argument("--config", required=True, help="path to a sim.yaml")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8750)

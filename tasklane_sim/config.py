@@ -131,8 +131,7 @@ class SimConfig(_Strict):
         if self.admin_token_env and os.environ.get(self.admin_token_env):
             return os.environ[self.admin_token_env]
         raise ConfigError(
-            "the simulator needs an admin token: set `admin_token` or name a set variable in "
-            "`admin_token_env`"
+            "the simulator needs an admin token: set `admin_token` or name a set variable in `admin_token_env`"
         )
 
 
@@ -154,9 +153,7 @@ def parse_config(raw: dict[str, Any]) -> SimConfig:
     try:
         config = SimConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid simulator config: {problems}") from None
     seen: set[str] = set()
     for ws in config.workspaces:

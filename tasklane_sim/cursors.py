@@ -51,9 +51,12 @@ class CursorCodec:
             payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except (ValueError, TypeError) as exc:
             raise InvalidCursor("cursor is malformed") from exc
-        if not hmac.compare_digest(self._sign(payload), signature):
+        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode("utf-8", "replace")):
             raise InvalidCursor("cursor was not issued by this workspace")
-        issued_for, updated_ms, record_id, epoch, issued_at = json.loads(payload)
+        try:
+            issued_for, updated_ms, record_id, epoch, issued_at = json.loads(payload)
+        except (ValueError, TypeError) as exc:
+            raise InvalidCursor("cursor is malformed") from exc
         if issued_for != fingerprint:
             raise InvalidCursor("cursor was issued for other query parameters; send the same ones")
         if epoch != self.epoch or now - issued_at > ttl_seconds:

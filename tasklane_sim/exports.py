@@ -70,7 +70,9 @@ class ExportJob:
             "status": status,
             "progress": round(progress, 3),
             "record_count": self.record_count if status == "succeeded" else None,
-            "poll_after_seconds": 0 if status in ("succeeded", "failed", "expired") else max(1, min(60, math.ceil(remaining / 2))),
+            "poll_after_seconds": 0
+            if status in ("succeeded", "failed", "expired")
+            else max(1, min(60, math.ceil(remaining / 2))),
             "result_url": result_url if status == "succeeded" else None,
             "error": self._error() if status == "failed" else None,
             "created_at": format_ms(int(self.created_at * 1000)),
@@ -92,7 +94,9 @@ class ExportService:
     jobs: dict[str, ExportJob] = field(default_factory=dict)
     by_key: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
-    def submit(self, key: str, resource: str, updated_before_ms: int, now: float, settings: ExportSettings) -> tuple[ExportJob, bool]:
+    def submit(
+        self, key: str, resource: str, updated_before_ms: int, now: float, settings: ExportSettings
+    ) -> tuple[ExportJob, bool]:
         """Return (job, created). The same key and body within 24 h returns the same job."""
         fingerprint = f"{resource}|{updated_before_ms}"
         known = self.by_key.get(key)

@@ -35,8 +35,24 @@ _ID_STRIDE = 0x9E3779B97F  # odd, so ordinal -> id is a bijection on the id spac
 _FIRST = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Frances", "Dennis", "Radia"]
 _LAST = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Thompson", "Allen"]
 _WORDS = [
-    "billing", "onboarding", "search", "export", "mobile", "api", "auth", "dashboard", "reports",
-    "cache", "invoice", "migration", "alerts", "sync", "audit", "pricing", "checkout", "profile",
+    "billing",
+    "onboarding",
+    "search",
+    "export",
+    "mobile",
+    "api",
+    "auth",
+    "dashboard",
+    "reports",
+    "cache",
+    "invoice",
+    "migration",
+    "alerts",
+    "sync",
+    "audit",
+    "pricing",
+    "checkout",
+    "profile",
 ]
 _VERBS = ["Fix", "Add", "Refactor", "Document", "Investigate", "Ship", "Review", "Remove", "Test"]
 _TAGS = ["bug", "feature", "urgent", "backend", "frontend", "infra", "design", "customer"]
@@ -153,13 +169,13 @@ class RecordFactory:
                 owner_id=self.id("users", rng.randrange(self.counts["users"])),
             )
         else:
-            record.update(self._task_fields(updated_ms, rng))
+            record.update(self._task_fields(ordinal, updated_ms, rng))
         return record
 
-    def _task_fields(self, updated_ms: int, rng: random.Random) -> dict[str, Any]:
+    def _task_fields(self, ordinal: int, updated_ms: int, rng: random.Random) -> dict[str, Any]:
         status = rng.choice(("todo", "in_progress", "done"))
-        if rng.random() < 0.02:
-            title = rng.choice(_TRICKY_TITLES)
+        if ordinal % 40 == 7:  # every workspace of 40+ tasks carries each hard string
+            title = _TRICKY_TITLES[(ordinal // 40) % len(_TRICKY_TITLES)]
         else:
             title = f"{rng.choice(_VERBS)} {rng.choice(_WORDS)} {rng.choice(_WORDS)}"
         custom: dict[str, Any] = {}

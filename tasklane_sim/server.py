@@ -50,7 +50,9 @@ class SimServer:
     of its own, which benchmarks and multi-process tests want.
     """
 
-    def __init__(self, config: SimConfig | dict[str, Any], *, subprocess_mode: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, config: SimConfig | dict[str, Any], *, subprocess_mode: bool = False, host: str = "127.0.0.1"
+    ) -> None:
         self.config = config if isinstance(config, SimConfig) else parse_config(config)
         self.subprocess_mode = subprocess_mode
         self.host = host
@@ -82,7 +84,9 @@ class SimServer:
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn_config(self.simulator))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="tasklane-sim", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="tasklane-sim", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -96,7 +100,17 @@ class SimServer:
         with os.fdopen(handle, "w") as out:
             yaml.safe_dump(self.config.model_dump(mode="json", exclude_none=True), out)
         self._config_file = Path(name)
-        command = [sys.executable, "-m", "tasklane_sim", "--config", name, "--host", self.host, "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "tasklane_sim",
+            "--config",
+            name,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         self._process = subprocess.Popen(command)
         wait_until_healthy(self.base_url, timeout, self._process)
 
@@ -144,8 +158,13 @@ def serve(config: SimConfig, host: str, port: int, access_log: bool = False) -> 
     sim = Simulator(config)
     logging.getLogger("tasklane_sim").info(
         "%d workspaces ready in %.1fs; serving http://%s:%d (admin API under /_sim/)",
-        len(sim.workspaces), time.perf_counter() - started, host, port,
+        len(sim.workspaces),
+        time.perf_counter() - started,
+        host,
+        port,
     )
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit cleanly so the data dir goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.Server(uvicorn_config(sim, access_log=access_log, host=host, port=port)).run()
     finally:

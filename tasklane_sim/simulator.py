@@ -38,8 +38,12 @@ class Simulator:
         self.workspaces: dict[str, Workspace] = {}
         self.token_owner: dict[str, str] = {}
         self.webhooks = WebhookDispatcher()
-        for spec in config.workspaces:
-            self.add_workspace(spec)
+        try:
+            for spec in config.workspaces:
+                self.add_workspace(spec)
+        except BaseException:
+            self.close()
+            raise
 
     def add_workspace(self, spec: WorkspaceSpec) -> Workspace:
         if spec.id in self.workspaces:
@@ -82,7 +86,9 @@ class Simulator:
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise AuthProblem(401, "unauthorized", "missing or malformed Authorization header; send `Authorization: Bearer <token>`")
+            raise AuthProblem(
+                401, "unauthorized", "missing or malformed Authorization header; send `Authorization: Bearer <token>`"
+            )
         if token in workspace.revoked:
             raise AuthProblem(401, "unauthorized", "this token was revoked; issue a new token for the workspace")
         owner = self.token_owner.get(token)
@@ -94,9 +100,18 @@ class Simulator:
         if expires is not None and now_ms() >= expires:
             raise AuthProblem(401, "unauthorized", "this token has expired; issue a new token for the workspace")
 
-    def _emit_webhook(self, workspace: Workspace, event_type: str, resource_id: str, occurred_at: str, _resource: str) -> None:
+    def _emit_webhook(
+        self, workspace: Workspace, event_type: str, resource_id: str, occurred_at: str, _resource: str
+    ) -> None:
         knobs = workspace.knobs
-        self.webhooks.emit(workspace.id, event_type, resource_id, occurred_at, knobs.webhook_retry_base_seconds, knobs.webhook_retry_for_seconds)
+        self.webhooks.emit(
+            workspace.id,
+            event_type,
+            resource_id,
+            occurred_at,
+            knobs.webhook_retry_base_seconds,
+            knobs.webhook_retry_for_seconds,
+        )
 
     async def run_ticker(self) -> None:
         """Background writes, late visibility, tombstone purge and export expiry, ten times a second."""

@@ -37,8 +37,7 @@ class WorkspaceStore:
         for resource in RESOURCES:
             self.db.execute(f"CREATE INDEX IF NOT EXISTS {resource}_position ON {resource} (updated_ms, id)")
             self.db.execute(
-                f"CREATE INDEX IF NOT EXISTS {resource}_live_position "
-                f"ON {resource} (updated_ms, id) WHERE deleted = 0"
+                f"CREATE INDEX IF NOT EXISTS {resource}_live_position ON {resource} (updated_ms, id) WHERE deleted = 0"
             )
         self.db.execute("ANALYZE")
 
@@ -53,7 +52,10 @@ class WorkspaceStore:
         """Up to `limit` records ordered by (updated_ms, id), starting after the cursor position."""
         live = "" if include_deleted else "AND deleted = 0 "
         if after is None:
-            sql = f"SELECT id, updated_ms, body FROM {resource} WHERE updated_ms >= ? {live}ORDER BY updated_ms, id LIMIT ?"
+            sql = (
+                f"SELECT id, updated_ms, body FROM {resource} "
+                f"WHERE updated_ms >= ? {live}ORDER BY updated_ms, id LIMIT ?"
+            )
             return self.db.execute(sql, (since_ms, limit)).fetchall()
         sql = (
             f"SELECT id, updated_ms, body FROM {resource} WHERE updated_ms >= ? "

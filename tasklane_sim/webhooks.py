@@ -106,7 +106,9 @@ class WebhookDispatcher:
         del self.subscriptions[subscription_id]
         return True
 
-    def emit(self, workspace: str, event_type: str, resource_id: str, occurred_at: str, retry_base: float, retry_for: float) -> int:
+    def emit(
+        self, workspace: str, event_type: str, resource_id: str, occurred_at: str, retry_base: float, retry_for: float
+    ) -> int:
         """Queue the event for every matching subscription; returns how many deliveries were queued."""
         queued = 0
         for sub in list(self.subscriptions.values()):
@@ -154,7 +156,10 @@ class WebhookDispatcher:
             return
         delivery.attempt += 1
         stats["attempts"] += 1
-        headers = {"Content-Type": "application/json", "Tasklane-Signature": sign(sub.secret, delivery.body, int(time.time()))}
+        headers = {
+            "Content-Type": "application/json",
+            "Tasklane-Signature": sign(sub.secret, delivery.body, int(time.time())),
+        }
         try:
             ok = session.post(sub.url, data=delivery.body, headers=headers, timeout=5).ok
         except requests.RequestException:

@@ -114,7 +114,13 @@ class Workspace:
             if self.store.put(write.resource, (write.record_id, write.updated_ms, write.deleted, body)):
                 applied += 1
                 if self.on_visible:
-                    self.on_visible(self, f"{EVENT_NOUN[write.resource]}.{write.verb}", write.record_id, format_ms(write.updated_ms), write.resource)
+                    self.on_visible(
+                        self,
+                        f"{EVENT_NOUN[write.resource]}.{write.verb}",
+                        write.record_id,
+                        format_ms(write.updated_ms),
+                        write.resource,
+                    )
         return applied
 
     def settle(self) -> int:
@@ -191,7 +197,8 @@ class Workspace:
     # --- faults, auth, counters ---------------------------------------------------------------
     def draw_fault(self) -> str | None:
         faults = self.knobs.faults
-        for kind, rate in zip(FAULT_KINDS, (faults.error_rate, faults.slow_rate, faults.drop_rate, faults.truncate_rate)):
+        rates = (faults.error_rate, faults.slow_rate, faults.drop_rate, faults.truncate_rate)
+        for kind, rate in zip(FAULT_KINDS, rates, strict=True):
             if rate and self.rng.random() < rate:
                 return kind
         return None
