@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .admin_api import build_admin_router
-from .api import build_api_router
+from .api import build_api_app
 from .errors import ApiError, error_response
 from .simulator import Simulator
 
@@ -43,7 +43,20 @@ class InFlightCounter:
             workspace.in_flight -= 1
 
 
-def create_app(sim: Simulator) -> FastAPI:
+class PublicOrAdmin:
+    """`/v1/...` goes straight to the lean public API; admin, docs and lifespan go to FastAPI."""
+
+    def __init__(self, public: ASGIApp, admin: ASGIApp) -> None:
+        self.public, self.admin = public, admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.public(scope, receive, send)
+        else:
+            await self.admin(scope, receive, send)
+
+
+def create_app(sim: Simulator) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sim.webhooks.start()
@@ -59,7 +72,6 @@ def create_app(sim: Simulator) -> FastAPI:
         openapi_url="/_sim/openapi.json",
     )
     app.include_router(build_admin_router(sim))
-    app.include_router(build_api_router(sim))
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
@@ -79,5 +91,4 @@ def create_app(sim: Simulator) -> FastAPI:
         log.exception("simulator bug while serving a request")
         return error_response(500, "internal_error", "the simulator failed on this request; see its log")
 
-    app.add_middleware(InFlightCounter, sim=sim)
-    return app
+    return PublicOrAdmin(InFlightCounter(build_api_app(sim), sim), app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ BASE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 COMMON_FIELDS = ("id", "created_at", "updated_at", "deleted_at")
 DAY_MS = 86_400_000
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # reused: the C fast path
 _ID_SPACE = 1 << 40
 _ID_STRIDE = 0x9E3779B97F  # odd, so ordinal -> id is a bijection on the id space
 
@@ -57,6 +59,8 @@ _WORDS = [
 _VERBS = ["Fix", "Add", "Refactor", "Document", "Investigate", "Ship", "Review", "Remove", "Test"]
 _TAGS = ["bug", "feature", "urgent", "backend", "frontend", "infra", "design", "customer"]
 _CUSTOMERS = ["Initrode", "Vandelay", "Soylent", "Wonka", "Cyberdyne", "Tyrell"]
+_STATUSES = ("todo", "in_progress", "done")
+_POINTS = (1, 2, 3, 5, 8, 13)
 # Strings the contract promises can appear: quotes, newlines, emoji, backslashes, markup.
 _TRICKY_TITLES = [
     'Fix "quoted" export',
@@ -69,6 +73,10 @@ _TRICKY_TITLES = [
     "back\\slash and \\n literal",
     "'; DROP TABLE tasks; --",
 ]
+
+
+def _pick(options: Sequence[Any], r: Callable[[], float]) -> Any:
+    return options[int(r() * len(options))]
 
 
 def record_id(resource: str, ordinal: int, salt: int) -> str:
@@ -138,7 +146,7 @@ class RecordFactory:
         return record
 
     def encode(self, resource: str, record: dict[str, Any]) -> bytes:
-        return json.dumps(self.shape(resource, record), ensure_ascii=False, separators=(",", ":")).encode()
+        return _ENCODER.encode(self.shape(resource, record)).encode()
 
     def tombstone(self, resource: str, record_id_: str, deleted_ms: int) -> dict[str, Any]:
         """The contract's tombstone: id, updated_at and deleted_at set, every other field null."""
@@ -148,6 +156,8 @@ class RecordFactory:
         return record
 
     def new(self, resource: str, ordinal: int, created_ms: int, updated_ms: int, rng: random.Random) -> dict[str, Any]:
+        # Draws use rng.random() alone: it is C-level, and generation is the simulator's start-up.
+        r = rng.random
         record: dict[str, Any] = {
             "id": self.id(resource, ordinal),
             "created_at": format_ms(created_ms),
@@ -155,43 +165,44 @@ class RecordFactory:
             "deleted_at": None,
         }
         if resource == "users":
-            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            first, last = _pick(_FIRST, r), _pick(_LAST, r)
+            role = r()
             record.update(
                 email=f"{first.lower()}.{last.lower()}{ordinal}@{self.workspace}.example",
                 name=f"{first} {last}",
-                role=rng.choices(("admin", "member", "guest"), (5, 80, 15))[0],
-                active=rng.random() < 0.9,
+                role="admin" if role < 0.05 else "guest" if role < 0.2 else "member",
+                active=r() < 0.9,
             )
         elif resource == "projects":
             record.update(
-                name=f"{rng.choice(_WORDS).title()} {rng.choice(_WORDS)} #{ordinal}",
-                status="active" if rng.random() < 0.8 else "archived",
-                owner_id=self.id("users", rng.randrange(self.counts["users"])),
+                name=f"{_pick(_WORDS, r).title()} {_pick(_WORDS, r)} #{ordinal}",
+                status="active" if r() < 0.8 else "archived",
+                owner_id=self.id("users", int(r() * self.counts["users"])),
             )
         else:
-            record.update(self._task_fields(ordinal, updated_ms, rng))
+            record.update(self._task_fields(ordinal, updated_ms, r))
         return record
 
-    def _task_fields(self, ordinal: int, updated_ms: int, rng: random.Random) -> dict[str, Any]:
-        status = rng.choice(("todo", "in_progress", "done"))
+    def _task_fields(self, ordinal: int, updated_ms: int, r: Callable[[], float]) -> dict[str, Any]:
+        status = _pick(_STATUSES, r)
         if ordinal % 40 == 7:  # every workspace of 40+ tasks carries each hard string
             title = _TRICKY_TITLES[(ordinal // 40) % len(_TRICKY_TITLES)]
         else:
-            title = f"{rng.choice(_VERBS)} {rng.choice(_WORDS)} {rng.choice(_WORDS)}"
+            title = f"{_pick(_VERBS, r)} {_pick(_WORDS, r)} {_pick(_WORDS, r)}"
         custom: dict[str, Any] = {}
-        if rng.random() < 0.5:
-            custom["story_points"] = rng.choice((1, 2, 3, 5, 8, 13))
-        if rng.random() < 0.3:
-            custom["customer"] = rng.choice(_CUSTOMERS)
+        if r() < 0.5:
+            custom["story_points"] = _pick(_POINTS, r)
+        if r() < 0.3:
+            custom["customer"] = _pick(_CUSTOMERS, r)
         return {
-            "project_id": self.id("projects", rng.randrange(self.counts["projects"])),
-            "assignee_id": self.id("users", rng.randrange(self.counts["users"])) if rng.random() < 0.8 else None,
+            "project_id": self.id("projects", int(r() * self.counts["projects"])),
+            "assignee_id": self.id("users", int(r() * self.counts["users"])) if r() < 0.8 else None,
             "title": title,
             "status": status,
-            "priority": rng.randint(1, 4),
-            "estimate_hours": round(rng.uniform(0.5, 40), 1) if rng.random() < 0.7 else None,
-            "tags": rng.sample(_TAGS, rng.randint(0, 3)),
-            "due_date": format_date(updated_ms + rng.randint(-30, 60) * DAY_MS) if rng.random() < 0.6 else None,
+            "priority": 1 + int(r() * 4),
+            "estimate_hours": round(0.5 + r() * 39.5, 1) if r() < 0.7 else None,
+            "tags": sorted({_pick(_TAGS, r) for _ in range(int(r() * 4))}),
+            "due_date": format_date(updated_ms + int(r() * 90 - 30) * DAY_MS) if r() < 0.6 else None,
             "custom_fields": custom,
             "completed_at": format_ms(updated_ms) if status == "done" else None,
         }

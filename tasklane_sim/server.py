@@ -68,6 +68,11 @@ class SimServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int:
+        """The simulator's process: this one in thread mode, the child in subprocess mode."""
+        return self._process.pid if self._process else os.getpid()
+
+    @property
     def admin(self) -> SimAdminClient:
         return SimAdminClient(self.base_url, self.config.resolve_admin_token())
 

@@ -76,16 +76,21 @@ class Workspace:
         factory, deleted_share = self.factory, self.spec.deleted_fraction
 
         def rows(resource: str) -> Iterator[tuple[str, int, int, bytes]]:
+            # Draw every record's timestamps first, then write in (updated_at) order: rows that sit
+            # together on a page sit together on disk, so a keyset page reads contiguous rows.
+            stamps = []
             for ordinal in range(self.next_ordinal[resource]):
                 created = as_of_ms - int(rng.random() * span)
                 updated = created + int(rng.random() * (as_of_ms - created))
-                if rng.random() < deleted_share:
-                    deleted = max(updated, as_of_ms - int(rng.random() * retention))
+                deleted = max(updated, as_of_ms - int(rng.random() * retention)) if rng.random() < deleted_share else 0
+                stamps.append((deleted or updated, ordinal, created, deleted))
+            stamps.sort()
+            for position, ordinal, created, deleted in stamps:
+                if deleted:
                     record = factory.tombstone(resource, factory.id(resource, ordinal), deleted)
-                    yield record["id"], deleted, 1, factory.encode(resource, record)
                 else:
-                    record = factory.new(resource, ordinal, created, updated, rng)
-                    yield record["id"], updated, 0, factory.encode(resource, record)
+                    record = factory.new(resource, ordinal, created, position, rng)
+                yield record["id"], position, int(bool(deleted)), factory.encode(resource, record)
 
         for resource in RESOURCES:
             self.store.bulk_load(resource, rows(resource))
