@@ -22,6 +22,7 @@ def main() -> None:
         "Written by `make bench`; every figure below comes from the same run, on this machine:",
         f"{machine()}.",
         "",
+        "",
     ]
     OUTPUT.write_text("\n".join(header) + "\n".join(s.markdown() for s in sections))
     print(f"wrote {OUTPUT}")
