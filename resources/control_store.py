@@ -1,0 +1,127 @@
+"""The control store every dripfeed process shares: rate windows, call leases, the call ledger, ETags.
+
+SQLite file by default (`DRIPFEED_STATE`), Postgres in production (a `postgresql://` URL). One
+schema through SQLAlchemy Core; the two dialects differ only in how a transaction takes its lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_STATE = ".dev/control.sqlite3"
+
+metadata = sa.MetaData()
+
+rate_windows = sa.Table(
+    "dripfeed_rate_windows",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("window_reset", sa.BigInteger),  # Unix seconds the current window ends (the vendor's X-RateLimit-Reset)
+    sa.Column("spent", sa.Integer, nullable=False, default=0),  # calls dripfeed made in this window, all processes
+    sa.Column("vendor_cap", sa.Integer),  # `spent` at which the vendor's remaining runs out, from its headers
+    sa.Column("vendor_limit", sa.Integer),  # X-RateLimit-Limit last seen
+    sa.Column("window_seconds", sa.Integer),  # learned from consecutive resets
+    sa.Column("last_reset_seen", sa.BigInteger),
+)
+
+call_leases = sa.Table(
+    "dripfeed_call_leases",
+    metadata,
+    sa.Column("lease_id", sa.String(36), primary_key=True),
+    sa.Column("tenant", sa.String(63), nullable=False, index=True),
+    sa.Column("expires_at", sa.Float, nullable=False),  # a killed process's lease lapses on its own
+)
+
+call_ledger = sa.Table(
+    "dripfeed_api_calls",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("hour", sa.String(20), primary_key=True),  # 2026-11-21T10:00:00Z
+    sa.Column("endpoint", sa.String(40), primary_key=True),
+    sa.Column("calls", sa.Integer, nullable=False, default=0),
+    sa.Column("counted", sa.Integer, nullable=False, default=0),
+    sa.Column("not_modified", sa.Integer, nullable=False, default=0),
+    sa.Column("rate_limited", sa.Integer, nullable=False, default=0),
+    sa.Column("retries", sa.Integer, nullable=False, default=0),
+    sa.Column("errors", sa.Integer, nullable=False, default=0),
+    sa.Column("wait_seconds", sa.Float, nullable=False, default=0.0),
+)
+
+etags = sa.Table(
+    "dripfeed_etags",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("query", sa.String(500), primary_key=True),
+    sa.Column("etag", sa.String(200), nullable=False),
+)
+
+
+def state_url(value: str | None = None) -> str:
+    """`DRIPFEED_STATE` as a SQLAlchemy URL: a `postgresql://` URL as is, anything else a SQLite path."""
+    value = value or os.environ.get("DRIPFEED_STATE", DEFAULT_STATE)
+    if value.startswith(("postgresql://", "postgresql+", "sqlite://")):
+        return value
+    Path(value).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{value}"
+
+
+class ControlStore:
+    """Short, locked transactions on a shared database; safe across processes and threads."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = state_url(url)
+        self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True, **self._engine_options())
+        if self.dialect == "sqlite":
+            self._make_sqlite_transactions_immediate()
+        metadata.create_all(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _engine_options(self) -> dict[str, Any]:
+        if self.url.startswith("sqlite"):
+            return {"connect_args": {"timeout": 60, "check_same_thread": False}}
+        return {"pool_size": 4, "max_overflow": 4}
+
+    def _make_sqlite_transactions_immediate(self) -> None:
+        """SQLite's default deferred transactions deadlock when two readers both upgrade to write;
+        BEGIN IMMEDIATE takes the write lock first, so every budget transaction is serialised."""
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _connect(dbapi_connection: Any, _: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+        @sa.event.listens_for(self.engine, "begin")
+        def _begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT, which has on_conflict_do_update / do_nothing."""
+        return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+
+    def lock_tenant_row(self, connection: Connection, tenant: str) -> sa.Row:
+        """Create the tenant's rate-window row if needed and lock it for this transaction."""
+        connection.execute(self.insert(rate_windows).values(tenant=tenant, spent=0).on_conflict_do_nothing())
+        query = sa.select(rate_windows).where(rate_windows.c.tenant == tenant)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        return connection.execute(query).one()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,80 @@
+"""The Dagster resource every Tasklane call goes through."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from dripfeed.tenants import Tenant, TenantConfigError, load_tenants
+
+from .control_store import ControlStore
+from .rate_budget import RateBudget
+from .tasklane_client import ClientSettings, TenantClient
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8750"
+
+
+class TasklaneAPI(dg.ConfigurableResource):
+    """Per-tenant, budgeted, retried and counted access to the Tasklane API.
+
+    Unset fields come from the environment when the resource is used: `TASKLANE_BASE_URL`,
+    `DRIPFEED_TENANTS_FILE`, `DRIPFEED_STATE` (see docs/configuration.md)."""
+
+    base_url: str | None = Field(
+        None, description="Tasklane API root; default $TASKLANE_BASE_URL or the local simulator"
+    )
+    tenants_file: str | None = Field(None, description="tenants.yaml; default $DRIPFEED_TENANTS_FILE")
+    state: str | None = Field(
+        None, description="control store: a SQLite path or postgresql:// URL; default $DRIPFEED_STATE"
+    )
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+    max_attempts: int = Field(6, description="attempts per call for transient errors (5xx, timeouts, drops, 429)")
+    long_wait_seconds: float = Field(60.0, description="a longer wait becomes a Dagster retry instead of a sleep")
+    throttle_retries: int = Field(24, description="how many times a throttled step may ask Dagster to retry it")
+    max_concurrent: int = Field(8, description="the vendor's cap on concurrent requests per workspace")
+
+    _store: ControlStore | None = PrivateAttr(default=None)
+    _clients: dict[str, TenantClient] = PrivateAttr(default_factory=dict)
+
+    def tenants(self) -> dict[str, Tenant]:
+        return load_tenants(self.tenants_file)
+
+    @property
+    def store(self) -> ControlStore:
+        if self._store is None:
+            self._store = ControlStore(self.state)
+        return self._store
+
+    def client(self, tenant_id: str) -> TenantClient:
+        """The tenant's client (one HTTP session per tenant, reused by this process)."""
+        if tenant_id not in self._clients:
+            tenants = self.tenants()
+            if tenant_id not in tenants:
+                raise TenantConfigError(
+                    f"tenant {tenant_id!r} is not in {self.tenants_file or 'tenants.yaml'}; add it there first"
+                )
+            settings = ClientSettings(
+                base_url=self.base_url or os.environ.get("TASKLANE_BASE_URL", DEFAULT_BASE_URL),
+                connect_timeout=self.connect_timeout_seconds,
+                read_timeout=self.read_timeout_seconds,
+                max_attempts=self.max_attempts,
+                long_wait_seconds=self.long_wait_seconds,
+                throttle_retries=self.throttle_retries,
+                max_concurrent=self.max_concurrent,
+            )
+            budget = RateBudget(
+                self.store,
+                self.max_concurrent,
+                lease_seconds=self.connect_timeout_seconds + self.read_timeout_seconds + 30,
+            )
+            self._clients[tenant_id] = TenantClient(tenants[tenant_id], settings, self.store, budget)
+        return self._clients[tenant_id]
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for client in self._clients.values():
+            client.session.close()
+        if self._store is not None:
+            self._store.dispose()

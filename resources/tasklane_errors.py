@@ -1,0 +1,105 @@
+"""How a failed Tasklane call reaches Dagster: what went wrong, for which tenant, and what to do."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import dagster as dg
+
+ErrorClass = Literal["auth", "config", "rate_limit", "schema_drift", "vendor_outage", "bug"]
+
+
+class TasklaneFailure(dg.Failure):
+    """A step failure that names the tenant, an error class for alerts, and the fix. Never a token."""
+
+    def __init__(
+        self,
+        tenant: str,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status: int | None = None,
+        allow_retries: bool = False,
+    ) -> None:
+        self.tenant, self.error_class, self.status = tenant, error_class, status
+        super().__init__(
+            description=f"tenant {tenant!r}: {message}",
+            metadata={
+                "tenant": tenant,
+                "error_class": error_class,
+                "http_status": status if status is not None else "none",
+            },
+            allow_retries=allow_retries,
+        )
+
+
+class TransientError(Exception):
+    """Retrying may help: 5xx, timeouts, dropped connections, cut or undecodable bodies, 429."""
+
+    def __init__(self, what: str, retry_after: float | None = None) -> None:
+        super().__init__(what)
+        self.retry_after = retry_after
+
+
+class CursorExpired(Exception):
+    """410 cursor_expired: the listing starts again from its updated_since."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as delta-seconds or as an HTTP-date (RFC 9110), in seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(when - (time.time() if now is None else now), 0.0)
+
+
+def failure_for_status(
+    tenant: str, token_source: str, endpoint: str, status: int, vendor_message: str
+) -> TasklaneFailure:
+    """The answers a retry cannot fix (400, 401, 403, 404, 409), each with what to do about it."""
+    said = f" (Tasklane said: {vendor_message})" if vendor_message else ""
+    if status == 401:
+        return TasklaneFailure(
+            tenant,
+            "auth",
+            f"Tasklane rejected the token from the {token_source}: it is revoked, expired or wrong{said}. "
+            f"Issue a new API token for the workspace and put it in the {token_source}.",
+            status=status,
+        )
+    if status == 403:
+        return TasklaneFailure(
+            tenant,
+            "auth",
+            f"the token from the {token_source} belongs to another workspace{said}. "
+            f"Put workspace {tenant!r}'s own token there.",
+            status=status,
+        )
+    if status == 404:
+        return TasklaneFailure(
+            tenant,
+            "config",
+            f"Tasklane has no such workspace or object for {endpoint}{said}. Check the tenant id in tenants.yaml.",
+            status=status,
+        )
+    if status == 409:
+        return TasklaneFailure(
+            tenant,
+            "bug",
+            f"an idempotency key was reused with a different request on {endpoint}{said}. "
+            "This is a dripfeed bug; report it.",
+            status=status,
+        )
+    return TasklaneFailure(
+        tenant,
+        "bug",
+        f"Tasklane refused {endpoint} with {status}{said}. dripfeed sent a request the API does not accept; report it.",
+        status=status,
+    )
