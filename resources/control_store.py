@@ -67,7 +67,10 @@ etags = sa.Table(
 def state_url(value: str | None = None) -> str:
     """`DRIPFEED_STATE` as a SQLAlchemy URL: a `postgresql://` URL as is, anything else a SQLite path."""
     value = value or os.environ.get("DRIPFEED_STATE", DEFAULT_STATE)
-    if value.startswith(("postgresql://", "postgresql+", "sqlite://")):
+    if value.startswith("postgresql://"):
+        # psycopg2 comes with dagster-postgres; SQLAlchemy 2.1 would otherwise look for psycopg 3.
+        return "postgresql+psycopg2://" + value.removeprefix("postgresql://")
+    if value.startswith(("postgresql+", "sqlite://")):
         return value
     Path(value).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{value}"
@@ -81,7 +84,10 @@ class ControlStore:
         self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True, **self._engine_options())
         if self.dialect == "sqlite":
             self._make_sqlite_transactions_immediate()
-        metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            if self.dialect == "postgresql":  # processes starting together must not race on CREATE TABLE
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7343017)"))
+            metadata.create_all(connection)
 
     @property
     def dialect(self) -> str:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
+import yaml
 
+from resources.control_store import state_url
 from tasklane_sim import SimServer
 from tasklane_sim.config import _merge
+from tests.postgres_server import running_postgres
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -58,6 +64,36 @@ class TasklaneClient:
             if body["next_cursor"] is None:
                 return records
             params["cursor"] = body["next_cursor"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One real Postgres cluster for the whole session."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def control_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The control store on each back end: a SQLite file, and a fresh database on a real Postgres."""
+    if request.param == "sqlite":
+        return str(tmp_path / "control.sqlite3")
+    url = request.getfixturevalue("postgres_url")
+    name = f"control_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(state_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def write_tenants(path: Path, *tenants: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump({"tenants": list(tenants)}))
+    return path
+
+
+def tenant_entry(tenant_id: str, **overrides: Any) -> dict[str, Any]:
+    return {"id": tenant_id, "tier": "hourly", "token_env": f"TASKLANE_TOKEN_{tenant_id.upper()}", **overrides}
 
 
 @pytest.fixture

@@ -1,0 +1,242 @@
+"""The API resource against the real simulator: retries, waits, budget, ledger, ETags, secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from resources.call_ledger import ledger_rows
+from resources.tasklane_errors import TasklaneFailure
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def records(client, resource: str = "tasks", since: str | None = None) -> list[dict]:
+    return sorted((r for page in client.list_pages(resource, since) for r in page.records), key=lambda r: r["id"])
+
+
+def test_transient_faults_are_retried_and_the_listing_equals_the_ground_truth(make_sim, make_api) -> None:
+    faults = {"error_rate": 0.15, "drop_rate": 0.1, "truncate_rate": 0.15, "slow_rate": 0.2, "slow_seconds": 1.0}
+    sim = make_sim(workspace_config("acme", records={"tasks": 1200}, faults=faults))
+    client = make_api(sim, read_timeout_seconds=0.5, max_attempts=10).client("acme")
+    assert records(client) == sim.admin.truth("acme", "tasks")
+    counted = sim.admin.counters("acme")["totals"]
+    assert counted.get("fault_error", 0) and counted.get("fault_drop", 0) and counted.get("fault_truncate", 0)
+    assert counted.get("fault_slow", 0), "a slow answer must have tripped the read timeout"
+    assert client.stats["retries"] >= counted["fault_error"] + counted["fault_drop"]
+
+
+def test_a_revoked_token_fails_at_once_without_retries(make_sim, make_api) -> None:
+    sim = make_sim()
+    client = make_api(sim).client("acme")
+    sim.admin.revoke_token("acme", "token-acme")
+    with pytest.raises(TasklaneFailure) as failure:
+        records(client)
+    assert failure.value.allow_retries is False
+    assert failure.value.error_class == "auth"
+    assert "'acme'" in str(failure.value) and "TASKLANE_TOKEN_ACME" in str(failure.value)
+    assert sim.admin.counters("acme")["totals"]["requests"] == 1
+
+
+@pytest.mark.parametrize(("status_token", "error_class"), [("token-globex", "auth"), ("", "config")])
+def test_a_wrong_or_missing_token_is_a_clear_error_naming_tenant_and_variable(
+    make_sim, make_api, monkeypatch, status_token, error_class
+) -> None:
+    sim = make_sim(workspace_config("acme"), workspace_config("globex"))
+    client = make_api(sim).client("acme")
+    monkeypatch.setenv("TASKLANE_TOKEN_ACME", status_token)
+    with pytest.raises(TasklaneFailure) as failure:
+        client.list_pages("users", None).__next__()
+    assert failure.value.error_class == error_class and failure.value.allow_retries is False
+    assert "TASKLANE_TOKEN_ACME" in str(failure.value)
+    expected_calls = 1 if status_token else 0  # a missing secret fails before any call
+    assert sim.admin.counters("acme")["totals"].get("requests", 0) == expected_calls
+
+
+def test_a_token_file_is_read_at_call_time_so_rotation_needs_no_restart(make_sim, make_api, tmp_path) -> None:
+    sim = make_sim()
+    secret = tmp_path / "acme.token"
+    secret.write_text("token-acme\n")
+    client = make_api(sim, {"id": "acme", "tier": "daily", "token_file": str(secret)}).client("acme")
+    assert records(client, "users")
+    sim.admin.add_token("acme", "rotated")
+    sim.admin.revoke_token("acme", "token-acme")
+    secret.write_text("rotated")
+    assert records(client, "projects")  # with the new token, no restart
+    assert sim.admin.counters("acme")["totals"].get("status_401", 0) == 0
+
+
+@pytest.mark.parametrize("retry_after_format", ["seconds", "http-date"])
+def test_retry_after_is_obeyed_in_both_formats(make_sim, make_api, retry_after_format: str) -> None:
+    sim = make_sim(workspace_config("acme", rate_limit=30, window_seconds=3, retry_after_format=retry_after_format))
+    client = make_api(sim, tenant_entry("acme", budget_share=1.0)).client("acme")
+    time.sleep(3 - time.time() % 3 + 0.05)
+    sim.admin.spend("acme", 30)  # the customer's other client took the whole window
+    started = time.monotonic()
+    assert records(client, "users")
+    elapsed = time.monotonic() - started
+    totals = sim.admin.counters("acme")["totals"]
+    assert totals["rate_limited"] == 1, "one 429, then it waited instead of hammering"
+    assert 2.0 <= elapsed < 6.0, f"waited {elapsed:.1f}s for a window of 3s"
+
+
+def test_a_long_retry_after_becomes_a_dagster_retry_request_not_a_sleep(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", lockout_threshold=0))  # the first 429 locks out: Retry-After 300
+    client = make_api(sim, tenant_entry("acme", budget_share=1.0)).client("acme")
+    sim.admin.set_knobs("acme", max_concurrent=1, faults={"slow_rate": 1.0, "slow_seconds": 1.0})
+    blocker = threading.Thread(
+        target=lambda: client.session.get(f"{client.base}/users", headers={"Authorization": "Bearer token-acme"})
+    )
+    blocker.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    with pytest.raises(dg.RetryRequested) as retry:
+        records(client, "users")
+    blocker.join()
+    assert time.monotonic() - started < 2.0, "the worker did not sleep through the lockout"
+    assert 290 <= retry.value.seconds_to_wait <= 300
+
+
+def test_an_exhausted_budget_with_a_far_reset_becomes_a_retry_request(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
+    client = make_api(sim, tenant_entry("acme", budget_per_hour=3)).client("acme")
+    started = time.monotonic()
+    with pytest.raises(dg.RetryRequested) as retry:
+        records(client)
+    assert time.monotonic() - started < 2.0
+    assert retry.value.seconds_to_wait > 60
+    assert sim.admin.counters("acme")["totals"]["counted"] == 3
+
+
+def run_worker(sim, tenants_file: Path, state: str, passes: int) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "tests.resources.list_worker",
+        sim.base_url,
+        str(tenants_file),
+        state,
+        "acme",
+        str(passes),
+    ]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_share_one_budget_and_stay_inside_it_in_every_window(
+    make_sim, tmp_path, monkeypatch, control_state
+) -> None:
+    window, limit, budget = 2, 20, 10  # budget_share 0.5 of the vendor's 20 calls per 2 s window
+    sim = make_sim(workspace_config("acme", records={"tasks": 1500}, rate_limit=limit, window_seconds=window))
+    monkeypatch.setenv("TASKLANE_TOKEN_ACME", "token-acme")
+    tenants_file = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", budget_share=0.5))
+    workers = [run_worker(sim, tenants_file, control_state, passes=1) for _ in range(2)]
+    outputs = [w.communicate(timeout=120) for w in workers]
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+        assert json.loads(out)["records"] == 1500
+    counters = sim.admin.counters("acme")
+    per_window = counters["counted_by_window"]
+    assert sum(per_window.values()) == 2 * 15
+    assert max(per_window.values()) <= budget, per_window
+    assert counters["totals"].get("rate_limited", 0) == 0 and counters["lockouts"] == 0
+
+
+def test_calls_by_the_customers_other_client_shrink_what_dripfeed_spends(make_sim, make_api) -> None:
+    window = 6
+    sim = make_sim(workspace_config("acme", records={"tasks": 3000}, rate_limit=40, window_seconds=window))
+    client = make_api(sim, tenant_entry("acme", budget_share=1.0)).client("acme")
+    time.sleep(window - time.time() % window + 0.05)
+    pages = client.list_pages("tasks", None)
+    for _ in range(5):
+        next(pages)
+    sim.admin.spend("acme", 20)  # half the window, spent behind dripfeed's back
+    for _ in pages:
+        pass
+    counters = sim.admin.counters("acme")
+    assert counters["totals"].get("rate_limited", 0) <= 1
+    assert counters["lockouts"] == 0
+    assert max(counters["counted_by_window"].values()) <= 40
+
+
+def test_a_repeated_unchanged_listing_costs_zero_counted_calls(make_sim, make_api) -> None:
+    sim = make_sim()
+    client = make_api(sim).client("acme")
+    latest = records(client, "projects")[-1]["updated_at"]
+    assert len(records(client, "projects", latest)) >= 1
+    sim.admin.reset_counters("acme")
+    pages = list(client.list_pages("projects", latest))
+    assert len(pages) == 1 and pages[0].not_modified
+    totals = sim.admin.counters("acme")["totals"]
+    assert totals["not_modified"] == 1 and totals["counted"] == 0
+
+
+def test_a_dropped_submit_retried_creates_exactly_one_export_job(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", faults={"drop_rate": 1.0}))
+    client = make_api(sim, max_attempts=3).client("acme")
+    with pytest.raises(TasklaneFailure) as outage:  # every answer lost: three attempts, then a retryable failure
+        client.submit_export("tasks", "2026-01-01T00:00:00Z")
+    assert outage.value.error_class == "vendor_outage" and outage.value.allow_retries is not False
+    sim.admin.set_knobs("acme", faults={"drop_rate": 0})
+    job = client.submit_export("tasks", "2026-01-01T00:00:00Z")  # the step's retry asks again
+    counters = sim.admin.counters("acme")
+    assert counters["endpoints"]["exports.create"]["fault_drop"] == 3
+    assert counters["exports_created"] == 1
+    assert [j["id"] for j in sim.admin.exports("acme")] == [job["id"]]
+
+
+def test_an_expired_cursor_mid_listing_is_survived(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 800}))
+    client = make_api(sim).client("acme")
+    seen = []
+    for number, page in enumerate(client.list_pages("tasks", None)):
+        seen.extend(page.records)
+        if number == 2:
+            sim.admin.expire_cursors("acme")
+    assert sorted({r["id"] for r in seen}) == [r["id"] for r in sim.admin.truth("acme", "tasks")]
+    assert sim.admin.counters("acme")["totals"]["status_410"] == 1
+
+
+def test_every_call_is_in_the_ledger_per_tenant_hour_and_endpoint(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", faults={"error_rate": 0.2}))
+    api = make_api(sim, max_attempts=10)
+    client = api.client("acme")
+    records(client)
+    records(client, "users")
+    rows = ledger_rows(api.store, "acme")
+    by_endpoint = {r["endpoint"]: r for r in rows}
+    assert set(by_endpoint) == {"tasks.list", "users.list"}
+    sim_totals = sim.admin.counters("acme")["endpoints"]
+    for endpoint, row in by_endpoint.items():
+        assert row["calls"] == sim_totals[endpoint]["requests"]
+        assert row["counted"] == sim_totals[endpoint]["counted"]
+        assert row["errors"] == sim_totals[endpoint].get("fault_error", 0)
+    with api.store.engine.connect() as conn:
+        hourly = conn.execute(sa.text("SELECT tenant, hour, sum(counted) FROM dripfeed_api_calls GROUP BY 1, 2")).all()
+    assert hourly[0][0] == "acme" and hourly[0][2] == sum(r["counted"] for r in rows)
+
+
+def test_no_token_reaches_a_log_an_exception_or_the_ledger(make_sim, make_api, caplog, tmp_path) -> None:
+    sim = make_sim(workspace_config("acme", faults={"error_rate": 0.2, "drop_rate": 0.1}))
+    api = make_api(sim, max_attempts=10, state=str(tmp_path / "secret-check.sqlite3"))
+    client = api.client("acme")
+    with caplog.at_level(logging.DEBUG):
+        records(client)
+        sim.admin.revoke_token("acme", "token-acme")
+        with pytest.raises(TasklaneFailure) as failure:
+            records(client, "users")
+    assert "tasklane_call" in caplog.text
+    assert "token-acme" not in caplog.text and "Bearer" not in caplog.text
+    assert "token-acme" not in str(failure.value) and "token-acme" not in repr(failure.value.metadata)
+    api.store.dispose()
+    for path in tmp_path.glob("secret-check.sqlite3*"):
+        assert b"token-acme" not in path.read_bytes()
