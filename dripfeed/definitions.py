@@ -2,4 +2,8 @@
 
 import dagster as dg
 
-defs = dg.Definitions()
+from resources.tasklane_api import TasklaneAPI
+
+defs = dg.Definitions(
+    resources={"tasklane": TasklaneAPI()},
+)

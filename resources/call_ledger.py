@@ -1,18 +1,22 @@
 """The API call ledger: every call counted per tenant, hour and endpoint, queryable with SQL.
 
-SELECT tenant, hour, sum(counted) FROM dripfeed_api_calls GROUP BY 1, 2 ORDER BY 2;
+    SELECT tenant, hour, sum(counted) FROM dripfeed_api_calls GROUP BY 1, 2 ORDER BY 2;
+
+A client adds its calls up in memory and writes them with its next budget transaction (at most
+one block of calls later), as idempotent upserts of increments.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from .control_store import ControlStore, call_ledger
 
-COUNTERS = ("calls", "counted", "not_modified", "rate_limited", "retries", "errors")
+FIELDS = ("calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds")
 
 
 @dataclass(frozen=True)
@@ -29,22 +33,32 @@ def hour_of(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(at))
 
 
-def record_call(
-    store: ControlStore, conn: sa.Connection, tenant: str, endpoint: str, outcome: CallOutcome, at: float
-) -> None:
-    """Add one call to its (tenant, hour, endpoint) row: an upsert of increments, safe from any process."""
-    row = {
-        "calls": 1,
-        "counted": int(outcome.counted),
-        "not_modified": int(outcome.not_modified),
-        "rate_limited": int(outcome.rate_limited),
-        "retries": int(outcome.retry),
-        "errors": int(outcome.error),
-        "wait_seconds": outcome.wait_seconds,
-    }
-    insert = store.insert(call_ledger).values(tenant=tenant, hour=hour_of(at), endpoint=endpoint, **row)
-    increments = {name: call_ledger.c[name] + insert.excluded[name] for name in row}
-    conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments))
+class PendingLedger:
+    """Calls not yet written, summed per (hour, endpoint)."""
+
+    def __init__(self, store: ControlStore, tenant: str) -> None:
+        self.store, self.tenant = store, tenant
+        self.rows: defaultdict[tuple[str, str], Counter] = defaultdict(Counter)
+
+    def add(self, endpoint: str, outcome: CallOutcome, at: float) -> None:
+        self.rows[(hour_of(at), endpoint)].update(
+            calls=1,
+            counted=int(outcome.counted),
+            not_modified=int(outcome.not_modified),
+            rate_limited=int(outcome.rate_limited),
+            retries=int(outcome.retry),
+            errors=int(outcome.error),
+            wait_seconds=outcome.wait_seconds,
+        )
+
+    def write(self, conn: sa.Connection) -> None:
+        """Upsert the sums and forget them (the caller's transaction makes it all or nothing)."""
+        for (hour, endpoint), sums in self.rows.items():
+            row = {name: sums.get(name, 0) for name in FIELDS}
+            insert = self.store.insert(call_ledger).values(tenant=self.tenant, hour=hour, endpoint=endpoint, **row)
+            increments = {name: call_ledger.c[name] + insert.excluded[name] for name in FIELDS}
+            conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments))
+        self.rows.clear()
 
 
 def ledger_rows(store: ControlStore, tenant: str | None = None) -> list[dict]:

@@ -37,6 +37,7 @@ call_leases = sa.Table(
     metadata,
     sa.Column("lease_id", sa.String(36), primary_key=True),
     sa.Column("tenant", sa.String(63), nullable=False, index=True),
+    sa.Column("calls", sa.Integer, nullable=False),  # calls reserved for this holder, made one at a time
     sa.Column("expires_at", sa.Float, nullable=False),  # a killed process's lease lapses on its own
 )
 

@@ -75,6 +75,7 @@ class TasklaneAPI(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for client in self._clients.values():
+            client.flush()
             client.session.close()
         if self._store is not None:
             self._store.dispose()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -19,9 +22,9 @@ from requests.adapters import HTTPAdapter
 
 from dripfeed.tenants import Tenant, TenantConfigError
 
-from .call_ledger import CallOutcome, record_call
+from .call_ledger import CallOutcome, PendingLedger
 from .control_store import ControlStore, etags
-from .rate_budget import Grant, RateBudget
+from .rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
 from .tasklane_errors import CursorExpired, TasklaneFailure, TransientError, failure_for_status, parse_retry_after
 
 API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written against
@@ -81,8 +84,18 @@ class TenantClient:
         self.session.headers.update(
             {"Tasklane-Version": API_VERSION, "Accept": "application/json", "User-Agent": "dripfeed"}
         )
+        # Proxy and CA settings come from the environment once per session, not on every request:
+        # requests' per-call environment scan cost a tenth of a page's time.
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base))
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.trust_env = False
         self.stats: Counter = Counter()
         self.log = dg.get_dagster_logger("dripfeed.tasklane")
+        self.ledger = PendingLedger(store, tenant.id)
+        self._grant: Grant | None = None  # calls reserved for this client; one call at a time
+        self._grant_counted = 0
+        self._grant_uncounted = 0
+        self._last_headers: Any = None
         self._backoff = tenacity.wait_random_exponential(multiplier=0.2, max=20)
 
     # --- the one request loop ---------------------------------------------------------------
@@ -201,15 +214,58 @@ class TenantClient:
 
     # --- budget, ledger, log ----------------------------------------------------------------
     def _acquire(self, endpoint: str) -> tuple[Grant, float]:
+        """Take the next call from this client's block, exchanging the block when it is spent."""
         waited = 0.0
         while True:
-            decision = self.budget.acquire_call(self.tenant)
+            if self._block_has_room():
+                return self._grant, waited
+            decision = self.budget.exchange(
+                self.tenant, self._settlement(), want=MAX_BLOCK, write_ledger=self.ledger.write
+            )
+            self._grant, self._grant_counted, self._grant_uncounted = None, 0, 0
             if isinstance(decision, Grant):
-                return decision, waited
+                self._grant = decision
+                continue
             if decision.seconds > self.settings.long_wait_seconds:
                 self._throttled(decision.seconds, f"dripfeed's budget for this tenant: {decision.reason}")
             time.sleep(decision.seconds)
             waited += decision.seconds
+
+    def _block_has_room(self) -> bool:
+        """A reserved call is used only while the vendor's last answer still showed room."""
+        grant = self._grant
+        if (
+            grant is None
+            or self._grant_counted + self._grant_uncounted >= grant.calls
+            or time.time() >= grant.window_reset
+        ):
+            return False
+        headers = self._last_headers or {}
+        same_window = headers.get("X-RateLimit-Reset") == str(grant.window_reset)
+        return not (same_window and int(headers.get("X-RateLimit-Remaining", 1)) <= 0)
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        """Every public call ends by settling: reserved calls must not sit idle in one process."""
+        try:
+            yield
+        finally:
+            self.flush()
+
+    def _settlement(self) -> Settlement | None:
+        if self._grant is None:
+            return None
+        return Settlement(self._grant, self._grant_counted, self._grant_uncounted, self._last_headers)
+
+    def flush(self) -> None:
+        """Give back reserved calls not used and write the ledger: the end of every operation."""
+        settlement = self._settlement()
+        if settlement is not None:
+            self.budget.settle(self.tenant, settlement, self.ledger.write)
+        elif self.ledger.rows:
+            with self.store.transaction() as conn:
+                self.ledger.write(conn)
+        self._grant, self._grant_counted, self._grant_uncounted = None, 0, 0
 
     def _throttled(self, seconds: float, why: str) -> None:
         """A long wait is not slept in the worker: Dagster retries the step after the reset."""
@@ -220,6 +276,7 @@ class TenantClient:
     def _settle(
         self, grant: Grant, endpoint: str, status: int | None, headers: Any, attempt: int, waited: float, started: float
     ) -> None:
+        """Book the call here; the shared budget and the ledger hear of it at the next exchange."""
         now = time.time()
         counted = status not in (304, 429)
         outcome = CallOutcome(
@@ -230,9 +287,15 @@ class TenantClient:
             error=status is None or (status >= 400 and status != 429),
             wait_seconds=waited,
         )
-        with self.store.transaction() as conn:
-            self.budget.settle_call(conn, self.tenant, grant, counted=counted, headers=headers, now=now)
-            record_call(self.store, conn, self.tenant.id, endpoint, outcome, now)
+        if counted:
+            self._grant_counted += 1
+        else:
+            self._grant_uncounted += 1
+        if headers is not None and "X-RateLimit-Remaining" in headers:
+            self._last_headers = {
+                k: headers.get(k) for k in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+            }
+        self.ledger.add(endpoint, outcome, now)
         self.stats.update(
             calls=1,
             counted=int(counted),
@@ -242,21 +305,18 @@ class TenantClient:
             errors=int(outcome.error),
         )
         self.stats["wait_seconds"] += waited
-        remaining = (headers or {}).get("X-RateLimit-Remaining", grant.remaining)
-        self.log.debug(
-            "tasklane_call "
-            + json.dumps(
-                {
-                    "tenant": self.tenant.id,
-                    "endpoint": endpoint,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    "attempt": attempt,
-                    "remaining": remaining,
-                    "wait_s": round(waited, 3),
-                }
-            )
-        )
+        if self.log.isEnabledFor(logging.DEBUG):
+            remaining = (headers or {}).get("X-RateLimit-Remaining", "unknown")
+            record = {
+                "tenant": self.tenant.id,
+                "endpoint": endpoint,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "attempt": attempt,
+                "remaining": remaining,
+                "wait_s": round(waited, 3),
+            }
+            self.log.debug("tasklane_call " + json.dumps(record))
 
     def _wait_before_retry(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -270,45 +330,46 @@ class TenantClient:
 
         An unchanged listing answers 304 and yields one empty `not_modified` page. A cursor that
         expires mid-listing restarts the listing from the last `updated_at` already yielded."""
-        since, cursor, restarts = updated_since, None, 0
-        resume_from = since  # where a restart begins: the last updated_at already yielded
-        while True:
-            params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": str(include_deleted).lower()}
-            if since:
-                params["updated_since"] = since
-            query = f"{resource}?{urlencode(sorted(params.items()))}"
-            headers = {}
-            if cursor is None:
-                remembered = self._remembered_etag(query)
-                if remembered:
-                    headers["If-None-Match"] = remembered
-            else:
-                params["cursor"] = cursor
-            try:
-                reply = self.request("GET", resource, endpoint=f"{resource}.list", params=params, headers=headers)
-            except CursorExpired:
-                restarts += 1
-                if restarts > MAX_CURSOR_RESTARTS:
-                    raise TasklaneFailure(
-                        self.tenant.id,
-                        "vendor_outage",
-                        f"cursors kept expiring while listing {resource}",
-                        allow_retries=True,
-                    ) from None
-                since, cursor = resume_from, None
-                continue
-            if reply.status == 304:
-                yield Page([], None, not_modified=True)
-                return
-            records, next_cursor = self._page_body(resource, reply.body)
-            if cursor is None:
-                self._remember_etag(query, reply.headers.get("ETag") if next_cursor is None else None)
-            yield Page(records, next_cursor)
-            if records:
-                resume_from = max(resume_from or "", records[-1]["updated_at"])
-            if next_cursor is None:
-                return
-            cursor = next_cursor
+        with self._operation():
+            since, cursor, restarts = updated_since, None, 0
+            resume_from = since  # where a restart begins: the last updated_at already yielded
+            while True:
+                params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": str(include_deleted).lower()}
+                if since:
+                    params["updated_since"] = since
+                query = f"{resource}?{urlencode(sorted(params.items()))}"
+                headers = {}
+                if cursor is None:
+                    remembered = self._remembered_etag(query)
+                    if remembered:
+                        headers["If-None-Match"] = remembered
+                else:
+                    params["cursor"] = cursor
+                try:
+                    reply = self.request("GET", resource, endpoint=f"{resource}.list", params=params, headers=headers)
+                except CursorExpired:
+                    restarts += 1
+                    if restarts > MAX_CURSOR_RESTARTS:
+                        raise TasklaneFailure(
+                            self.tenant.id,
+                            "vendor_outage",
+                            f"cursors kept expiring while listing {resource}",
+                            allow_retries=True,
+                        ) from None
+                    since, cursor = resume_from, None
+                    continue
+                if reply.status == 304:
+                    yield Page([], None, not_modified=True)
+                    return
+                records, next_cursor = self._page_body(resource, reply.body)
+                if cursor is None:
+                    self._remember_etag(query, reply.headers.get("ETag") if next_cursor is None else None)
+                yield Page(records, next_cursor)
+                if records:
+                    resume_from = max(resume_from or "", records[-1]["updated_at"])
+                if next_cursor is None:
+                    return
+                cursor = next_cursor
 
     def _page_body(self, resource: str, body: Any) -> tuple[list[dict[str, Any]], str | None]:
         if (
@@ -352,11 +413,16 @@ class TenantClient:
         ).body
 
     def get_export(self, export_id: str) -> dict[str, Any]:
-        return self.request("GET", f"exports/{export_id}", endpoint="exports.get").body
+        with self._operation():
+            return self.request("GET", f"exports/{export_id}", endpoint="exports.get").body
 
     def list_open_exports(self) -> list[dict[str, Any]]:
-        return self.request("GET", "exports", endpoint="exports.list", params={"status": "queued,running"}).body["data"]
+        with self._operation():
+            return self.request("GET", "exports", endpoint="exports.list", params={"status": "queued,running"}).body[
+                "data"
+            ]
 
     def open_export_result(self, result_url: str) -> requests.Response:
         """The gzip NDJSON result as a stream; the caller closes it."""
-        return self.request("GET", result_url, endpoint="exports.download", stream=True).response
+        with self._operation():
+            return self.request("GET", result_url, endpoint="exports.download", stream=True).response
