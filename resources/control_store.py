@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -65,6 +66,19 @@ etags = sa.Table(
 )
 
 
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_message(match="database is locked"),
+    wait=tenacity.wait_random(0.01, 0.1),
+    stop=tenacity.stop_after_delay(60),
+    reraise=True,
+)
+def _use_wal(dbapi_connection: Any) -> None:
+    """WAL lets readers and the one writer overlap. Switching to it needs an exclusive lock and
+    SQLite answers "locked" at once (no busy wait) when processes open a new store together."""
+    if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
 def state_url(value: str | None = None) -> str:
     """`DRIPFEED_STATE` as a SQLAlchemy URL: a `postgresql://` URL as is, anything else a SQLite path."""
     value = value or os.environ.get("DRIPFEED_STATE", DEFAULT_STATE)
@@ -106,7 +120,7 @@ class ControlStore:
         @sa.event.listens_for(self.engine, "connect")
         def _connect(dbapi_connection: Any, _: Any) -> None:
             dbapi_connection.isolation_level = None
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            _use_wal(dbapi_connection)
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         @sa.event.listens_for(self.engine, "begin")

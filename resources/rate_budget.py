@@ -104,21 +104,33 @@ class RateBudget:
         holders = conn.execute(
             sa.select(sa.func.count()).select_from(call_leases).where(call_leases.c.tenant == tenant.id)
         ).scalar_one()
-        window_seconds = row.window_seconds or CONTRACT_WINDOW_SECONDS
         window_reset, spent, vendor_cap = row.window_reset, row.spent, row.vendor_cap
         if window_reset is None or now >= window_reset + ROLL_GRACE_SECONDS:
-            window_reset = (int(now) // window_seconds + 1) * window_seconds
             spent, vendor_cap = 0, None
-        caps = [c for c in (tenant.calls_per_window(row.vendor_limit, window_seconds), vendor_cap) if c is not None]
+            # Windows are clock-aligned: once their length is known the next reset is arithmetic.
+            # Until then do not guess: one probe call asks the vendor (its X-RateLimit-Reset).
+            window_reset = (int(now) // row.window_seconds + 1) * row.window_seconds if row.window_seconds else None
+        known_window = window_reset is not None and (
+            row.window_seconds is not None or window_reset == row.last_reset_seen
+        )
+        caps = [
+            c
+            for c in (
+                tenant.calls_per_window(row.vendor_limit, row.window_seconds or CONTRACT_WINDOW_SECONDS),
+                vendor_cap,
+            )
+            if c is not None
+        ]
         cap = min(caps) if caps else None
         if holders >= self.max_concurrent:
             return Wait(
                 PROBE_WAIT_SECONDS, f"{holders} callers active, the vendor allows {self.max_concurrent} at once"
             )
-        if cap is None:
+        if not known_window or cap is None:
             if holders > 0:
-                return Wait(PROBE_WAIT_SECONDS, "waiting for the first response to learn the vendor's limit")
+                return Wait(PROBE_WAIT_SECONDS, "waiting for the vendor's first answer in this window")
             calls = 1
+            window_reset = window_reset or int(now) + 1  # provisional; the probe's answer replaces it
         elif spent >= cap:
             return Wait(max(window_reset - now, 0) + ROLL_GRACE_SECONDS, f"window budget of {cap} calls spent")
         else:
