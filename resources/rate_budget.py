@@ -38,6 +38,7 @@ class Grant:
     lease_id: str
     window_reset: int
     calls: int
+    left_after: int | None = None  # the window's budget left once these calls are made; None if unknown
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class RateBudget:
                 lease_id=lease_id, tenant=tenant.id, calls=calls, expires_at=now + self.lease_seconds
             )
         )
-        return Grant(lease_id, window_reset, calls)
+        return Grant(lease_id, window_reset, calls, None if cap is None else max(cap - spent - calls, 0))
 
     def _settle(self, conn: sa.Connection, tenant: Tenant, settlement: Settlement, now: float) -> None:
         row = self.store.lock_tenant_row(conn, tenant.id)

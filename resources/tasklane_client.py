@@ -306,14 +306,15 @@ class TenantClient:
         )
         self.stats["wait_seconds"] += waited
         if self.log.isEnabledFor(logging.DEBUG):
-            remaining = (headers or {}).get("X-RateLimit-Remaining", "unknown")
+            used = self._grant_counted + self._grant_uncounted
             record = {
                 "tenant": self.tenant.id,
                 "endpoint": endpoint,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 "attempt": attempt,
-                "remaining": remaining,
+                "budget_left": None if grant.left_after is None else grant.left_after + grant.calls - used,
+                "vendor_remaining": (headers or {}).get("X-RateLimit-Remaining"),
                 "wait_s": round(waited, 3),
             }
             self.log.debug("tasklane_call " + json.dumps(record))

@@ -168,6 +168,44 @@ def test_calls_by_the_customers_other_client_shrink_what_dripfeed_spends(make_si
     assert max(counters["counted_by_window"].values()) <= 40
 
 
+def test_ten_clients_of_one_tenant_keep_to_the_vendors_8_concurrent_requests(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 300}, faults={"slow_rate": 1.0, "slow_seconds": 0.3}))
+    apis = [make_api(sim) for _ in range(10)]  # as if ten processes, sharing one control store
+    threads = [threading.Thread(target=records, args=(api.client("acme"),)) for api in apis]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counters = sim.admin.counters("acme")
+    assert counters["max_in_flight"] <= 8
+    assert counters["totals"].get("rate_limited", 0) == 0
+    assert counters["totals"]["status_200"] == 10 * 3
+
+
+def test_every_call_is_logged_once_with_its_budget(make_sim, make_api, caplog) -> None:
+    sim = make_sim()
+    client = make_api(sim, tenant_entry("acme", budget_per_hour=1000)).client("acme")
+    with caplog.at_level(logging.DEBUG, logger="dagster"):
+        records(client, "users")
+    lines = [
+        json.loads(r.getMessage().split(" ", 1)[1])
+        for r in caplog.records
+        if r.getMessage().startswith("tasklane_call")
+    ]
+    assert len(lines) == sim.admin.counters("acme")["totals"]["requests"] == 1
+    assert set(lines[0]) == {
+        "tenant",
+        "endpoint",
+        "status",
+        "duration_ms",
+        "attempt",
+        "budget_left",
+        "vendor_remaining",
+        "wait_s",
+    }
+    assert lines[0]["tenant"] == "acme" and lines[0]["status"] == 200 and lines[0]["budget_left"] == 999
+
+
 def test_a_repeated_unchanged_listing_costs_zero_counted_calls(make_sim, make_api) -> None:
     sim = make_sim()
     client = make_api(sim).client("acme")
