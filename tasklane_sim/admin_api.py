@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from .config import RESOURCES, ConfigError, Knobs, WorkspaceSpec, _merge
+from .config import RESOURCES, ConfigError, Knobs, WorkspaceSpec, deep_merge
 from .errors import ApiError
 from .records import SchemaChange
 from .simulator import Simulator
@@ -149,7 +149,7 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         payload = await _payload(request)
         if not isinstance(payload, dict):
             raise ApiError(400, "bad_request", "send a JSON object of knobs to change")
-        ws.knobs = _validated(Knobs, _merge(ws.knobs.model_dump(), payload))
+        ws.knobs = _validated(Knobs, deep_merge(ws.knobs.model_dump(), payload))
         return ws.knobs.model_dump()
 
     @admin.post("/workspaces/{workspace_id}/tokens")

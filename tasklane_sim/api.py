@@ -20,7 +20,7 @@ from .config import RESOURCES
 from .connection_faults import DroppedConnection, TruncatedResponse
 from .cursors import CursorPosition, ExpiredCursor, InvalidCursor, query_fingerprint
 from .errors import ApiError, error_response
-from .exports import IdempotencyConflict
+from .exports import ExportJob, IdempotencyConflict
 from .simulator import AuthProblem, Simulator
 from .timestamps import BadTimestamp, parse_ms
 from .webhooks import EVENT_PATTERN
@@ -65,9 +65,9 @@ def _timestamp(text: object, name: str) -> int:
         raise ApiError(400, "bad_request", f"`{name}`: {exc}") from None
 
 
-async def _json_object(request: Request) -> dict:
+def _json_object(raw: bytes) -> dict:
     try:
-        body = json.loads(await request.body())
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_request", "the request body must be a JSON object") from None
     if not isinstance(body, dict):
@@ -99,7 +99,6 @@ class Gate:
             response = error_response(429, "rate_limited", message, admission.headers(knobs, now))
             response.headers["Tasklane-Version"] = knobs.api_version
             return response
-        workspace.count(endpoint, "counted")
         fault = workspace.draw_fault()
         if fault:
             workspace.count(endpoint, f"fault_{fault}")
@@ -114,11 +113,11 @@ class Gate:
             response = error_response(problem.status, problem.code, problem.message)
         except ApiError as error:
             response = error.response()
-        if response.status_code == 304:
+        if response.status_code == 304:  # free: give back the call reserved at admission
             workspace.limiter.refund(now, knobs)
             workspace.count(endpoint, "not_modified")
-            workspace.counters[endpoint]["counted"] -= 1
         else:
+            workspace.count(endpoint, "counted")
             response.headers.update(workspace.limiter.current(now, knobs).headers(knobs, now))
         response.headers["Tasklane-Version"] = knobs.api_version
         workspace.count(endpoint, f"status_{response.status_code}")
@@ -167,11 +166,8 @@ def build_api_app(sim: Simulator) -> Starlette:
             key = request.headers.get("idempotency-key", "")
             if not key or len(key) > 255:
                 raise ApiError(400, "bad_request", "send an `Idempotency-Key` header of 1 to 255 characters")
-            try:
-                payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError(400, "bad_request", "the request body must be a JSON object") from None
-            if not isinstance(payload, dict) or payload.get("resource") not in RESOURCES:
+            payload = _json_object(body)
+            if payload.get("resource") not in RESOURCES:
                 raise ApiError(400, "bad_request", f"`resource` must be one of {', '.join(RESOURCES)}")
             before = _timestamp(payload.get("updated_before"), "updated_before")
             try:
@@ -187,9 +183,7 @@ def build_api_app(sim: Simulator) -> Starlette:
         workspace_id, export_id = request.path_params["workspace_id"], request.path_params["export_id"]
 
         def handle(ws: Workspace) -> Response:
-            job = ws.exports.jobs.get(export_id)
-            if job is None:
-                raise ApiError(404, "not_found", f"export {export_id!r} does not exist in this workspace")
+            job = _export_job(ws, export_id)
             return JSONResponse(job.describe(time.time(), _result_url(request, ws, job.id)))
 
         return await gate(request, workspace_id, "exports.get", handle)
@@ -198,9 +192,7 @@ def build_api_app(sim: Simulator) -> Starlette:
         workspace_id, export_id = request.path_params["workspace_id"], request.path_params["export_id"]
 
         def handle(ws: Workspace) -> Response:
-            job = ws.exports.jobs.get(export_id)
-            if job is None:
-                raise ApiError(404, "not_found", f"export {export_id!r} does not exist in this workspace")
+            job = _export_job(ws, export_id)
             status = job.status(time.time())
             if status == "expired":
                 raise ApiError(410, "export_expired", "this export's result expired; submit the export again")
@@ -215,11 +207,8 @@ def build_api_app(sim: Simulator) -> Starlette:
         body = await request.body()
 
         def handle(ws: Workspace) -> Response:
-            try:
-                payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError(400, "bad_request", "the request body must be a JSON object") from None
-            url, events = (payload.get("url"), payload.get("events")) if isinstance(payload, dict) else (None, None)
+            payload = _json_object(body)
+            url, events = payload.get("url"), payload.get("events")
             if not isinstance(url, str) or not re.match(r"^https?://", url):
                 raise ApiError(400, "bad_request", "`url` must be an http(s) URL")
             if (
@@ -271,6 +260,13 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 async def _unexpected(_: Request, exc: Exception) -> Response:
     log.exception("simulator bug while serving a request")
     return error_response(500, "internal_error", "the simulator failed on this request; see its log")
+
+
+def _export_job(ws: Workspace, export_id: str) -> ExportJob:
+    job = ws.exports.jobs.get(export_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"export {export_id!r} does not exist in this workspace")
+    return job
 
 
 def _result_url(request: Request, ws: Workspace, export_id: str) -> str:

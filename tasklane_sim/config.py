@@ -135,11 +135,11 @@ class SimConfig(_Strict):
         )
 
 
-def _merge(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in entry.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -149,7 +149,7 @@ def parse_config(raw: dict[str, Any]) -> SimConfig:
     """Validate a config mapping; `defaults:` is merged under every workspace entry."""
     raw = dict(raw or {})
     defaults = raw.pop("defaults", {}) or {}
-    raw["workspaces"] = [_merge(defaults, ws) for ws in raw.get("workspaces", []) or []]
+    raw["workspaces"] = [deep_merge(defaults, ws) for ws in raw.get("workspaces", []) or []]
     try:
         config = SimConfig.model_validate(raw)
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -72,7 +73,7 @@ class SimServer:
         """The simulator's process: this one in thread mode, the child in subprocess mode."""
         return self._process.pid if self._process else os.getpid()
 
-    @property
+    @functools.cached_property
     def admin(self) -> SimAdminClient:
         return SimAdminClient(self.base_url, self.config.resolve_admin_token())
 

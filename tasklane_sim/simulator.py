@@ -100,9 +100,7 @@ class Simulator:
         if expires is not None and now_ms() >= expires:
             raise AuthProblem(401, "unauthorized", "this token has expired; issue a new token for the workspace")
 
-    def _emit_webhook(
-        self, workspace: Workspace, event_type: str, resource_id: str, occurred_at: str, _resource: str
-    ) -> None:
+    def _emit_webhook(self, workspace: Workspace, event_type: str, resource_id: str, occurred_at: str) -> None:
         knobs = workspace.knobs
         self.webhooks.emit(
             workspace.id,

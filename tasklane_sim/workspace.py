@@ -23,7 +23,7 @@ from .timestamps import format_ms, now_ms
 MUTATION_SHARE = {"tasks": 0.8, "projects": 0.1, "users": 0.1}
 FAULT_KINDS = ("error", "slow", "drop", "truncate")
 
-VisibleHook = Callable[["Workspace", str, str, str, str], None]
+VisibleHook = Callable[["Workspace", str, str, str], None]
 
 
 @dataclass(order=True)
@@ -119,13 +119,8 @@ class Workspace:
             if self.store.put(write.resource, (write.record_id, write.updated_ms, write.deleted, body)):
                 applied += 1
                 if self.on_visible:
-                    self.on_visible(
-                        self,
-                        f"{EVENT_NOUN[write.resource]}.{write.verb}",
-                        write.record_id,
-                        format_ms(write.updated_ms),
-                        write.resource,
-                    )
+                    event_type = f"{EVENT_NOUN[write.resource]}.{write.verb}"
+                    self.on_visible(self, event_type, write.record_id, format_ms(write.updated_ms))
         return applied
 
     def settle(self) -> int:

@@ -14,7 +14,7 @@ import yaml
 
 from resources.control_store import state_url
 from tasklane_sim import SimServer
-from tasklane_sim.config import _merge
+from tasklane_sim.config import deep_merge
 from tests.postgres_server import running_postgres
 
 ADMIN_TOKEN = "test-admin-token"
@@ -29,7 +29,7 @@ def workspace_config(workspace_id: str, **overrides: Any) -> dict[str, Any]:
         "deleted_fraction": 0.05,
         "visibility_lag_seconds": 0,
     }
-    return _merge(base, overrides)
+    return deep_merge(base, overrides)
 
 
 class TasklaneClient:
