@@ -20,6 +20,14 @@ class TenantConfigError(ValueError):
     """tenants.yaml or a tenant's secret is wrong; the message names the tenant and the fix."""
 
 
+class MissingToken(TenantConfigError):
+    """A tenant's token variable or file is unset or empty; `detail` is the message without the tenant."""
+
+    def __init__(self, tenant: str, detail: str) -> None:
+        super().__init__(f"tenant {tenant!r}: {detail}")
+        self.detail = detail
+
+
 class Tenant(BaseModel):
     """One customer workspace. Its token is referenced by name and read only when a call is made."""
 
@@ -56,9 +64,10 @@ class Tenant(BaseModel):
             except OSError:
                 token = ""
         if not token:
-            raise TenantConfigError(
-                f"tenant {self.id!r}: its Tasklane token is missing or empty; set the {self.token_source} "
-                f"(tenants.yaml names it) to the workspace's API token"
+            raise MissingToken(
+                self.id,
+                f"its Tasklane token is missing or empty; set the {self.token_source} "
+                "(tenants.yaml names it) to the workspace's API token",
             )
         return token
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import tenacity
 from requests.adapters import HTTPAdapter
 
-from dripfeed.tenants import Tenant, TenantConfigError
+from dripfeed.tenants import MissingToken, Tenant
 
 from .call_ledger import CallOutcome, PendingLedger
 from .control_store import ControlStore, etags
@@ -29,7 +29,6 @@ from .tasklane_errors import CursorExpired, TasklaneFailure, TransientError, fai
 
 API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written against
 PAGE_SIZE = 100
-NOT_RETRYABLE = (400, 401, 403, 404, 409)
 MAX_CURSOR_RESTARTS = 5
 TRANSPORT_ERRORS = (
     requests.Timeout,
@@ -136,8 +135,8 @@ class TenantClient:
     def _token(self) -> str:
         try:
             return self.tenant.read_token()
-        except TenantConfigError as exc:
-            raise TasklaneFailure(self.tenant.id, "config", str(exc).split(": ", 1)[1]) from None
+        except MissingToken as exc:
+            raise TasklaneFailure(self.tenant.id, "config", exc.detail) from None
 
     def _url(self, path: str) -> str:
         if not path.startswith("http"):
@@ -186,7 +185,7 @@ class TenantClient:
             raise TransientError(f"HTTP {status} on {endpoint}", retry_after)
         if status == 410 and self._error_code(response) == "cursor_expired":
             raise CursorExpired()
-        if status in NOT_RETRYABLE or 400 <= status < 500:
+        if 400 <= status < 500:  # 400, 401, 403, 404, 409 ...: a retry cannot fix these
             raise failure_for_status(
                 self.tenant.id, self.tenant.token_source, endpoint, status, self._error_message(response)
             )

@@ -22,6 +22,7 @@ from .timestamps import format_ms, now_ms
 
 MUTATION_SHARE = {"tasks": 0.8, "projects": 0.1, "users": 0.1}
 FAULT_KINDS = ("error", "slow", "drop", "truncate")
+REPORTED_TOTALS = ("requests", "counted", "not_modified", "rate_limited")  # present even when zero
 
 VisibleHook = Callable[["Workspace", str, str, str], None]
 
@@ -213,7 +214,7 @@ class Workspace:
             totals.update(per_endpoint)
         return {
             "workspace": self.id,
-            "totals": dict(totals),
+            "totals": dict.fromkeys(REPORTED_TOTALS, 0) | dict(totals),
             "endpoints": {name: dict(c) for name, c in self.counters.items()},
             "lockouts": self.limiter.lockouts,
             "counted_by_window": {str(k): v for k, v in self.limiter.counted_by_window.items()},
