@@ -3,7 +3,8 @@
 import dagster as dg
 
 from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
-    resources={"tasklane": TasklaneAPI()},
+    resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

@@ -1,0 +1,306 @@
+"""The warehouse: DuckDB (a file, the default) or Postgres, behind one resource that behaves the same.
+
+Every write is one transaction holding a batch of rows, the sync position they reach, and any
+schema drift seen in them, so a crash can never leave the position ahead of the data. A row is
+never replaced by an older version of itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import psycopg2
+import psycopg2.extras
+import tenacity
+from pydantic import Field, PrivateAttr
+
+from .warehouse_schema import Drift, quote, table_columns
+
+DEFAULT_WAREHOUSE = ".dev/warehouse.duckdb"
+TYPES = {
+    "duckdb": {
+        "text": "VARCHAR",
+        "boolean": "BOOLEAN",
+        "integer": "BIGINT",
+        "double": "DOUBLE",
+        "json": "JSON",
+        "date": "DATE",
+        "timestamp": "TIMESTAMPTZ",
+    },
+    # json, not jsonb: jsonb reorders keys, and the raw record must read back byte for byte.
+    "postgres": {
+        "text": "TEXT",
+        "boolean": "BOOLEAN",
+        "integer": "BIGINT",
+        "double": "DOUBLE PRECISION",
+        "json": "JSON",
+        "date": "DATE",
+        "timestamp": "TIMESTAMPTZ",
+    },
+}
+STATE_TABLE = "_dripfeed_sync_state"
+COLUMNS_SQL = (
+    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position"
+)
+DRIFT_TABLE = "_dripfeed_schema_drift"
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a tenant's sync of one resource stands: its high-watermark and, mid-run, its checkpoint."""
+
+    watermark: str | None = None
+    resume_from: str | None = None
+
+
+def _newest_per_id(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per id, the newest: a listing can return a record twice, an upsert must see it once."""
+    newest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kept = newest.get(row["id"])
+        if kept is None or (row["updated_at"] or 0) >= (kept["updated_at"] or 0):
+            newest[row["id"]] = row
+    return list(newest.values())
+
+
+class _Backend:
+    dialect: str
+
+    def transaction(self) -> Any: ...
+
+    def columns(self, conn: Any, table: str) -> dict[str, str]: ...
+
+    def upsert(self, conn: Any, resource: str, columns: list[str], rows: list[dict[str, Any]]) -> None: ...
+
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> tuple[list[tuple], list[str]]: ...
+
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.fetch(conn, sql, params)[0]
+
+    # shared SQL ---------------------------------------------------------------------------------
+    def ensure_tables(self, conn: Any, resource: str, extra: dict[str, str]) -> list[str]:
+        """Create the resource's table, add a column per new vendor field; return its columns."""
+        types = TYPES[self.dialect]
+        base = table_columns(resource)
+        defs = ", ".join(f"{quote(c)} {types[t]}" for c, t in base.items())
+        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {quote(resource)} ({defs}, PRIMARY KEY (tenant_id, id))")
+        self.execute(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
+            f"watermark {types['text']}, resume_from {types['text']}, updated_at {types['timestamp']}, "
+            "PRIMARY KEY (tenant_id, resource))",
+        )
+        self.execute(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
+            f"field {types['text']}, expected {types['text']}, seen {types['text']}, example_id {types['text']}, "
+            f"seen_at {types['timestamp']}, PRIMARY KEY (tenant_id, resource, field))",
+        )
+        present = self.columns(conn, resource)
+        for column in extra:
+            if column not in present:
+                self.execute(conn, f"ALTER TABLE {quote(resource)} ADD COLUMN {quote(column)} {types['text']}")
+        return list(self.columns(conn, resource))
+
+    def write_state(self, conn: Any, tenant: str, resource: str, state: SyncState) -> None:
+        self.execute(
+            conn,
+            self.sql(
+                f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, now()) ON CONFLICT (tenant_id, resource) "
+                "DO UPDATE SET watermark = excluded.watermark, resume_from = excluded.resume_from, "
+                "updated_at = excluded.updated_at"
+            ),
+            (tenant, resource, state.watermark, state.resume_from),
+        )
+
+    def write_drift(self, conn: Any, tenant: str, resource: str, drift: Sequence[Drift]) -> None:
+        for seen in {d.field: d for d in drift}.values():
+            self.execute(
+                conn,
+                self.sql(
+                    f"INSERT INTO {DRIFT_TABLE} VALUES (?, ?, ?, ?, ?, ?, now()) "
+                    "ON CONFLICT (tenant_id, resource, field) DO UPDATE SET expected = excluded.expected, "
+                    "seen = excluded.seen, example_id = excluded.example_id, seen_at = excluded.seen_at"
+                ),
+                (tenant, resource, seen.field, seen.expected, seen.seen, seen.example_id),
+            )
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def upsert_sql(self, resource: str, columns: list[str], source: str) -> str:
+        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in ("tenant_id", "id"))
+        names = ", ".join(quote(c) for c in columns)
+        return (
+            f"INSERT INTO {quote(resource)} ({names}) {source} ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} "
+            f"WHERE excluded.updated_at >= {quote(resource)}.updated_at"
+        )
+
+
+def _locked_by_another_process(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+class _DuckDB(_Backend):
+    """DuckDB lets one process open a file for writing: each transaction opens, writes, closes,
+    and waits (with jitter) while another process holds the file."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @tenacity.retry(
+        retry=tenacity.retry_if_exception(_locked_by_another_process),
+        wait=tenacity.wait_random(0.02, 0.3),
+        stop=tenacity.stop_after_delay(600),
+        reraise=True,
+    )
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(self.path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN TRANSACTION")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def fetch(
+        self, conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[list[tuple], list[str]]:
+        result = conn.execute(sql, list(params))
+        if not result.description:
+            return [], []
+        return result.fetchall(), [d[0] for d in result.description]
+
+    def columns(self, conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+        rows = conn.execute(
+            COLUMNS_SQL,
+            [table],
+        ).fetchall()
+        return dict(rows)
+
+    def upsert(
+        self, conn: duckdb.DuckDBPyConnection, resource: str, columns: list[str], rows: list[dict[str, Any]]
+    ) -> None:
+        types = self.columns(conn, resource)
+        frame = pd.DataFrame.from_records(rows, columns=columns).astype(object).where(lambda f: f.notna(), None)
+        conn.register("dripfeed_batch", frame)
+        try:
+            select = ", ".join(f"CAST({quote(c)} AS {types[c]}) AS {quote(c)}" for c in columns)
+            conn.execute(self.upsert_sql(resource, columns, f"SELECT {select} FROM dripfeed_batch"))
+        finally:
+            conn.unregister("dripfeed_batch")
+
+
+class _Postgres(_Backend):
+    dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        conn = psycopg2.connect(self.url)
+        try:
+            with conn:  # commits, or rolls back on an exception
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(7343018)")  # DDL from concurrent runs is serialised
+                yield conn
+        finally:
+            conn.close()
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def fetch(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> tuple[list[tuple], list[str]]:
+        with conn.cursor() as cur:
+            cur.execute(sql, tuple(params))
+            if not cur.description:
+                return [], []
+            return cur.fetchall(), [d[0] for d in cur.description]
+
+    def columns(self, conn: Any, table: str) -> dict[str, str]:
+        rows = self.execute(
+            conn,
+            self.sql(COLUMNS_SQL),
+            (table,),
+        )
+        return dict(rows)
+
+    def upsert(self, conn: Any, resource: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+        types = self.columns(conn, resource)
+        template = "(" + ", ".join(f"%s::{types[c]}" for c in columns) + ")"
+        values = [tuple(row.get(c) for c in columns) for row in rows]
+        with conn.cursor() as cur:
+            psycopg2.extras.execute_values(
+                cur, self.upsert_sql(resource, columns, "VALUES %s"), values, template=template, page_size=1000
+            )
+
+
+def warehouse_url(value: str | None = None) -> str:
+    return value or os.environ.get("DRIPFEED_WAREHOUSE", DEFAULT_WAREHOUSE)
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Tables `users`, `projects`, `tasks` keyed by (tenant_id, id), plus sync state and drift."""
+
+    url: str | None = Field(None, description="a DuckDB file path or a postgresql:// URL; default $DRIPFEED_WAREHOUSE")
+
+    _backend: _Backend | None = PrivateAttr(default=None)
+
+    @property
+    def backend(self) -> _Backend:
+        if self._backend is None:
+            url = warehouse_url(self.url)
+            self._backend = _Postgres(url) if url.startswith(("postgresql://", "postgres://")) else _DuckDB(url)
+        return self._backend
+
+    def write(
+        self, tenant: str, resource: str, rows: Sequence[dict[str, Any]], state: SyncState, drift: Sequence[Drift] = ()
+    ) -> int:
+        """Upsert a batch and record the position it reaches, in one transaction. Returns rows written."""
+        rows = _newest_per_id(rows)
+        extra = {c: "text" for row in rows for c in row if c not in table_columns(resource)}
+        with self.backend.transaction() as conn:
+            columns = self.backend.ensure_tables(conn, resource, extra)
+            if rows:
+                self.backend.upsert(conn, resource, columns, rows)
+            self.backend.write_state(conn, tenant, resource, state)
+            self.backend.write_drift(conn, tenant, resource, drift)
+        return len(rows)
+
+    def state(self, tenant: str, resource: str) -> SyncState:
+        try:
+            found = self.query(
+                f"SELECT watermark, resume_from FROM {STATE_TABLE} WHERE tenant_id = ? AND resource = ?",
+                (tenant, resource),
+            )
+        except (duckdb.CatalogException, psycopg2.errors.UndefinedTable):
+            return SyncState()
+        return SyncState(*found[0]) if found else SyncState()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.backend.transaction() as conn:
+            return self.backend.execute(conn, self.backend.sql(sql), params)
+
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.backend.transaction() as conn:
+            rows, names = self.backend.fetch(conn, self.backend.sql(sql), params)
+        return pd.DataFrame(rows, columns=names)

@@ -1,0 +1,157 @@
+"""The warehouse on both back ends: exact round trips, newest wins, atomic batches, schema drift."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg2
+import pytest
+import sqlalchemy as sa
+
+from resources.control_store import state_url
+from resources.warehouse import SyncState, Warehouse
+from resources.warehouse_schema import column_for, shape_row
+from tests.conftest import workspace_config
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = 'x"; DROP TABLE tasks; --'
+LONG = "f" * 300
+NOW = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
+    if request.param == "duckdb":
+        return Warehouse(url=str(tmp_path / "warehouse.duckdb"))
+    url = request.getfixturevalue("postgres_url")
+    name = f"wh_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(state_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return Warehouse(url=url.rsplit("/", 1)[0] + f"/{name}")
+
+
+def write(warehouse: Warehouse, resource: str, records: list[dict[str, Any]], tenant: str = "acme") -> None:
+    shaped = [shape_row(resource, r, tenant, NOW) for r in records]
+    drift = [d for _, found in shaped for d in found]
+    warehouse.write(tenant, resource, [row for row, _ in shaped], SyncState(watermark=records[-1]["updated_at"]), drift)
+
+
+def raw_records(warehouse: Warehouse, resource: str, tenant: str = "acme") -> list[dict[str, Any]]:
+    rows = warehouse.query(f"SELECT _raw FROM {resource} WHERE tenant_id = ? ORDER BY id", (tenant,))
+    return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+
+
+def task(record_id: str, updated_at: str, **fields: Any) -> dict[str, Any]:
+    base = {
+        "id": record_id,
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "updated_at": updated_at,
+        "deleted_at": None,
+        "project_id": "prj_1",
+        "assignee_id": None,
+        "title": "t",
+        "status": "todo",
+        "priority": 1,
+        "estimate_hours": 1.5,
+        "tags": [],
+        "due_date": None,
+        "custom_fields": {},
+        "completed_at": None,
+    }
+    return {**base, **fields}
+
+
+@pytest.mark.parametrize("resource", ["users", "projects", "tasks"])
+def test_simulator_records_round_trip_exactly(make_sim, warehouse: Warehouse, resource: str) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 400}))
+    truth = sim.admin.truth("acme", resource)
+    write(warehouse, resource, truth)
+    assert raw_records(warehouse, resource) == truth
+    typed = warehouse.frame(f"SELECT * FROM {resource} WHERE tenant_id = ? ORDER BY id", ("acme",))
+    assert list(typed["id"]) == [r["id"] for r in truth]
+    deleted = typed[typed["_deleted_at"].notna()]
+    assert set(deleted["id"]) == {r["id"] for r in truth if r["deleted_at"]}, "tombstones are soft deletes"
+
+
+def test_an_older_version_never_replaces_a_newer_one(warehouse: Warehouse) -> None:
+    write(warehouse, "tasks", [task("tsk_1", "2026-02-01T00:00:00.000Z", title="newer")])
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z", title="older")])
+    assert warehouse.query("SELECT title FROM tasks") == [("newer",)]
+    write(
+        warehouse,
+        "tasks",
+        [
+            task("tsk_1", "2026-01-01T00:00:00.000Z", title="old"),
+            task("tsk_1", "2026-03-01T00:00:00.000Z", title="newest"),
+        ],
+    )
+    assert warehouse.query("SELECT title FROM tasks") == [("newest",)]
+
+
+def test_a_failed_batch_leaves_neither_its_rows_nor_its_position(warehouse: Warehouse) -> None:
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z")])
+    good = shape_row("tasks", task("tsk_2", "2026-01-02T00:00:00.000Z"), "acme", NOW)[0]
+    broken = {**good, "id": "tsk_3", "priority": "not a number"}  # cannot be cast: the batch must fail whole
+    with pytest.raises((duckdb.Error, psycopg2.Error)):
+        warehouse.write("acme", "tasks", [good, broken], SyncState(watermark="2026-01-02T00:00:00.000Z"))
+    assert warehouse.query("SELECT id FROM tasks ORDER BY id") == [("tsk_1",)]
+    assert warehouse.state("acme", "tasks") == SyncState(watermark="2026-01-01T00:00:00.000Z")
+
+
+def test_hostile_and_long_field_names_become_columns_and_values_read_back_exactly(warehouse: Warehouse) -> None:
+    value = 'quote " newline \n emoji 🚀 backslash \\ '
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z", title=value, **{HOSTILE: value, LONG: 42})])
+    columns = [
+        c for (c,) in warehouse.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'tasks'")
+    ]
+    assert column_for(HOSTILE) in columns and column_for(LONG) in columns
+    assert warehouse.query(f'SELECT title, "{column_for(HOSTILE)}", "{column_for(LONG)}" FROM tasks') == [
+        (value, value, "42")
+    ]
+    assert raw_records(warehouse, "tasks")[0][HOSTILE] == value
+    assert warehouse.query("SELECT count(*) FROM tasks") == [(1,)], "the table survived the field name"
+
+
+def test_a_type_change_nulls_the_typed_column_keeps_the_raw_value_and_records_drift(warehouse: Warehouse) -> None:
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z", estimate_hours=3.0)])
+    write(warehouse, "tasks", [task("tsk_2", "2026-01-02T00:00:00.000Z", estimate_hours="3h")], tenant="globex")
+    assert warehouse.query("SELECT tenant_id, estimate_hours FROM tasks ORDER BY tenant_id") == [
+        ("acme", 3.0),
+        ("globex", None),
+    ]
+    assert raw_records(warehouse, "tasks", "globex")[0]["estimate_hours"] == "3h"
+    drift = warehouse.query("SELECT tenant_id, field, expected, seen, example_id FROM _dripfeed_schema_drift")
+    assert drift == [("globex", "estimate_hours", "double", "string", "tsk_2")]
+
+
+def test_a_dropped_field_stays_a_column_and_fills_with_nulls(warehouse: Warehouse) -> None:
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z", sprint="S1")])
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-02T00:00:00.000Z")])
+    assert warehouse.query("SELECT sprint FROM tasks") == [(None,)]
+
+
+def test_several_processes_write_one_duckdb_file_at_once(tmp_path: Path) -> None:
+    url = str(tmp_path / "shared.duckdb")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.resources.warehouse_worker", url, tenant, "15"],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tenant in ("acme", "globex", "initech", "umbrella")
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    counts = Warehouse(url=url).query("SELECT tenant_id, count(*) FROM users GROUP BY 1 ORDER BY 1")
+    assert counts == [(t, 15 * 50) for t in ("acme", "globex", "initech", "umbrella")]
