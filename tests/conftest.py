@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import sqlalchemy as sa
 import yaml
 
-from resources.control_store import state_url
 from tasklane_sim import SimServer
 from tasklane_sim.config import deep_merge
-from tests.postgres_server import running_postgres
+from tests.postgres_server import fresh_database, running_postgres
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -78,13 +75,7 @@ def control_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The control store on each back end: a SQLite file, and a fresh database on a real Postgres."""
     if request.param == "sqlite":
         return str(tmp_path / "control.sqlite3")
-    url = request.getfixturevalue("postgres_url")
-    name = f"control_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(state_url(url), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return url.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(request.getfixturevalue("postgres_url"), "control")
 
 
 def write_tenants(path: Path, *tenants: dict[str, Any]) -> Path:

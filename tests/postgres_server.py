@@ -6,10 +6,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from resources.control_store import state_url
 from tasklane_sim.server import free_port
 
 
@@ -46,3 +50,13 @@ def running_postgres() -> Iterator[str]:
             timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(url: str, prefix: str) -> str:
+    """A new, empty database on the cluster at `url`; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(state_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,11 @@ from typing import Any
 import duckdb
 import psycopg2
 import pytest
-import sqlalchemy as sa
 
-from resources.control_store import state_url
 from resources.warehouse import SyncState, Warehouse
 from resources.warehouse_schema import column_for, shape_row
 from tests.conftest import workspace_config
+from tests.postgres_server import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = 'x"; DROP TABLE tasks; --'
@@ -30,13 +28,7 @@ NOW = datetime(2026, 11, 21, tzinfo=UTC)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
     if request.param == "duckdb":
         return Warehouse(url=str(tmp_path / "warehouse.duckdb"))
-    url = request.getfixturevalue("postgres_url")
-    name = f"wh_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(state_url(url), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return Warehouse(url=url.rsplit("/", 1)[0] + f"/{name}")
+    return Warehouse(url=fresh_database(request.getfixturevalue("postgres_url"), "warehouse"))
 
 
 def write(warehouse: Warehouse, resource: str, records: list[dict[str, Any]], tenant: str = "acme") -> None:
