@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from pipeline_assets.assets import projects, tasks, users
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
+    assets=[users, projects, tasks],
     resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

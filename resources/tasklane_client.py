@@ -329,7 +329,8 @@ class TenantClient:
         """Pages of 100 records with `updated_at >= updated_since`, tombstones included.
 
         An unchanged listing answers 304 and yields one empty `not_modified` page. A cursor that
-        expires mid-listing restarts the listing from the last `updated_at` already yielded."""
+        expires mid-listing restarts the listing from the last `updated_at` already yielded; five
+        restarts in a row without a new page give up."""
         with self._operation():
             since, cursor, restarts = updated_since, None, 0
             resume_from = since  # where a restart begins: the last updated_at already yielded
@@ -367,6 +368,7 @@ class TenantClient:
                 yield Page(records, next_cursor)
                 if records:
                     resume_from = max(resume_from or "", records[-1]["updated_at"])
+                    restarts = 0  # only restarts that make no progress count towards giving up
                 if next_cursor is None:
                     return
                 cursor = next_cursor

@@ -1,0 +1,149 @@
+"""The per-tenant assets against the real simulator and a real Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tasklane_sim import SimServer
+from tests.conftest import workspace_config
+from tests.pipeline_assets.conftest import RESOURCES, assert_equals_ground_truth, materialize_tenant
+
+ROOT = Path(__file__).resolve().parents[2]
+PAST = "2026-11-01T00:00:00Z"  # history ends well before now, outside the visibility overlap
+
+
+def test_a_first_sync_equals_the_ground_truth(make_sim, instance, tasklane_for, warehouse) -> None:
+    sim = make_sim(workspace_config("acme", records={"users": 40, "projects": 15, "tasks": 1250}))
+    result = materialize_tenant(instance, "acme", tasklane_for(sim, "acme"), warehouse)
+    assert result.success
+    assert_equals_ground_truth(sim, warehouse, "acme")
+    tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
+    assert tasks["dagster/row_count"].value == 1250
+    assert tasks["records_upserted"].value == 1250 and tasks["pages"].value == 13
+    assert tasks["counted_calls"].value == 13
+    assert {c.name for c in tasks["dagster/column_schema"].value.columns} >= {
+        "tenant_id",
+        "id",
+        "estimate_hours",
+        "_raw",
+    }
+
+
+def test_incremental_syncs_while_the_simulator_mutates_converge_to_the_ground_truth(
+    make_sim, instance, tasklane_for, duckdb_warehouse
+) -> None:
+    mutations = {"creates_per_second": 15, "updates_per_second": 40, "deletes_per_second": 3}
+    sim = make_sim(workspace_config("acme", records={"tasks": 2000}, visibility_lag_seconds=2, mutations=mutations))
+    tasklane = tasklane_for(sim, "acme")
+    for _ in range(3):  # syncs race with writes, some of which become visible up to 2 s late
+        assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
+        time.sleep(0.5)
+    sim.admin.set_knobs("acme", mutations={"creates_per_second": 0, "updates_per_second": 0, "deletes_per_second": 0})
+    time.sleep(2.5)  # every write is visible now
+    assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+
+
+def test_an_unchanged_tenant_costs_zero_counted_calls(make_sim, instance, tasklane_for, duckdb_warehouse) -> None:
+    sim = make_sim(workspace_config("acme"), as_of=PAST)
+    tasklane = tasklane_for(sim, "acme")
+    materialize_tenant(instance, "acme", tasklane, duckdb_warehouse)
+    materialize_tenant(instance, "acme", tasklane, duckdb_warehouse)  # reads the overlap once, remembers its ETag
+    sim.admin.reset_counters("acme")
+    assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
+    totals = sim.admin.counters("acme")["totals"]
+    assert totals["counted"] == 0 and totals["not_modified"] == len(RESOURCES)
+
+
+def test_cursors_expiring_during_a_sync_are_survived(make_sim, instance, tasklane_for, duckdb_warehouse) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 3000}))
+    stop = threading.Event()
+
+    def expire_cursors() -> None:
+        while not stop.wait(0.05):
+            sim.admin.expire_cursors("acme")
+
+    expirer = threading.Thread(target=expire_cursors)
+    expirer.start()
+    try:
+        assert materialize_tenant(instance, "acme", tasklane_for(sim, "acme"), duckdb_warehouse).success
+    finally:
+        stop.set()
+        expirer.join()
+    assert sim.admin.counters("acme")["totals"].get("status_410", 0) > 0
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+
+
+def test_a_full_resync_from_a_run_tag_rereads_everything_by_upsert(
+    make_sim, instance, tasklane_for, duckdb_warehouse
+) -> None:
+    sim = make_sim(workspace_config("acme"), as_of=PAST)
+    tasklane = tasklane_for(sim, "acme")
+    materialize_tenant(instance, "acme", tasklane, duckdb_warehouse)
+    sim.admin.reset_counters("acme")
+    result = materialize_tenant(instance, "acme", tasklane, duckdb_warehouse, tags={"dripfeed/full_resync": "true"})
+    tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
+    assert tasks["full_resync"].value is True and tasks["records_upserted"].value == 430
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+
+
+def worker(
+    sim: SimServer, tmp_path: Path, warehouse_url: str, tenant: str, pages_per_checkpoint: int
+) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "tests.pipeline_assets.sync_worker",
+        sim.base_url,
+        str(tmp_path / "tenants.yaml"),
+        str(tmp_path / "control.sqlite3"),
+        warehouse_url,
+        tenant,
+        str(pages_per_checkpoint),
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little(
+    make_sim, instance, tasklane_for, duckdb_warehouse, tmp_path
+) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 6000}, faults={"slow_rate": 1.0, "slow_seconds": 0.05}))
+    tasklane = tasklane_for(sim, "acme")
+    process = worker(sim, tmp_path, duckdb_warehouse.url, "acme", pages_per_checkpoint=5)
+    while sim.admin.counters("acme")["endpoints"].get("tasks.list", {}).get("requests", 0) < 23:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    committed = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
+    assert 0 < committed < 6000
+    sim.admin.reset_counters("acme")
+    assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    refetched = sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"]
+    needed = -(-(6000 - committed) // 100)
+    assert refetched <= needed + 5, (
+        f"{refetched} pages for {6000 - committed} missing records: more than one checkpoint again"
+    )
+
+
+def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succeed(
+    make_sim, tasklane_for, duckdb_warehouse, tmp_path
+) -> None:
+    tenants = ("acme", "globex", "initech", "umbrella")
+    sim = make_sim(*(workspace_config(t, records={"tasks": 800}) for t in tenants))
+    tasklane_for(sim, *tenants)
+    processes = [worker(sim, tmp_path, duckdb_warehouse.url, t, pages_per_checkpoint=2) for t in tenants]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    for tenant in tenants:
+        assert_equals_ground_truth(sim, duckdb_warehouse, tenant)
