@@ -3,10 +3,12 @@
 import dagster as dg
 
 from pipeline_assets.assets import projects, tasks, users
+from pipeline_assets.checks import asset_checks
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
     assets=[users, projects, tasks],
+    asset_checks=asset_checks,
     resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

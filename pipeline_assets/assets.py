@@ -50,9 +50,10 @@ def _metadata(report: SyncReport, warehouse: Warehouse, tenant: str) -> dict[str
     }
 
 
-def tasklane_asset(resource: str) -> dg.AssetsDefinition:
+def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> dg.AssetsDefinition:
     @dg.asset(
         name=resource,
+        deps=deps,
         partitions_def=tenant_partitions,
         group_name="tasklane",
         kinds={"python", "sql"},
@@ -82,4 +83,6 @@ def tasklane_asset(resource: str) -> dg.AssetsDefinition:
     return sync
 
 
-users, projects, tasks = (tasklane_asset(resource) for resource in ("users", "projects", "tasks"))
+users = tasklane_asset("users")
+projects = tasklane_asset("projects")
+tasks = tasklane_asset("tasks", deps=(users, projects))  # parents first, so references resolve in one run

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.assets import projects, tasks, users
+from pipeline_assets.checks import asset_checks
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
@@ -55,7 +56,7 @@ def materialize_tenant(
     if not instance.has_dynamic_partition("tenants", tenant):
         instance.add_dynamic_partitions("tenants", [tenant])
     return dg.materialize(
-        [users, projects, tasks],
+        [users, projects, tasks, *asset_checks],
         partition_key=tenant,
         instance=instance,
         resources={"tasklane": tasklane, "warehouse": warehouse},
@@ -78,3 +79,7 @@ def assert_equals_ground_truth(sim: SimServer, warehouse: Warehouse, tenant: str
             f"SELECT id FROM {resource} WHERE tenant_id = ? AND _deleted_at IS NOT NULL ORDER BY id", (tenant,)
         )
         assert [r for (r,) in soft_deleted] == [r["id"] for r in truth if r["deleted_at"]]
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}

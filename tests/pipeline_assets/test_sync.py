@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from pipeline_assets.assets import FULL_RESYNC_TAG
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
 from tests.pipeline_assets.conftest import RESOURCES, assert_equals_ground_truth, materialize_tenant
@@ -87,7 +88,7 @@ def test_a_full_resync_from_a_run_tag_rereads_everything_by_upsert(
     tasklane = tasklane_for(sim, "acme")
     materialize_tenant(instance, "acme", tasklane, duckdb_warehouse)
     sim.admin.reset_counters("acme")
-    result = materialize_tenant(instance, "acme", tasklane, duckdb_warehouse, tags={"dripfeed/full_resync": "true"})
+    result = materialize_tenant(instance, "acme", tasklane, duckdb_warehouse, tags={FULL_RESYNC_TAG: "true"})
     tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
     assert tasks["full_resync"].value is True and tasks["records_upserted"].value == 430
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")

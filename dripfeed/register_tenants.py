@@ -1,0 +1,29 @@
+"""`python -m dripfeed.register_tenants`: make tenants.yaml's enabled tenants partitions of the
+Dagster instance in $DAGSTER_HOME, so `dagster asset materialize --partition <tenant>` works
+headless. (The tenant registry sensor keeps them in sync once it is running.)"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dripfeed.tenants import Tenant, load_tenants
+from pipeline_assets.partitions import tenant_partitions
+
+
+def register_tenants(instance: dg.DagsterInstance, tenants: dict[str, Tenant]) -> list[str]:
+    """Add the enabled tenants that are not partitions yet; returns the ones added."""
+    existing = set(instance.get_dynamic_partitions(tenant_partitions.name))
+    added = [tenant_id for tenant_id, tenant in tenants.items() if tenant.enabled and tenant_id not in existing]
+    if added:
+        instance.add_dynamic_partitions(tenant_partitions.name, added)
+    return added
+
+
+def main() -> None:
+    with dg.DagsterInstance.get() as instance:
+        added = register_tenants(instance, load_tenants())
+        print(f"registered {len(added)} new tenant partition(s): {', '.join(added) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
