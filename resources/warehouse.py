@@ -277,7 +277,8 @@ class Warehouse(dg.ConfigurableResource):
     ) -> int:
         """Upsert a batch and record the position it reaches, in one transaction. Returns rows written."""
         rows = _newest_per_id(rows)
-        extra = {c: "text" for row in rows for c in row if c not in table_columns(resource)}
+        base = table_columns(resource)
+        extra = {c: "text" for row in rows for c in row if c not in base}
         with self.backend.transaction() as conn:
             columns = self.backend.ensure_tables(conn, resource, extra)
             if rows:
