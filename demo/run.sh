@@ -23,6 +23,8 @@ set -a; . ./.env; set +a
 
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# The demo tenants become partitions (until the tenant registry sensor does this itself).
+.venv/bin/python -m dripfeed.register_tenants
 
 .venv/bin/tasklane-sim --config demo/sim.yaml --port "$SIM_PORT" &
 sim_pid=$!
