@@ -10,10 +10,14 @@ import threading
 import time
 from pathlib import Path
 
+import dagster as dg
+import pytest
+
 from pipeline_assets.assets import FULL_RESYNC_TAG
+from pipeline_assets.incremental_sync import sync_resource
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import RESOURCES, assert_equals_ground_truth, materialize_tenant
+from tests.pipeline_assets.conftest import RESOURCES, assert_equals_ground_truth, materialize_tenant, warehouse_records
 
 ROOT = Path(__file__).resolve().parents[2]
 PAST = "2026-11-01T00:00:00Z"  # history ends well before now, outside the visibility overlap
@@ -148,3 +152,25 @@ def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succe
         assert process.returncode == 0, err[-3000:]
     for tenant in tenants:
         assert_equals_ground_truth(sim, duckdb_warehouse, tenant)
+
+
+def test_a_throttled_sync_checkpoints_before_asking_dagster_to_retry(make_sim, tasklane_for, duckdb_warehouse) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
+    client = tasklane_for(sim, "acme", budget_per_hour=4).client("acme")  # 4 calls, then a far reset
+    with pytest.raises(dg.RetryRequested) as retry:
+        sync_resource(client, duckdb_warehouse, "tasks", pages_per_checkpoint=50)
+    assert retry.value.seconds_to_wait > 60
+    kept = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
+    assert kept == 400, "the four pages fetched before the throttle were committed"
+    state = duckdb_warehouse.state("acme", "tasks")
+    assert state.watermark is None and state.resume_from is not None
+    sim.admin.reset_counters("acme")
+    # The operator raises the budget in tenants.yaml; the next run (same control store) resumes.
+    resumed = tasklane_for(sim, "acme", budget_per_hour=10_000).client("acme")
+    sync_resource(resumed, duckdb_warehouse, "tasks")
+    assert_equals_ground_truth_for(sim, duckdb_warehouse, "tasks")
+    assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 6 + 1, "only the rest was fetched"
+
+
+def assert_equals_ground_truth_for(sim: SimServer, warehouse, resource: str) -> None:
+    assert warehouse_records(warehouse, "acme", resource) == sim.admin.truth("acme", resource)
