@@ -69,7 +69,7 @@ def sync_resource(
         for page in client.list_pages(resource, since):
             if page.not_modified:
                 break
-            synced_at = datetime.now(UTC)
+            synced_at = datetime.now(UTC).isoformat()
             for record in page.records:
                 row, found = shape_row(resource, record, tenant, synced_at)
                 batch.append(row)

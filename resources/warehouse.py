@@ -200,7 +200,7 @@ class _DuckDB(_Backend):
         self, conn: duckdb.DuckDBPyConnection, resource: str, columns: list[str], rows: list[dict[str, Any]]
     ) -> None:
         types = self.columns(conn, resource)
-        frame = pd.DataFrame.from_records(rows, columns=columns).astype(object).where(lambda f: f.notna(), None)
+        frame = pd.DataFrame({c: [row.get(c) for row in rows] for c in columns}, dtype=object)
         conn.register("dripfeed_batch", frame)
         try:
             select = ", ".join(f"CAST({quote(c)} AS {types[c]}) AS {quote(c)}" for c in columns)

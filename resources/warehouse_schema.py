@@ -90,16 +90,15 @@ def _typed(value: Any, kind: str) -> tuple[Any, bool]:
         return (float(value), True) if ok else (None, False)
     if kind == "json":
         return json.dumps(value, ensure_ascii=False), True
-    try:
-        if kind == "date":
-            return date.fromisoformat(value), True
-        return datetime.fromisoformat(value), True
+    try:  # validated here, stored as the vendor's text: the database casts it (cheaper than Python objects)
+        (date if kind == "date" else datetime).fromisoformat(value)
     except (TypeError, ValueError):
         return None, False
+    return value, True
 
 
 def shape_row(
-    resource: str, record: dict[str, Any], tenant: str, synced_at: datetime
+    resource: str, record: dict[str, Any], tenant: str, synced_at: datetime | str
 ) -> tuple[dict[str, Any], list[Drift]]:
     """One warehouse row from one vendor record, and any contract fields whose type drifted."""
     row: dict[str, Any] = {"tenant_id": tenant}
