@@ -4,11 +4,13 @@ import dagster as dg
 
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.checks import asset_checks
+from pipeline_assets.jobs import sync_tenant
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
     assets=[users, projects, tasks],
     asset_checks=asset_checks,
+    jobs=[sync_tenant],
     resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

@@ -1,0 +1,80 @@
+"""A backfill over tenant partitions from the CLI, run by the real daemon: one sync per tenant."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from resources.warehouse import Warehouse
+from tests.conftest import workspace_config
+from tests.pipeline_assets.conftest import assert_equals_ground_truth
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+WORKSPACE = "load_from:\n  - python_module:\n      module_name: dripfeed.definitions\n      location_name: dripfeed\n"
+
+
+def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(
+    make_sim, tasklane_for, tmp_path, monkeypatch
+) -> None:
+    sim = make_sim(workspace_config("acme"), workspace_config("globex"))
+    tasklane = tasklane_for(sim, "acme", "globex")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (tmp_path / "workspace.yaml").write_text(WORKSPACE)  # run from tmp_path: the repo root's .env holds demo tokens
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DRIPFEED_TENANTS_FILE": tasklane.tenants_file,
+        "DRIPFEED_STATE": tasklane.state,
+        "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "TASKLANE_BASE_URL": sim.base_url,
+    }
+    subprocess.run(
+        [str(BIN / "python"), "-m", "dripfeed.register_tenants"], cwd=tmp_path, env=env, check=True, timeout=120
+    )
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        backfill = [
+            str(BIN / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            "sync_tenant",
+            "--partitions",
+            "acme,globex",
+            "--noprompt",
+        ]
+        launched = subprocess.run(backfill, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert launched.returncode == 0 and "Launched backfill" in launched.stdout, launched.stderr[-2000:]
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.get() as instance:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                runs = instance.get_runs()
+                if len(runs) == 2 and all(r.is_finished for r in runs):
+                    break
+                time.sleep(1)
+            assert sorted(r.tags["dagster/partition"] for r in runs) == ["acme", "globex"]
+            assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [r.status for r in runs]
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+    warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
+    for tenant in ("acme", "globex"):
+        assert_equals_ground_truth(sim, warehouse, tenant)
