@@ -41,18 +41,18 @@ def test_a_first_sync_equals_the_ground_truth(make_sim, instance, tasklane_for, 
 
 
 def test_incremental_syncs_while_the_simulator_mutates_converge_to_the_ground_truth(
-    make_sim, instance, tasklane_for, duckdb_warehouse
+    make_sim, instance, tasklane_for, warehouse
 ) -> None:
     mutations = {"creates_per_second": 15, "updates_per_second": 40, "deletes_per_second": 3}
     sim = make_sim(workspace_config("acme", records={"tasks": 2000}, visibility_lag_seconds=2, mutations=mutations))
     tasklane = tasklane_for(sim, "acme")
     for _ in range(3):  # syncs race with writes, some of which become visible up to 2 s late
-        assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
+        assert materialize_tenant(instance, "acme", tasklane, warehouse).success
         time.sleep(0.5)
     sim.admin.set_knobs("acme", mutations={"creates_per_second": 0, "updates_per_second": 0, "deletes_per_second": 0})
     time.sleep(2.5)  # every write is visible now
-    assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
-    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    assert materialize_tenant(instance, "acme", tasklane, warehouse).success
+    assert_equals_ground_truth(sim, warehouse, "acme")
 
 
 def test_an_unchanged_tenant_costs_zero_counted_calls(make_sim, instance, tasklane_for, duckdb_warehouse) -> None:
@@ -66,7 +66,7 @@ def test_an_unchanged_tenant_costs_zero_counted_calls(make_sim, instance, taskla
     assert totals["counted"] == 0 and totals["not_modified"] == len(RESOURCES)
 
 
-def test_cursors_expiring_during_a_sync_are_survived(make_sim, instance, tasklane_for, duckdb_warehouse) -> None:
+def test_cursors_expiring_during_a_sync_are_survived(make_sim, instance, tasklane_for, warehouse) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 3000}))
     stop = threading.Event()
 
@@ -77,12 +77,12 @@ def test_cursors_expiring_during_a_sync_are_survived(make_sim, instance, tasklan
     expirer = threading.Thread(target=expire_cursors)
     expirer.start()
     try:
-        assert materialize_tenant(instance, "acme", tasklane_for(sim, "acme"), duckdb_warehouse).success
+        assert materialize_tenant(instance, "acme", tasklane_for(sim, "acme"), warehouse).success
     finally:
         stop.set()
         expirer.join()
     assert sim.admin.counters("acme")["totals"].get("status_410", 0) > 0
-    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    assert_equals_ground_truth(sim, warehouse, "acme")
 
 
 def test_a_full_resync_from_a_run_tag_rereads_everything_by_upsert(
@@ -118,21 +118,21 @@ def worker(
 
 
 def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little(
-    make_sim, instance, tasklane_for, duckdb_warehouse, tmp_path
+    make_sim, instance, tasklane_for, warehouse, tmp_path
 ) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 6000}, faults={"slow_rate": 1.0, "slow_seconds": 0.05}))
     tasklane = tasklane_for(sim, "acme")
-    process = worker(sim, tmp_path, duckdb_warehouse.url, "acme", pages_per_checkpoint=5)
+    process = worker(sim, tmp_path, warehouse.url, "acme", pages_per_checkpoint=5)
     while sim.admin.counters("acme")["endpoints"].get("tasks.list", {}).get("requests", 0) < 23:
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    committed = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
+    committed = warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
     assert 0 < committed < 6000
     sim.admin.reset_counters("acme")
-    assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
-    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    assert materialize_tenant(instance, "acme", tasklane, warehouse).success
+    assert_equals_ground_truth(sim, warehouse, "acme")
     refetched = sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"]
     needed = -(-(6000 - committed) // 100)
     assert refetched <= needed + 5, (
