@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from resources.tasklane_api import TasklaneAPI
 from resources.tasklane_errors import parse_retry_after
 from tasklane_sim import SimServer
 
-from .report import Section
+from .report import Section, run_parts
 
 TOKEN = "bench-token"
 ROUNDS = 3
@@ -206,8 +205,4 @@ def utilisation(section: Section, scratch: Path) -> None:
 
 
 def run() -> Section:
-    section = Section("API resource: overhead and budget use")
-    with tempfile.TemporaryDirectory() as scratch:
-        overhead(section, Path(scratch))
-        utilisation(section, Path(scratch))
-    return section
+    return run_parts("API resource: overhead and budget use", overhead, utilisation)

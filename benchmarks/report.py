@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -49,3 +52,12 @@ def machine() -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
         f"run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
+
+
+def run_parts(title: str, *parts: Callable[[Section, Path], None]) -> Section:
+    """One section, its parts measured in turn, each given the same scratch directory."""
+    section = Section(title)
+    with tempfile.TemporaryDirectory() as scratch:
+        for part in parts:
+            part(section, Path(scratch))
+    return section

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -18,7 +17,7 @@ from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 
 from .api_resource_bench import TOKEN, _bare_listing, _resource_listing
-from .report import Section
+from .report import Section, run_parts
 
 TASKS = 200_000
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,8 +142,4 @@ def _counted(sim: SimServer, tenant: str, sync: callable) -> int:
 
 
 def run() -> Section:
-    section = Section("Sync: end to end into DuckDB, and calls per sync")
-    with tempfile.TemporaryDirectory() as scratch:
-        end_to_end(section, Path(scratch))
-        calls_per_sync(section, Path(scratch))
-    return section
+    return run_parts("Sync: end to end into DuckDB, and calls per sync", end_to_end, calls_per_sync)
