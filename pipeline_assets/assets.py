@@ -45,6 +45,7 @@ def _metadata(report: SyncReport, warehouse: Warehouse, tenant: str) -> dict[str
         "budget_wait_seconds": float(report.calls["wait_seconds"]),
         "watermark_before": report.watermark_before or "none",
         "watermark_after": report.watermark_after or "none",
+        "resumed_from_checkpoint": report.resumed_from or "none",
         "full_resync": report.full_resync,
         "schema_drift_fields": ", ".join(sorted({d.field for d in report.drift})) or "none",
     }

@@ -131,7 +131,10 @@ def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little
     committed = warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
     assert 0 < committed < 6000
     sim.admin.reset_counters("acme")
-    assert materialize_tenant(instance, "acme", tasklane, warehouse).success
+    rerun = materialize_tenant(instance, "acme", tasklane, warehouse)
+    assert rerun.success
+    resumed = next(iter(rerun.asset_materializations_for_node("tasks"))).metadata["resumed_from_checkpoint"]
+    assert resumed.value != "none", "the re-run says it resumed from the killed run's checkpoint"
     assert_equals_ground_truth(sim, warehouse, "acme")
     refetched = sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"]
     needed = -(-(6000 - committed) // 100)
