@@ -24,10 +24,7 @@ class SyncConfig(dg.Config):
 
 
 def _metadata(report: SyncReport, warehouse: Warehouse, tenant: str) -> dict[str, object]:
-    columns = warehouse.query(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-        (report.resource,),
-    )
+    columns = warehouse.columns(report.resource)
     rows = warehouse.query(f"SELECT count(*) FROM {report.resource} WHERE tenant_id = ?", (tenant,))[0][0]
     return {
         "dagster/row_count": dg.MetadataValue.int(int(rows)),

@@ -297,6 +297,10 @@ class Warehouse(dg.ConfigurableResource):
             return SyncState()
         return SyncState(*found[0]) if found else SyncState()
 
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        """(name, type) of each column of a warehouse table, in order."""
+        return self.query(COLUMNS_SQL, (table,))
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.backend.transaction() as conn:
             return self.backend.execute(conn, self.backend.sql(sql), params)
