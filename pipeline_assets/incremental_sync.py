@@ -54,7 +54,7 @@ def sync_resource(
     calls_before = Counter(client.stats)
     batch: list[dict[str, Any]] = []
     drift: list[Drift] = []
-    reached: str | None = None
+    reached: str | None = state.resume_from  # what a killed run already committed counts as reached
 
     def commit(final: bool) -> None:
         nonlocal batch, drift
