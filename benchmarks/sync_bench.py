@@ -77,7 +77,7 @@ def end_to_end(section: Section, scratch: Path) -> None:
                 f"{listing / listing_seconds / ceiling:.2f}",
             ],
             [
-                "**sync into DuckDB** (shape rows, upsert, checkpoint every 50 pages)",
+                "**sync into DuckDB** (shaped in SQL, upsert, checkpoint every 50 pages)",
                 f"**{sync_rate:,.0f}**",
                 f"**{sync_rate / ceiling:.2f}**",
             ],

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from resources.tasklane_client import TenantClient
 from resources.warehouse import SyncState, Warehouse
-from resources.warehouse_schema import Drift, shape_row
+from resources.warehouse_schema import Drift
 
 VISIBILITY_OVERLAP = timedelta(seconds=60)  # the contract: writes become visible up to 60 s late
 
@@ -48,44 +48,54 @@ def sync_resource(
     that dies or is throttled resumes from its last checkpoint (minus the visibility overlap)."""
     tenant = client.tenant.id
     state = warehouse.state(tenant, resource)
-    report = SyncReport(resource, state.watermark, resumed_from=state.resume_from, full_resync=full_resync)
-    start = state.resume_from if full_resync else (state.resume_from or state.watermark)
+    # A full re-sync resumes only its own checkpoint: an incremental run's would skip the records
+    # before it. An incremental run may resume either kind.
+    resume_from = state.resume_from if state.resume_full or not full_resync else None
+    report = SyncReport(resource, state.watermark, resumed_from=resume_from, full_resync=full_resync)
+    start = resume_from if full_resync else (resume_from or state.watermark)
     since = minus_overlap(start) if start else None
     calls_before = Counter(client.stats)
-    batch: list[dict[str, Any]] = []
-    drift: list[Drift] = []
-    reached: str | None = state.resume_from  # what a killed run already committed counts as reached
+    pages: list[str] = []
+    reached: str | None = resume_from  # what a killed run already committed counts as reached
+    pending: Future[None] | None = None
 
-    def commit(final: bool) -> None:
-        nonlocal batch, drift
-        watermark = max(filter(None, (state.watermark, reached)), default=None)
-        position = SyncState(watermark=watermark, resume_from=None) if final else SyncState(state.watermark, reached)
-        warehouse.write(tenant, resource, batch, position, drift)
-        report.checkpoints += 0 if final else 1
-        report.drift.extend(drift)
-        batch, drift = [], []
+    def write(batch: list[str], position: SyncState) -> None:
+        report.drift.extend(warehouse.write(tenant, resource, batch, position).drift)
 
-    try:
-        for page in client.list_pages(resource, since):
-            if page.not_modified:
-                break
-            synced_at = datetime.now(UTC).isoformat()
-            for record in page.records:
-                row, found = shape_row(resource, record, tenant, synced_at)
-                batch.append(row)
-                drift.extend(found)
-                report.tombstones += record.get("deleted_at") is not None
-            report.pages += 1
-            report.records += len(page.records)
-            if page.records:
-                reached = max(reached or "", page.records[-1]["updated_at"])
-            if report.pages % pages_per_checkpoint == 0:
-                commit(final=False)
-    except BaseException:
-        if batch:  # keep what was fetched: a retry starts from here, not from the beginning
-            commit(final=False)
-        raise
-    commit(final=True)
+    def position(final: bool) -> SyncState:
+        if final:
+            return SyncState(watermark=max(filter(None, (state.watermark, reached)), default=None))
+        return SyncState(state.watermark, reached, resume_full=full_resync)
+
+    # Checkpoints are written by one background thread while the next pages are fetched: the
+    # database shapes rows outside the GIL, so fetching and writing overlap. Waiting for the
+    # previous write before handing over the next keeps commits in order and stops on a failure.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dripfeed-{tenant}-{resource}") as writer:
+        try:
+            for page in client.list_pages(resource, since):
+                if page.not_modified:
+                    break
+                pages.append(page.body)
+                report.pages += 1
+                report.records += len(page.records)
+                report.tombstones += sum(record.get("deleted_at") is not None for record in page.records)
+                if page.records:
+                    reached = max(reached or "", page.records[-1]["updated_at"])
+                if report.pages % pages_per_checkpoint == 0:
+                    if pending:
+                        pending.result()
+                    pending, pages = writer.submit(write, pages, position(final=False)), []
+                    report.checkpoints += 1
+        except BaseException:
+            if pending:
+                pending.result()
+            if pages:  # keep what was fetched: a retry starts from here, not from the beginning
+                write(pages, position(final=False))
+                report.checkpoints += 1
+            raise
+        if pending:
+            pending.result()
+        write(pages, position(final=True))
     report.watermark_after = warehouse.state(tenant, resource).watermark
     report.calls = Counter(client.stats) - calls_before
     return report

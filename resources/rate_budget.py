@@ -199,6 +199,16 @@ class RateBudget:
         values["vendor_cap"] = estimate if vendor_cap is None else min(vendor_cap, estimate)
         return values
 
+    def calls_left(self, tenant: Tenant, now: float) -> tuple[int | None, int | None]:
+        """(calls dripfeed may still make in the tenant's current window, when that window resets),
+        from the ledger's count and the vendor's last headers; (None, None) when no window is open."""
+        window = self.window(tenant.id)
+        if not window or not window["window_reset"] or window["window_reset"] <= now:
+            return None, None
+        budget = tenant.calls_per_window(window["vendor_limit"], window["window_seconds"] or CONTRACT_WINDOW_SECONDS)
+        caps = [cap for cap in (budget, window["vendor_cap"]) if cap is not None]
+        return (max(0, min(caps) - window["spent"]) if caps else None), window["window_reset"]
+
     def window(self, tenant_id: str) -> dict[str, int | None]:
         """The tenant's current window as the control store sees it (for schedules and tests)."""
         with self.store.engine.connect() as conn:

@@ -59,9 +59,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class Page:
+    """One listing page: its records, and its body as the vendor sent it (what the warehouse loads)."""
+
     records: list[dict[str, Any]]
     next_cursor: str | None
     not_modified: bool = False
+    body: str = ""
 
 
 def export_idempotency_key(tenant: str, resource: str, updated_before: str) -> str:
@@ -365,7 +368,7 @@ class TenantClient:
                 records, next_cursor = self._page_body(resource, reply.body)
                 if cursor is None:
                     self._remember_etag(query, reply.headers.get("ETag") if next_cursor is None else None)
-                yield Page(records, next_cursor)
+                yield Page(records, next_cursor, body=reply.response.content.decode())
                 if records:
                     resume_from = max(resume_from or "", records[-1]["updated_at"])
                     restarts = 0  # only restarts that make no progress count towards giving up

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from pipeline_assets.incremental_sync import sync_resource
+from resources.warehouse import SyncState
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
 from tests.pipeline_assets.conftest import RESOURCES, assert_equals_ground_truth, materialize_tenant, warehouse_records
@@ -95,6 +96,27 @@ def test_a_full_resync_from_a_run_tag_rereads_everything_by_upsert(
     result = materialize_tenant(instance, "acme", tasklane, duckdb_warehouse, tags={FULL_RESYNC_TAG: "true"})
     tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
     assert tasks["full_resync"].value is True and tasks["records_upserted"].value == 430
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+
+
+@pytest.mark.parametrize(
+    ("left_by_full_resync", "rereads_everything"),
+    [(False, True), (True, False)],
+    ids=["incremental-checkpoint-is-ignored", "own-checkpoint-is-resumed"],
+)
+def test_a_full_resync_resumes_only_a_checkpoint_of_a_full_resync(
+    make_sim, instance, tasklane_for, duckdb_warehouse, left_by_full_resync: bool, rereads_everything: bool
+) -> None:
+    sim = make_sim(workspace_config("acme"), as_of=PAST)
+    tasklane = tasklane_for(sim, "acme")
+    materialize_tenant(instance, "acme", tasklane, duckdb_warehouse)
+    watermark = duckdb_warehouse.state("acme", "tasks").watermark
+    checkpoint = SyncState(watermark, resume_from=watermark, resume_full=left_by_full_resync)  # as if killed
+    duckdb_warehouse.write("acme", "tasks", [], checkpoint)
+    result = materialize_tenant(instance, "acme", tasklane, duckdb_warehouse, tags={FULL_RESYNC_TAG: "true"})
+    tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
+    assert (tasks["records_upserted"].value == 430) is rereads_everything
+    assert (tasks["resumed_from_checkpoint"].value == "none") is rereads_everything
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
 
 

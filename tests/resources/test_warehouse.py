@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,14 @@ import duckdb
 import psycopg2
 import pytest
 
-from resources.warehouse import SyncState, Warehouse
-from resources.warehouse_schema import column_for, shape_row
+from resources.warehouse import SyncState, Warehouse, page_of
+from resources.warehouse_schema import column_for
 from tests.conftest import workspace_config
 from tests.postgres_server import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = 'x"; DROP TABLE tasks; --'
 LONG = "f" * 300
-NOW = datetime(2026, 11, 21, tzinfo=UTC)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -32,9 +30,7 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
 
 
 def write(warehouse: Warehouse, resource: str, records: list[dict[str, Any]], tenant: str = "acme") -> None:
-    shaped = [shape_row(resource, r, tenant, NOW) for r in records]
-    drift = [d for _, found in shaped for d in found]
-    warehouse.write(tenant, resource, [row for row, _ in shaped], SyncState(watermark=records[-1]["updated_at"]), drift)
+    warehouse.write(tenant, resource, [page_of(records)], SyncState(watermark=records[-1]["updated_at"]))
 
 
 def raw_records(warehouse: Warehouse, resource: str, tenant: str = "acme") -> list[dict[str, Any]]:
@@ -91,10 +87,10 @@ def test_an_older_version_never_replaces_a_newer_one(warehouse: Warehouse) -> No
 
 def test_a_failed_batch_leaves_neither_its_rows_nor_its_position(warehouse: Warehouse) -> None:
     write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z")])
-    good = shape_row("tasks", task("tsk_2", "2026-01-02T00:00:00.000Z"), "acme", NOW)[0]
-    broken = {**good, "id": "tsk_3", "priority": "not a number"}  # cannot be cast: the batch must fail whole
+    good = task("tsk_2", "2026-01-02T00:00:00.000Z")
+    broken = {**good, "id": None}  # violates the key: the batch must fail whole
     with pytest.raises((duckdb.Error, psycopg2.Error)):
-        warehouse.write("acme", "tasks", [good, broken], SyncState(watermark="2026-01-02T00:00:00.000Z"))
+        warehouse.write("acme", "tasks", [page_of([good, broken])], SyncState(watermark="2026-01-02T00:00:00.000Z"))
     assert warehouse.query("SELECT id FROM tasks ORDER BY id") == [("tsk_1",)]
     assert warehouse.state("acme", "tasks") == SyncState(watermark="2026-01-01T00:00:00.000Z")
 
@@ -123,6 +119,31 @@ def test_a_type_change_nulls_the_typed_column_keeps_the_raw_value_and_records_dr
     assert raw_records(warehouse, "tasks", "globex")[0]["estimate_hours"] == "3h"
     drift = warehouse.query("SELECT tenant_id, field, expected, seen, example_id FROM _dripfeed_schema_drift")
     assert drift == [("globex", "estimate_hours", "double", "string", "tsk_2")]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected", "seen"),
+    [
+        ("priority", 2.5, "integer", "number"),
+        ("priority", "high", "integer", "string"),
+        ("priority", 12345678901234567890123, "integer", "number"),
+        ("priority", 2**63 + 5, "integer", "number"),
+        ("estimate_hours", True, "double", "boolean"),
+        ("title", {"text": "t"}, "text", "object"),
+        ("due_date", "2026-02-30", "date", "string"),
+        ("due_date", "soon", "date", "string"),
+        ("completed_at", "now", "timestamp", "string"),
+        ("completed_at", 1767225600, "timestamp", "integer"),
+    ],
+)
+def test_values_that_do_not_fit_the_contract_are_drift_not_errors(
+    warehouse: Warehouse, field: str, value: Any, expected: str, seen: str
+) -> None:
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z", **{field: value})])
+    assert warehouse.query(f"SELECT {field} FROM tasks") == [(None,)]
+    assert raw_records(warehouse, "tasks")[0][field] == value
+    drift = warehouse.query("SELECT field, expected, seen, example_id FROM _dripfeed_schema_drift")
+    assert drift == [(field, expected, seen, "tsk_1")]
 
 
 def test_a_dropped_field_stays_a_column_and_fills_with_nulls(warehouse: Warehouse) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
-from resources.warehouse import SyncState, Warehouse
-from resources.warehouse_schema import shape_row
+from resources.warehouse import SyncState, Warehouse, page_of
 
 
 def main() -> None:
@@ -26,8 +24,7 @@ def main() -> None:
             }
             for n in range(50)
         ]
-        rows = [shape_row("users", r, tenant, datetime.now(UTC))[0] for r in records]
-        warehouse.write(tenant, "users", rows, SyncState(watermark=records[-1]["updated_at"]))
+        warehouse.write(tenant, "users", [page_of(records)], SyncState(watermark=records[-1]["updated_at"]))
 
 
 if __name__ == "__main__":
