@@ -7,10 +7,15 @@ from pipeline_assets.checks import asset_checks
 from pipeline_assets.jobs import sync_tenant
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
+from sensors.tenant_alerts import tenant_failure_alerts
+from sensors.tenant_registry import tenant_registry
+from sensors.tier_schedules import tier_schedules
 
 defs = dg.Definitions(
     assets=[users, projects, tasks],
     asset_checks=asset_checks,
     jobs=[sync_tenant],
+    schedules=tier_schedules,
+    sensors=[tenant_registry, tenant_failure_alerts],
     resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

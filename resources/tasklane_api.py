@@ -48,6 +48,13 @@ class TasklaneAPI(dg.ConfigurableResource):
             self._store = ControlStore(self.state)
         return self._store
 
+    @property
+    def budget(self) -> RateBudget:
+        """Every tenant's call budget, shared through the control store (schedules read it too)."""
+        return RateBudget(
+            self.store, self.max_concurrent, lease_seconds=self.connect_timeout_seconds + self.read_timeout_seconds + 30
+        )
+
     def client(self, tenant_id: str) -> TenantClient:
         """The tenant's client (one HTTP session per tenant, reused by this process)."""
         if tenant_id not in self._clients:
@@ -65,12 +72,7 @@ class TasklaneAPI(dg.ConfigurableResource):
                 throttle_retries=self.throttle_retries,
                 max_concurrent=self.max_concurrent,
             )
-            budget = RateBudget(
-                self.store,
-                self.max_concurrent,
-                lease_seconds=self.connect_timeout_seconds + self.read_timeout_seconds + 30,
-            )
-            self._clients[tenant_id] = TenantClient(tenants[tenant_id], settings, self.store, budget)
+            self._clients[tenant_id] = TenantClient(tenants[tenant_id], settings, self.store, self.budget)
         return self._clients[tenant_id]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

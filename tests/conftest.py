@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import requests
 import yaml
@@ -61,6 +62,13 @@ class TasklaneClient:
             if body["next_cursor"] is None:
                 return records
             params["cursor"] = body["next_cursor"]
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance in a temporary directory."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,46 @@
+"""The tenant registry sensor: the `tenants` partitions follow the enabled tenants of tenants.yaml.
+
+A tenant that appears gets its partition and its first sync; one that is removed or disabled
+loses its partition, so no schedule or backfill picks it any more. Its rows stay in the
+warehouse, and its run history stays in Dagster."""
+
+import dagster as dg
+
+from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from pipeline_assets.partitions import tenant_partitions
+from resources.tasklane_api import TasklaneAPI
+
+
+@dg.sensor(
+    job=sync_tenant,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps the tenant partitions equal to tenants.yaml's enabled tenants; starts new tenants' first sync.",
+)
+def tenant_registry(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+    tenants = tasklane.tenants()  # a broken file fails the tick with an error naming the entry
+    wanted = {tenant_id for tenant_id, tenant in tenants.items() if tenant.enabled}
+    current = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+    added, removed = sorted(wanted - current), sorted(current - wanted)
+    if not added and not removed:
+        return dg.SkipReason(f"the {len(current)} tenant partitions match tenants.yaml")
+    generation = int(context.cursor or 0) + 1  # a re-added tenant gets a new first sync; a repeated tick does not
+    requests = []
+    if added:
+        requests.append(tenant_partitions.build_add_request(added))
+        context.log.info(f"added tenants: {', '.join(added)}")
+    if removed:
+        requests.append(tenant_partitions.build_delete_request(removed))
+        context.log.info(f"removed tenants (gone from tenants.yaml or disabled): {', '.join(removed)}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"first-sync:{tenant_id}:{generation}",
+                partition_key=tenant_id,
+                tags={TENANT_TAG: tenant_id, TIER_TAG: "onboarding"},
+            )
+            for tenant_id in added
+        ],
+        dynamic_partitions_requests=requests,
+        cursor=str(generation),
+    )

@@ -1,0 +1,27 @@
+"""The demo instance's run queue: one in-flight run per tenant, and room kept for the live tiers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef  # how `dagster dev` reads $DAGSTER_HOME/dagster.yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_demo_instance_limits_runs_per_tenant_and_for_onboarding(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "demo" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
+        config = instance.get_concurrency_config()
+    limits = {limit["key"]: limit for limit in config.run_queue_config.tag_concurrency_limits}
+    assert limits["dagster/partition"] == {
+        "key": "dagster/partition",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    }
+    onboarding = limits["dripfeed/tier"]
+    assert onboarding["value"] == "onboarding"
+    assert onboarding["limit"] < config.run_queue_config.max_concurrent_runs, "the live tiers keep free slots"
+    assert config.pool_config.default_pool_limit >= 1

@@ -1,0 +1,115 @@
+"""The tenant registry sensor and the tier schedules, evaluated against a real Dagster instance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from dripfeed.definitions import defs
+from pipeline_assets.jobs import TENANT_TAG, TIER_TAG
+from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import Warehouse
+from sensors.tenant_registry import tenant_registry
+from tasklane_sim import SimServer
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.pipeline_assets.conftest import materialize_tenant
+
+SMALL = {"users": 5, "projects": 3, "tasks": 50}  # one page each: a sync costs 3 counted calls
+TENANTS = {"acme": "hourly", "globex": "hourly", "initech": "daily", "umbrella": "daily"}
+
+
+def tasklane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, *entries: dict[str, Any]) -> TasklaneAPI:
+    for entry in entries:
+        monkeypatch.setenv(entry["token_env"], f"token-{entry['id']}")
+    path = write_tenants(tmp_path / "tenants.yaml", *entries)
+    return TasklaneAPI(base_url=base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+
+
+def registry_tick(instance: dg.DagsterInstance, api: TasklaneAPI, cursor: str | None = None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+        result = tenant_registry(context)
+    if isinstance(result, dg.SensorResult):  # what the daemon does with a tick's result
+        for request in result.dynamic_partitions_requests or []:
+            if isinstance(request, dg.AddDynamicPartitionsRequest):
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            else:
+                for key in request.partition_keys:
+                    instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return result
+
+
+def schedule_tick(instance: dg.DagsterInstance, api: TasklaneAPI, tier: str) -> list[dg.RunRequest] | dg.SkipReason:
+    schedule = defs.get_schedule_def(f"{tier}_tenants")
+    tick = datetime(2026, 11, 21, 9, tzinfo=UTC)  # the daemon always says which tick it evaluates
+    with dg.build_schedule_context(
+        instance=instance,
+        resources={"tasklane": api},
+        scheduled_execution_time=tick,
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        result = schedule.evaluate_tick(context)
+    return result.run_requests if result.run_requests else result.skip_message
+
+
+def test_the_registry_adds_new_tenants_and_starts_their_first_sync(instance, tmp_path, monkeypatch) -> None:
+    api = tasklane(tmp_path, monkeypatch, "http://unused", *(tenant_entry(t) for t in ("acme", "globex")))
+    result = registry_tick(instance, api)
+    assert sorted(instance.get_dynamic_partitions("tenants")) == ["acme", "globex"]
+    assert sorted(r.partition_key for r in result.run_requests) == ["acme", "globex"]
+    assert {r.tags[TIER_TAG] for r in result.run_requests} == {"onboarding"}
+    again = registry_tick(instance, api, cursor=result.cursor)
+    assert isinstance(again, dg.SkipReason) and "match tenants.yaml" in again.skip_message
+
+
+@pytest.mark.parametrize("change", ["removed", "disabled"])
+def test_a_removed_or_disabled_tenant_loses_its_partition(instance, tmp_path, monkeypatch, change: str) -> None:
+    both = [tenant_entry("acme"), tenant_entry("globex")]
+    registry_tick(instance, tasklane(tmp_path, monkeypatch, "http://unused", *both))
+    remaining = [both[0]] if change == "removed" else [both[0], {**both[1], "enabled": False}]
+    result = registry_tick(instance, tasklane(tmp_path, monkeypatch, "http://unused", *remaining), cursor="1")
+    assert instance.get_dynamic_partitions("tenants") == ["acme"]
+    assert not result.run_requests, "nothing new to sync"
+
+
+def test_the_hourly_schedule_targets_exactly_the_hourly_tenants(instance, tmp_path, monkeypatch) -> None:
+    entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
+    api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
+    registry_tick(instance, api)
+    for tier in ("hourly", "daily"):
+        requests = schedule_tick(instance, api, tier)
+        wanted = sorted(t for t, t_tier in TENANTS.items() if t_tier == tier)
+        assert sorted(r.partition_key for r in requests) == wanted
+        assert all(r.tags[TIER_TAG] == tier and r.tags[TENANT_TAG] == r.partition_key for r in requests)
+        assert len({r.run_key for r in requests}) == len(wanted), "one run key per tenant and tick"
+
+
+def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp_path, monkeypatch) -> None:
+    entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
+    registry_tick(instance, tasklane(tmp_path, monkeypatch, "http://unused", *entries))
+    entries[2]["tier"] = "hourly"  # initech
+    api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
+    assert sorted(r.partition_key for r in schedule_tick(instance, api, "hourly")) == ["acme", "globex", "initech"]
+    assert [r.partition_key for r in schedule_tick(instance, api, "daily")] == ["umbrella"]
+
+
+def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tmp_path, monkeypatch) -> None:
+    sim: SimServer = make_sim(workspace_config("acme", records=SMALL), workspace_config("globex", records=SMALL))
+    entries = [tenant_entry("acme", budget_per_hour=5), tenant_entry("globex")]
+    api = tasklane(tmp_path, monkeypatch, sim.base_url, *entries)
+    warehouse = Warehouse(url=str(tmp_path / "warehouse.duckdb"))
+    for tenant in ("acme", "globex"):
+        assert materialize_tenant(instance, tenant, api, warehouse).success  # acme spends 3 of its 5 calls
+    requests = schedule_tick(instance, api, "hourly")
+    assert [r.partition_key for r in requests] == ["globex"]
+
+
+def test_a_tier_with_no_runnable_tenant_says_why(make_sim, instance, tmp_path, monkeypatch) -> None:
+    sim: SimServer = make_sim(workspace_config("acme", records=SMALL))
+    api = tasklane(tmp_path, monkeypatch, sim.base_url, tenant_entry("acme", budget_per_hour=5))
+    assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
+    reason = schedule_tick(instance, api, "hourly")
+    assert isinstance(reason, str) and reason.startswith("acme: 2 calls left in its rate window until "), reason
