@@ -14,6 +14,7 @@ import yaml
 from dripfeed.definitions import defs
 from resources.control_store import ControlStore, rate_windows
 from resources.tasklane_api import TasklaneAPI
+from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
 
 from .report import Section, run_parts
@@ -63,7 +64,7 @@ def ticks(section: Section, scratch: Path) -> None:
                     scheduled_execution_time=datetime.now(UTC),
                     repository_def=defs.get_repository_def(),
                 ) as context:
-                    return defs.get_schedule_def(f"{tier}_tenants").evaluate_tick(context)
+                    return defs.resolve_schedule_def(f"{tier}_tenants").evaluate_tick(context)
 
             return evaluate
 
@@ -71,6 +72,15 @@ def ticks(section: Section, scratch: Path) -> None:
         rows.append(["`tenant_registry`, first tick: 500 new tenants", f"{seconds:.2f} s", len(first.run_requests)])
         seconds, _ = _timed(registry)
         rows.append(["`tenant_registry`, a tick with nothing to change", f"{seconds:.2f} s", 0])
+
+        def fresh(cursor: str | None) -> dg.SensorResult:
+            with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+                return tenant_freshness(context)
+
+        seconds, first_fresh = _timed(lambda: fresh(None))
+        rows.append(["`tenant_freshness`, first tick: 500 evaluations (all stale)", f"{seconds:.2f} s", 0])
+        seconds, _ = _timed(lambda: fresh(first_fresh.cursor))
+        rows.append(["`tenant_freshness`, a tick with no tenant changing state", f"{seconds:.2f} s", 0])
         for tier in ("hourly", "daily"):
             seconds, result = _timed(schedule(tier))
             rows.append(

@@ -22,9 +22,9 @@ fi
 set -a; . ./.env; set +a
 
 mkdir -p "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
-# The demo tenants become partitions (until the tenant registry sensor does this itself).
-.venv/bin/python -m dripfeed.register_tenants
+cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"  # the demo's run queue limits, kept current
+# No registration step: on its first tick the tenant_registry sensor makes the demo tenants
+# partitions and starts their first syncs; the hourly and daily schedules take over from there.
 
 .venv/bin/tasklane-sim --config demo/sim.yaml --port "$SIM_PORT" &
 sim_pid=$!

@@ -2,20 +2,24 @@
 
 import dagster as dg
 
+from pipeline_assets.api_usage import api_usage
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.checks import asset_checks
+from pipeline_assets.freshness import tasks_fresh
 from pipeline_assets.jobs import sync_tenant
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
+from sensors.api_usage_schedule import api_usage_daily
 from sensors.tenant_alerts import tenant_failure_alerts
+from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
 from sensors.tier_schedules import tier_schedules
 
 defs = dg.Definitions(
-    assets=[users, projects, tasks],
-    asset_checks=asset_checks,
+    assets=[users, projects, tasks, api_usage],
+    asset_checks=[*asset_checks, tasks_fresh],
     jobs=[sync_tenant],
-    schedules=tier_schedules,
-    sensors=[tenant_registry, tenant_failure_alerts],
+    schedules=[*tier_schedules, api_usage_daily],
+    sensors=[tenant_registry, tenant_failure_alerts, tenant_freshness],
     resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

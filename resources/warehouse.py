@@ -53,6 +53,7 @@ COLUMNS_SQL = (
     "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position"
 )
 DRIFT_TABLE = "_dripfeed_schema_drift"
+USAGE_TABLE = "api_usage"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class _Backend:
 
     def load_pages(self, conn: Any, pages: Sequence[str]) -> None:
         """Make the page bodies readable as table dripfeed_pages(seq, body) in this transaction."""
+
+    def insert_many(self, conn: Any, sql: str, rows: Sequence[tuple]) -> None: ...
 
     def fetch(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> tuple[list[tuple], list[str]]: ...
 
@@ -229,6 +232,10 @@ class _DuckDB(_Backend):
         rows = conn.execute("SELECT name, type FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()
         return dict(rows)
 
+    def insert_many(self, conn: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[tuple]) -> None:
+        if rows:
+            conn.executemany(sql, rows)
+
     def load_pages(self, conn: duckdb.DuckDBPyConnection, pages: Sequence[str]) -> None:
         # One thread: a batch is small, and the sync's fetching thread and the vendor need the other core.
         conn.execute("SET threads = 1")
@@ -271,6 +278,10 @@ class _Postgres(_Backend):
         )
         return dict(rows)
 
+    def insert_many(self, conn: Any, sql: str, rows: Sequence[tuple]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(sql, rows)
+
     def load_pages(self, conn: Any, pages: Sequence[str]) -> None:
         with conn.cursor() as cur:
             for function in PostgresRecords.functions():
@@ -305,6 +316,30 @@ class Warehouse(dg.ConfigurableResource):
             written = self.backend.upsert_pages(conn, tenant, resource, pages) if pages else Written(0, [])
             self.backend.write_state(conn, tenant, resource, state)
         return written
+
+    def replace_api_usage(self, usage: pd.DataFrame, since_hour: str) -> None:
+        """Replace table api_usage's hours from `since_hour` on with `usage`, in one transaction."""
+        types = TYPES[self.backend.dialect]
+        columns = {
+            "tenant_id": "text",
+            "hour": "text",
+            **dict.fromkeys(("calls", "counted", "not_modified", "rate_limited", "retries", "errors"), "integer"),
+            "wait_seconds": "double",
+            "hourly_budget": "integer",
+            "budget_used": "double",
+        }
+        defs = ", ".join(f"{quote(c)} {types[t]}" for c, t in columns.items())
+        rows = [
+            tuple(None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in row)
+            for row in usage[list(columns)].itertuples(index=False)
+        ]
+        placeholders = ", ".join("?" for _ in columns)
+        with self.backend.transaction() as conn:
+            self.backend.execute(
+                conn, f"CREATE TABLE IF NOT EXISTS {USAGE_TABLE} ({defs}, PRIMARY KEY (tenant_id, hour))"
+            )
+            self.backend.execute(conn, self.backend.sql(f"DELETE FROM {USAGE_TABLE} WHERE hour >= ?"), (since_hour,))
+            self.backend.insert_many(conn, self.backend.sql(f"INSERT INTO {USAGE_TABLE} VALUES ({placeholders})"), rows)
 
     def state(self, tenant: str, resource: str) -> SyncState:
         try:

@@ -4,6 +4,7 @@ The message names the tenant, the asset, the error class (auth, config, rate_lim
 schema_drift, vendor_outage, bug), a one-line reason and the run's URL. Reasons come from
 `TasklaneFailure`, whose texts never hold a token."""
 
+import logging
 import os
 
 import dagster as dg
@@ -45,13 +46,18 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, str]:
 )
 def tenant_failure_alerts(context: dg.RunFailureSensorContext) -> None:
     alert = failure_alert(context)
-    url = os.environ.get(WEBHOOK_ENV)
-    if not url:
-        context.log.info(f"no alert sent (set {WEBHOOK_ENV}): {alert}")
-        return
     text = (
         f":red_circle: dripfeed: tenant *{alert['tenant']}*, {alert['asset']} failed "
         f"({alert['error_class']}): {alert['reason']} <{alert['run_url']}|run>"
     )
-    response = requests.post(url, json={"text": text, **alert}, timeout=10)
+    post_alert(context.log, text, alert)
+
+
+def post_alert(log: logging.Logger | dg.DagsterLogManager, text: str, fields: dict[str, str]) -> None:
+    """POST `{"text": ..., **fields}` to the webhook, or log it when none is configured."""
+    url = os.environ.get(WEBHOOK_ENV)
+    if not url:
+        log.info(f"no alert sent (set {WEBHOOK_ENV}): {text}")
+        return
+    response = requests.post(url, json={"text": text, **fields}, timeout=10)
     response.raise_for_status()  # a failed post fails the tick, and the tick shows why

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
-from pathlib import Path
 
 import dagster as dg
 
 from resources.warehouse import Warehouse
 from tests.conftest import workspace_config
+from tests.dagster_daemon import BIN, running_daemon, scratch_instance
 from tests.pipeline_assets.conftest import assert_equals_ground_truth
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
-WORKSPACE = "load_from:\n  - python_module:\n      module_name: dripfeed.definitions\n      location_name: dripfeed\n"
 
 
 def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(
@@ -24,10 +19,7 @@ def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(
 ) -> None:
     sim = make_sim(workspace_config("acme"), workspace_config("globex"))
     tasklane = tasklane_for(sim, "acme", "globex")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    (tmp_path / "workspace.yaml").write_text(WORKSPACE)  # run from tmp_path: the repo root's .env holds demo tokens
+    home = scratch_instance(tmp_path)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -39,15 +31,7 @@ def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(
     subprocess.run(
         [str(BIN / "python"), "-m", "dripfeed.register_tenants"], cwd=tmp_path, env=env, check=True, timeout=120
     )
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with running_daemon(tmp_path, env):
         backfill = [
             str(BIN / "dagster"),
             "job",
@@ -73,9 +57,6 @@ def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(
                 time.sleep(1)
             assert sorted(r.tags["dagster/partition"] for r in runs) == ["acme", "globex"]
             assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [r.status for r in runs]
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
     warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
     for tenant in ("acme", "globex"):
         assert_equals_ground_truth(sim, warehouse, tenant)

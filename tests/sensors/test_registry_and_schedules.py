@@ -43,7 +43,7 @@ def registry_tick(instance: dg.DagsterInstance, api: TasklaneAPI, cursor: str | 
 
 
 def schedule_tick(instance: dg.DagsterInstance, api: TasklaneAPI, tier: str) -> list[dg.RunRequest] | dg.SkipReason:
-    schedule = defs.get_schedule_def(f"{tier}_tenants")
+    schedule = defs.resolve_schedule_def(f"{tier}_tenants")
     tick = datetime(2026, 11, 21, 9, tzinfo=UTC)  # the daemon always says which tick it evaluates
     with dg.build_schedule_context(
         instance=instance,

@@ -3,43 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
-from sensors.tenant_alerts import WEBHOOK_ENV, tenant_failure_alerts
+from sensors.tenant_alerts import tenant_failure_alerts
 from tasklane_sim import SimServer
 from tests.conftest import tenant_entry, workspace_config, write_tenants
 from tests.pipeline_assets.conftest import materialize_tenant
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """A Slack-compatible receiver on a real socket; yields the JSON bodies it received."""
-    received: list[dict[str, Any]] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/hooks/dripfeed")
-    yield received
-    server.shutdown()
 
 
 def alert_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:

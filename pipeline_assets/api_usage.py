@@ -1,0 +1,85 @@
+"""`api_usage`: what dripfeed spent of each tenant's Tasklane budget, per hour, from the call ledger.
+
+The ledger (`dripfeed_api_calls` in the control store) is the source; this asset copies the last
+days of it into the warehouse, beside the synced data, with each hour's budget, so the people
+who pay for the vendor's quota can read it with SQL or in the asset's metadata."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from resources.call_ledger import ledger_rows
+from resources.rate_budget import CONTRACT_WINDOW_SECONDS
+from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import Warehouse
+
+USAGE_COLUMNS = ["calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds"]
+
+
+class UsageConfig(dg.Config):
+    days: int = Field(7, ge=1, le=90, description="how many days of the ledger to (re)write into the warehouse")
+
+
+def hourly_budget(tasklane: TasklaneAPI, tenant_id: str) -> int | None:
+    """The calls per hour dripfeed may spend for the tenant, as its current window says; None if unknown."""
+    tenants = tasklane.tenants()
+    if tenant_id not in tenants:
+        return None
+    window = tasklane.budget.window(tenant_id)
+    seconds = window.get("window_seconds") or CONTRACT_WINDOW_SECONDS
+    per_window = tenants[tenant_id].calls_per_window(window.get("vendor_limit"), seconds)
+    return None if per_window is None else int(per_window * 3600 / seconds)
+
+
+def usage_frame(tasklane: TasklaneAPI, since_hour: str) -> pd.DataFrame:
+    """One row per tenant and hour since `since_hour`: the ledger's sums over endpoints, and budget use."""
+    ledger = pd.DataFrame([r for r in ledger_rows(tasklane.store) if r["hour"] >= since_hour])
+    if ledger.empty:
+        return pd.DataFrame(columns=["tenant_id", "hour", *USAGE_COLUMNS, "hourly_budget", "budget_used"])
+    usage = ledger.groupby(["tenant", "hour"], as_index=False)[USAGE_COLUMNS].sum()
+    budgets = {tenant: hourly_budget(tasklane, tenant) for tenant in usage["tenant"].unique()}
+    usage["hourly_budget"] = usage["tenant"].map(budgets).astype("Int64")
+    usage["budget_used"] = (usage["counted"] / usage["hourly_budget"]).astype("Float64").round(3)
+    return usage.rename(columns={"tenant": "tenant_id"}).sort_values(["tenant_id", "hour"], ignore_index=True)
+
+
+def usage_summary(usage: pd.DataFrame) -> str:
+    """A markdown table a person reads in the UI: per tenant, totals and the busiest hour's budget use."""
+    if usage.empty:
+        return "No calls in the ledger for this period."
+    totals = usage.groupby("tenant_id").agg(
+        calls=("calls", "sum"),
+        counted=("counted", "sum"),
+        not_modified=("not_modified", "sum"),
+        rate_limited=("rate_limited", "sum"),
+        busiest_hour_budget_used=("budget_used", "max"),
+    )
+    return totals.rename(columns={"not_modified": "304s", "rate_limited": "429s"}).to_markdown()
+
+
+@dg.asset(
+    group_name="tasklane",
+    kinds={"python", "sql"},
+    owners=["team:data-platform"],
+    description="Calls, 304s, 429s and budget used per tenant and hour, from dripfeed's call ledger.",
+)
+def api_usage(
+    context: dg.AssetExecutionContext, config: UsageConfig, tasklane: TasklaneAPI, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    since = (datetime.now(UTC) - timedelta(days=config.days)).strftime("%Y-%m-%dT%H:00:00Z")
+    usage = usage_frame(tasklane, since)
+    warehouse.replace_api_usage(usage, since)
+    last_day = usage[usage["hour"] >= (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")]
+    context.log.info(f"api_usage: {len(usage)} tenant-hours since {since}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(usage)),
+            "since": since,
+            "tenants": dg.MetadataValue.int(int(usage["tenant_id"].nunique())),
+            "counted_calls": dg.MetadataValue.int(int(usage["counted"].sum())),
+            "rate_limited_429": dg.MetadataValue.int(int(usage["rate_limited"].sum())),
+            "last_24_hours": dg.MetadataValue.md(usage_summary(last_day)),
+        }
+    )

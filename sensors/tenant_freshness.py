@@ -1,0 +1,52 @@
+"""The freshness sensor: which tenants are stale, shown per partition in the UI, alerted once.
+
+Every tick it evaluates `tasks_fresh` for each registered tenant of tenants.yaml and records an
+evaluation when a tenant's state changes (and for every tenant on the first tick), so the
+asset's check column shows the stale partitions. A tenant that turns stale is alerted once; it
+alerts again only after it was fresh in between."""
+
+import json
+import os
+import time
+
+import dagster as dg
+
+from pipeline_assets.assets import tasks
+from pipeline_assets.freshness import FRESH_CHECK, freshness
+from pipeline_assets.partitions import tenant_partitions
+from resources.tasklane_api import TasklaneAPI
+
+from .tenant_alerts import DEFAULT_WEBSERVER, WEBSERVER_ENV, post_alert
+
+
+@dg.sensor(
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates tasks_fresh for every tenant between syncs and alerts once when a tenant turns stale.",
+)
+def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult:
+    seen: dict[str, bool] = json.loads(context.cursor) if context.cursor else {}  # tenant -> fresh at last tick
+    registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+    now, evaluations, state = time.time(), [], {}
+    tenants = [t for t in tasklane.tenants().values() if t.enabled and t.id in registered]
+    for tenant in sorted(tenants, key=lambda t: t.id):
+        fresh, explanation = freshness(context.instance, tenant.id, tenant.tier, now)
+        state[tenant.id] = fresh
+        if seen.get(tenant.id) == fresh:
+            continue
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=tasks.key,
+                check_name=FRESH_CHECK,
+                passed=fresh,
+                partition=tenant.id,
+                description=explanation,
+                metadata={"tier": tenant.tier},
+            )
+        )
+        if not fresh:
+            context.log.warning(f"stale: {explanation}")
+            link = f"{os.environ.get(WEBSERVER_ENV, DEFAULT_WEBSERVER).rstrip('/')}/assets/tasks"
+            fields = {"tenant": tenant.id, "asset": "tasks", "error_class": "stale", "reason": explanation}
+            post_alert(context.log, f":hourglass: dripfeed: {explanation} <{link}|tasks>", {**fields, "url": link})
+    return dg.SensorResult(asset_events=evaluations, cursor=json.dumps(state))

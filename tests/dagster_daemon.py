@@ -1,0 +1,44 @@
+"""The real `dagster-daemon`, run against the code location in a scratch directory.
+
+It runs from that directory, not the repository root: the dagster CLI loads `./.env`, which in
+the root holds `make dev`'s demo tokens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+WORKSPACE = "load_from:\n  - python_module:\n      module_name: dripfeed.definitions\n      location_name: dripfeed\n"
+
+
+def scratch_instance(directory: Path) -> Path:
+    """A DAGSTER_HOME and a workspace.yaml in `directory`; returns the DAGSTER_HOME."""
+    home = directory / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (directory / "workspace.yaml").write_text(WORKSPACE)
+    return home
+
+
+@contextmanager
+def running_daemon(directory: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` in `directory` with `env`, stopped (with its children) on exit."""
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=directory,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)

@@ -1,0 +1,53 @@
+"""Onboarding through the real daemon: a tenant added to tenants.yaml gets its partition and its
+first sync, and the warehouse then equals the simulator's ground truth."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from resources.warehouse import Warehouse
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.dagster_daemon import running_daemon, scratch_instance
+from tests.pipeline_assets.conftest import assert_equals_ground_truth
+
+
+def wait_for_successful_first_sync(instance: dg.DagsterInstance, tenant: str, timeout: float) -> dg.DagsterRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": tenant}))
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(1)
+    raise AssertionError(f"no finished run for {tenant} within {timeout} s")
+
+
+def test_a_tenant_added_to_tenants_yaml_is_onboarded_by_the_daemon(make_sim, tmp_path: Path, monkeypatch) -> None:
+    sim = make_sim(workspace_config("acme"), workspace_config("globex"))
+    home = scratch_instance(tmp_path)
+    tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DRIPFEED_TENANTS_FILE": str(tenants),
+        "DRIPFEED_STATE": str(tmp_path / "control.sqlite3"),
+        "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "TASKLANE_BASE_URL": sim.base_url,
+        "TASKLANE_TOKEN_ACME": "token-acme",
+        "TASKLANE_TOKEN_GLOBEX": "token-globex",
+    }
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with running_daemon(tmp_path, env), dg.DagsterInstance.get() as instance:
+        acme = wait_for_successful_first_sync(instance, "acme", timeout=180)
+        assert acme.status == dg.DagsterRunStatus.SUCCESS and acme.tags["dripfeed/tier"] == "onboarding"
+        write_tenants(tenants, tenant_entry("acme"), tenant_entry("globex"))
+        globex = wait_for_successful_first_sync(instance, "globex", timeout=180)  # the sensor ticks every 60 s
+        assert globex.status == dg.DagsterRunStatus.SUCCESS
+        assert sorted(instance.get_dynamic_partitions("tenants")) == ["acme", "globex"]
+        assert len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "acme"}))) == 1
+    warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
+    for tenant in ("acme", "globex"):
+        assert_equals_ground_truth(sim, warehouse, tenant)

@@ -1,0 +1,58 @@
+"""Freshness per tier and tenant: stale tenants show in their check and alert once, not every tick."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline_assets.freshness import freshness, last_synced
+from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import Warehouse
+from sensors.tenant_freshness import tenant_freshness
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.pipeline_assets.conftest import materialize_tenant
+
+MINUTE = 60
+
+
+@pytest.mark.parametrize(
+    ("tier", "minutes_since_sync", "fresh"),
+    [("hourly", 74, True), ("hourly", 76, False), ("daily", 25 * 60, True), ("daily", 26 * 60 + 1, False)],
+)
+def test_a_tenant_is_stale_after_its_tier_plus_grace(
+    make_sim, instance, tmp_path: Path, monkeypatch, tier: str, minutes_since_sync: int, fresh: bool
+) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 20}))
+    monkeypatch.setenv("TASKLANE_TOKEN_ACME", "token-acme")
+    path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", tier=tier))
+    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
+    synced = last_synced(instance, "acme")
+    assert freshness(instance, "acme", tier, synced + minutes_since_sync * MINUTE)[0] is fresh
+
+
+def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
+    make_sim, instance, tmp_path: Path, monkeypatch, webhook
+) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 20}), workspace_config("globex"))
+    for tenant in ("acme", "globex"):
+        monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
+    path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"), tenant_entry("globex"))
+    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
+    instance.add_dynamic_partitions("tenants", ["globex"])  # registered, never synced: stale
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+            return tenant_freshness(context)
+
+    first = tick(None)
+    verdicts = {e.partition: e.passed for e in first.asset_events}
+    assert verdicts == {"acme": True, "globex": False}
+    assert [a["tenant"] for a in webhook] == ["globex"] and webhook[0]["error_class"] == "stale"
+    second = tick(first.cursor)
+    assert second.asset_events == [] and len(webhook) == 1, "a tenant that stays stale alerts once"
+    assert json.loads(second.cursor) == {"acme": True, "globex": False}
