@@ -1,9 +1,10 @@
 """Vendor records shaped into typed rows by the database itself, in SQL.
 
 The sync hands the warehouse the pages' JSON text; DuckDB or Postgres unpacks the records, checks
-each field's JSON type against the contract and casts it. Keeping records out of Python objects
-is what lets a sync write as fast as it fetches (see BENCHMARKS.md). A value whose type drifted
-gives a null typed column and a drift finding; the raw JSON keeps it either way.
+each field's JSON type against the contract and casts it. Records never become Python objects
+on the way in, so writing runs in the database, beside the fetching thread (see BENCHMARKS.md).
+A value whose type drifted gives a null typed column and a drift finding; the raw JSON keeps it
+either way.
 
 Vendor field names are untrusted: they reach SQL only as quoted string literals.
 """
@@ -36,10 +37,12 @@ def type_column(field: str) -> str:
 class RecordSQL:
     """SQL over a batch of staged records, one subclass per dialect.
 
-    Three statements shape a batch: `stage()` unpacks the pages and reads each contract field's
-    JSON type and text once; `shape()` turns those into typed columns; `drift()` lists fields
-    whose type does not fit. Types are named the same on both back ends (`seen()`): string,
-    integer (one that fits a BIGINT), number, boolean, array, object, null; NULL when absent."""
+    Per batch: `shape()` unpacks the loaded pages into TYPED, reading each contract field's JSON
+    type and text once and casting it; `dedupe()` keeps the newest version of each id; `keys()`
+    finds vendor fields; `drift_examples()` finds fields whose type does not fit, in one pass;
+    `rows()` selects what the upsert writes. Types are named the same on both back ends
+    (`seen()`): string, integer (one that fits a BIGINT), number, boolean, array, object, null;
+    NULL when absent."""
 
     def __init__(self, resource: str) -> None:
         self.kinds = contract_kinds(resource)
