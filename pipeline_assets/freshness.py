@@ -24,12 +24,21 @@ def last_synced(instance: dg.DagsterInstance, tenant: str) -> float | None:
     return records[0].timestamp if records else None
 
 
-def freshness(instance: dg.DagsterInstance, tenant: str, tier: str, now: float) -> tuple[bool, str]:
-    """(fresh, a one-line explanation naming the age and the allowed age)."""
+def freshness(
+    instance: dg.DagsterInstance, tenant: str, tier: str, now: float, known_since: float | None = None
+) -> tuple[bool, str]:
+    """(fresh, a one-line explanation naming the age and the allowed age). A tenant that never
+    synced is given its tier's allowance from `known_since` (when it was first seen), so a new
+    tenant's first sync has time to run before anyone is alerted."""
     allowed = MAX_AGE[tier] + GRACE[tier]
     synced = last_synced(instance, tenant)
     if synced is None:
-        return False, f"{tenant!r} has never synced ({tier} tier: at most {allowed} old)"
+        waited = timedelta(seconds=int(now - (known_since if known_since is not None else now)))
+        verdict = "within" if waited <= allowed else "more than"
+        return (
+            waited <= allowed,
+            f"{tenant!r} has not synced yet, {waited} after onboarding, {verdict} its {tier} tier's {allowed}",
+        )
     age = timedelta(seconds=int(now - synced))
     verdict = "within" if age <= allowed else "older than"
     return age <= allowed, f"{tenant!r} last synced {age} ago, {verdict} its {tier} tier's {allowed}"

@@ -3,7 +3,8 @@
 Every tick it evaluates `tasks_fresh` for each registered tenant of tenants.yaml and records an
 evaluation when a tenant's state changes (and for every tenant on the first tick), so the
 asset's check column shows the stale partitions. A tenant that turns stale is alerted once; it
-alerts again only after it was fresh in between."""
+alerts again only after it was fresh in between. A new tenant counts as fresh until its tier's
+allowance has passed since the sensor first saw it, so onboarding does not page anyone."""
 
 import json
 import os
@@ -25,14 +26,17 @@ from .tenant_alerts import DEFAULT_WEBSERVER, WEBSERVER_ENV, post_alert
     description="Evaluates tasks_fresh for every tenant between syncs and alerts once when a tenant turns stale.",
 )
 def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult:
-    seen: dict[str, bool] = json.loads(context.cursor) if context.cursor else {}  # tenant -> fresh at last tick
+    # cursor: tenant -> {"fresh": its state at the last tick, "known_since": when first seen}
+    seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
     registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
     now, evaluations, state = time.time(), [], {}
     tenants = [t for t in tasklane.tenants().values() if t.enabled and t.id in registered]
     for tenant in sorted(tenants, key=lambda t: t.id):
-        fresh, explanation = freshness(context.instance, tenant.id, tenant.tier, now)
-        state[tenant.id] = fresh
-        if seen.get(tenant.id) == fresh:
+        before = seen.get(tenant.id, {})
+        known_since = before.get("known_since", now)
+        fresh, explanation = freshness(context.instance, tenant.id, tenant.tier, now, known_since)
+        state[tenant.id] = {"fresh": fresh, "known_since": known_since}
+        if before.get("fresh") == fresh:
             continue
         evaluations.append(
             dg.AssetCheckEvaluation(

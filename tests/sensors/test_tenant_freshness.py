@@ -43,16 +43,20 @@ def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
     path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"), tenant_entry("globex"))
     api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
-    instance.add_dynamic_partitions("tenants", ["globex"])  # registered, never synced: stale
+    instance.add_dynamic_partitions("tenants", ["globex"])  # registered, never synced
 
     def tick(cursor: str | None) -> dg.SensorResult:
         with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
             return tenant_freshness(context)
 
     first = tick(None)
-    verdicts = {e.partition: e.passed for e in first.asset_events}
-    assert verdicts == {"acme": True, "globex": False}
+    assert {e.partition: e.passed for e in first.asset_events} == {"acme": True, "globex": True}
+    assert webhook == [], "a tenant just onboarded has its tier's allowance for its first sync"
+    long_ago = json.loads(first.cursor)
+    long_ago["globex"]["known_since"] -= 2 * 3600  # as if onboarded two hours ago and never synced
+    second = tick(json.dumps(long_ago))
+    assert {e.partition: e.passed for e in second.asset_events} == {"globex": False}
     assert [a["tenant"] for a in webhook] == ["globex"] and webhook[0]["error_class"] == "stale"
-    second = tick(first.cursor)
-    assert second.asset_events == [] and len(webhook) == 1, "a tenant that stays stale alerts once"
-    assert json.loads(second.cursor) == {"acme": True, "globex": False}
+    third = tick(second.cursor)
+    assert third.asset_events == [] and len(webhook) == 1, "a tenant that stays stale alerts once"
+    assert {t: v["fresh"] for t, v in json.loads(third.cursor).items()} == {"acme": True, "globex": False}
