@@ -56,17 +56,10 @@ class RecordSQL:
         """The field as text: a JSON string's value, or the JSON text of anything else."""
         raise NotImplementedError
 
-    def seen(self, raw_type: str, text: str) -> str:
-        """The common type name, from `raw_type()` and `string()` values."""
-        raise NotImplementedError
+    null_name: str  # the dialect's `raw_type()` of a JSON null
 
-    def fits(self, raw_type: str, text: str, kinds: tuple[str, ...]) -> str:
-        """Whether the value's common type is one of `kinds`: string, integer, number, boolean.
-        (Cheaper than comparing `seen()`, which matters for a query over every record.)"""
-        raise NotImplementedError
-
-    def present(self, raw_type: str) -> str:
-        """Whether the field is there and not JSON null."""
+    def type_tests(self, raw_type: str, text: str) -> dict[str, str]:
+        """Per common type name but null, a condition on `raw_type()` and `string()` values."""
         raise NotImplementedError
 
     def matches(self, value: str, pattern: str) -> str:
@@ -87,6 +80,21 @@ class RecordSQL:
         return f"CREATE TEMP TABLE {table} AS {select}"
 
     # shared ------------------------------------------------------------------------------------
+    def fits(self, raw_type: str, text: str, kinds: tuple[str, ...]) -> str:
+        """Whether the value's common type is one of `kinds`. (Cheaper than comparing `seen()`,
+        which matters in a query over every record.)"""
+        tests = self.type_tests(raw_type, text)
+        return "(" + " OR ".join(f"({tests[kind]})" for kind in kinds) + ")"
+
+    def present(self, raw_type: str) -> str:
+        """Whether the field is there and not JSON null."""
+        return f"{raw_type} <> {literal(self.null_name)}"
+
+    def seen(self, raw_type: str, text: str) -> str:
+        """The common type name of a value; NULL when the field is absent."""
+        tests = {**self.type_tests(raw_type, text), "null": f"{raw_type} = {literal(self.null_name)}"}
+        return "CASE " + " ".join(f"WHEN {test} THEN {literal(kind)}" for kind, test in tests.items()) + " END"
+
     @staticmethod
     def dedupe() -> str:
         """Keep the newest version of each id in TYPED (a listing can return a record twice)."""
@@ -186,26 +194,18 @@ class DuckDBRecords(RecordSQL):
     def string(self, field: str) -> str:
         return f"json_extract_string({self._value(field)}, '$')"
 
-    def seen(self, raw_type: str, text: str) -> str:
-        return (
-            f"CASE {raw_type} WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'integer' "
-            f"WHEN 'UBIGINT' THEN CASE WHEN length({text}) <= 18 THEN 'integer' ELSE 'number' END "
-            "WHEN 'DOUBLE' THEN 'number' WHEN 'BOOLEAN' THEN 'boolean' "
-            "WHEN 'ARRAY' THEN 'array' WHEN 'OBJECT' THEN 'object' WHEN 'NULL' THEN 'null' END"
-        )
+    null_name = "NULL"
 
-    def fits(self, raw_type: str, text: str, kinds: tuple[str, ...]) -> str:
+    def type_tests(self, raw_type: str, text: str) -> dict[str, str]:
         big = f"{raw_type} = 'UBIGINT' AND length({text})"  # JSON integers past BIGINT are numbers
-        tests = {
+        return {
             "integer": f"{raw_type} = 'BIGINT' OR ({big} <= 18)",
             "number": f"{raw_type} = 'DOUBLE' OR ({big} > 18)",
             "string": f"{raw_type} = 'VARCHAR'",
             "boolean": f"{raw_type} = 'BOOLEAN'",
+            "array": f"{raw_type} = 'ARRAY'",
+            "object": f"{raw_type} = 'OBJECT'",
         }
-        return "(" + " OR ".join(tests[kind] for kind in kinds) + ")"
-
-    def present(self, raw_type: str) -> str:
-        return f"{raw_type} <> 'NULL'"
 
     def matches(self, value: str, pattern: str) -> str:
         return f"regexp_full_match({value}, {literal(pattern)})"
@@ -234,24 +234,15 @@ class PostgresRecords(RecordSQL):
     def string(self, field: str) -> str:
         return f"(r ->> {literal(field)})"
 
-    def fits(self, raw_type: str, text: str, kinds: tuple[str, ...]) -> str:
-        whole = f"{text} ~ '^-?[0-9]{{1,18}}$'"
-        tests = {
+    null_name = "null"
+
+    def type_tests(self, raw_type: str, text: str) -> dict[str, str]:
+        whole = f"{text} ~ '^-?[0-9]{{1,18}}$'"  # a JSON integer that fits a BIGINT
+        return {
             "integer": f"{raw_type} = 'number' AND {whole}",
             "number": f"{raw_type} = 'number' AND NOT {whole}",
-            "string": f"{raw_type} = 'string'",
-            "boolean": f"{raw_type} = 'boolean'",
+            **{kind: f"{raw_type} = {literal(kind)}" for kind in ("string", "boolean", "array", "object")},
         }
-        return "(" + " OR ".join(f"({tests[kind]})" for kind in kinds) + ")"
-
-    def present(self, raw_type: str) -> str:
-        return f"{raw_type} <> 'null'"
-
-    def seen(self, raw_type: str, text: str) -> str:
-        return (
-            f"CASE WHEN {raw_type} = 'number' THEN CASE WHEN {text} ~ '^-?[0-9]{{1,18}}$' "
-            f"THEN 'integer' ELSE 'number' END ELSE {raw_type} END"
-        )
 
     def matches(self, value: str, pattern: str) -> str:
         return f"{value} ~ {literal(pattern)}"
