@@ -10,8 +10,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from dripfeed.tenants import Tenant
 from resources.call_ledger import ledger_rows
-from resources.rate_budget import CONTRACT_WINDOW_SECONDS
+from resources.rate_budget import CONTRACT_WINDOW_SECONDS, RateBudget
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 
@@ -22,24 +23,24 @@ class UsageConfig(dg.Config):
     days: int = Field(7, ge=1, le=90, description="how many days of the ledger to (re)write into the warehouse")
 
 
-def hourly_budget(tasklane: TasklaneAPI, tenant_id: str) -> int | None:
+def hourly_budget(tenant: Tenant | None, budget: RateBudget) -> int | None:
     """The calls per hour dripfeed may spend for the tenant, as its current window says; None if unknown."""
-    tenants = tasklane.tenants()
-    if tenant_id not in tenants:
+    if tenant is None:  # in the ledger, but no longer in tenants.yaml
         return None
-    window = tasklane.budget.window(tenant_id)
+    window = budget.window(tenant.id)
     seconds = window.get("window_seconds") or CONTRACT_WINDOW_SECONDS
-    per_window = tenants[tenant_id].calls_per_window(window.get("vendor_limit"), seconds)
+    per_window = tenant.calls_per_window(window.get("vendor_limit"), seconds)
     return None if per_window is None else int(per_window * 3600 / seconds)
 
 
 def usage_frame(tasklane: TasklaneAPI, since_hour: str) -> pd.DataFrame:
     """One row per tenant and hour since `since_hour`: the ledger's sums over endpoints, and budget use."""
-    ledger = pd.DataFrame([r for r in ledger_rows(tasklane.store) if r["hour"] >= since_hour])
+    ledger = pd.DataFrame(ledger_rows(tasklane.store, since_hour=since_hour))
     if ledger.empty:
         return pd.DataFrame(columns=["tenant_id", "hour", *USAGE_COLUMNS, "hourly_budget", "budget_used"])
     usage = ledger.groupby(["tenant", "hour"], as_index=False)[USAGE_COLUMNS].sum()
-    budgets = {tenant: hourly_budget(tasklane, tenant) for tenant in usage["tenant"].unique()}
+    tenants, budget = tasklane.tenants(), tasklane.budget  # tenants.yaml read once, not per tenant
+    budgets = {tenant: hourly_budget(tenants.get(tenant), budget) for tenant in usage["tenant"].unique()}
     usage["hourly_budget"] = usage["tenant"].map(budgets).astype("Int64")
     usage["budget_used"] = (usage["counted"] / usage["hourly_budget"]).astype("Float64").round(3)
     return usage.rename(columns={"tenant": "tenant_id"}).sort_values(["tenant_id", "hour"], ignore_index=True)

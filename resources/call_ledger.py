@@ -61,9 +61,11 @@ class PendingLedger:
         self.rows.clear()
 
 
-def ledger_rows(store: ControlStore, tenant: str | None = None) -> list[dict]:
+def ledger_rows(store: ControlStore, tenant: str | None = None, since_hour: str | None = None) -> list[dict]:
     query = sa.select(call_ledger).order_by(call_ledger.c.hour, call_ledger.c.endpoint)
     if tenant:
         query = query.where(call_ledger.c.tenant == tenant)
+    if since_hour:
+        query = query.where(call_ledger.c.hour >= since_hour)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]

@@ -17,6 +17,11 @@ WEBSERVER_ENV = "DRIPFEED_WEBSERVER_URL"  # where people open Dagster; the run's
 DEFAULT_WEBSERVER = "http://localhost:3000"
 
 
+def webserver_link(path: str) -> str:
+    """A link into the Dagster UI, for alerts: $DRIPFEED_WEBSERVER_URL followed by `path`."""
+    return os.environ.get(WEBSERVER_ENV, DEFAULT_WEBSERVER).rstrip("/") + path
+
+
 def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, str]:
     """The alert's fields, from the run's tags and its first failed step."""
     run = context.dagster_run
@@ -29,13 +34,12 @@ def failure_alert(context: dg.RunFailureSensorContext) -> dict[str, str]:
         error_class = metadata["error_class"].value if "error_class" in metadata else "bug"
         reason = failure.error.message if failure and failure.error else reason
         break
-    webserver = os.environ.get(WEBSERVER_ENV, DEFAULT_WEBSERVER).rstrip("/")
     return {
         "tenant": tenant,
         "asset": asset,
         "error_class": error_class,
         "reason": reason.strip().splitlines()[0][:300] if reason.strip() else "the run failed",
-        "run_url": f"{webserver}/runs/{run.run_id}",
+        "run_url": webserver_link(f"/runs/{run.run_id}"),
     }
 
 

@@ -7,7 +7,6 @@ alerts again only after it was fresh in between. A new tenant counts as fresh un
 allowance has passed since the sensor first saw it, so onboarding does not page anyone."""
 
 import json
-import os
 import time
 
 import dagster as dg
@@ -17,7 +16,7 @@ from pipeline_assets.freshness import FRESH_CHECK, freshness
 from pipeline_assets.partitions import tenant_partitions
 from resources.tasklane_api import TasklaneAPI
 
-from .tenant_alerts import DEFAULT_WEBSERVER, WEBSERVER_ENV, post_alert
+from .tenant_alerts import post_alert, webserver_link
 
 
 @dg.sensor(
@@ -50,7 +49,7 @@ def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI)
         )
         if not fresh:
             context.log.warning(f"stale: {explanation}")
-            link = f"{os.environ.get(WEBSERVER_ENV, DEFAULT_WEBSERVER).rstrip('/')}/assets/tasks"
+            link = webserver_link("/assets/tasks")
             fields = {"tenant": tenant.id, "asset": "tasks", "error_class": "stale", "reason": explanation}
             post_alert(context.log, f":hourglass: dripfeed: {explanation} <{link}|tasks>", {**fields, "url": link})
     return dg.SensorResult(asset_events=evaluations, cursor=json.dumps(state))

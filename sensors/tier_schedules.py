@@ -26,14 +26,14 @@ def tier_run_requests(
     """A run request per enabled, registered tenant of `tier` that has the budget for a sync."""
     registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
     tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
-    requests, skipped = [], []
+    requests, skipped, budget = [], [], tasklane.budget
     for tenant in sorted(tasklane.tenants().values(), key=lambda t: t.id):
         if not tenant.enabled or tenant.tier != tier:
             continue
         if tenant.id not in registered:
             skipped.append(f"{tenant.id}: not a partition yet (the tenant_registry sensor adds it)")
             continue
-        left, reset = tasklane.budget.calls_left(tenant, time.time())
+        left, reset = budget.calls_left(tenant, time.time())
         if left is not None and left < MIN_CALLS_FOR_A_SYNC:
             until = datetime.fromtimestamp(reset, UTC).isoformat(timespec="seconds")
             skipped.append(f"{tenant.id}: {left} calls left in its rate window until {until}")
