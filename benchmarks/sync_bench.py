@@ -110,8 +110,9 @@ def _write_only(sim: SimServer, tenants: str, scratch: Path) -> float:
     bodies = [page.body for page in client.list_pages("tasks", None)]
     warehouse = Warehouse(url=str(scratch / "write_only.duckdb"))
     started = time.perf_counter()
-    for first in range(0, len(bodies), 50):
-        warehouse.write("big", "tasks", bodies[first : first + 50], SyncState())
+    with warehouse.writer() as batches:
+        for first in range(0, len(bodies), 50):
+            batches.write("big", "tasks", bodies[first : first + 50], SyncState())
     return TASKS / (time.perf_counter() - started)
 
 

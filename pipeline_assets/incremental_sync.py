@@ -60,7 +60,7 @@ def sync_resource(
     pending: Future[None] | None = None
 
     def write(batch: list[str], position: SyncState) -> None:
-        report.drift.extend(warehouse.write(tenant, resource, batch, position).drift)
+        report.drift.extend(batches.write(tenant, resource, batch, position).drift)
 
     def position(final: bool) -> SyncState:
         if final:
@@ -70,7 +70,10 @@ def sync_resource(
     # Checkpoints are written by one background thread while the next pages are fetched: the
     # database shapes rows outside the GIL, so fetching and writing overlap. Waiting for the
     # previous write before handing over the next keeps commits in order and stops on a failure.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dripfeed-{tenant}-{resource}") as writer:
+    with (
+        warehouse.writer() as batches,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dripfeed-{tenant}-{resource}") as writer,
+    ):
         try:
             for page in client.list_pages(resource, since):
                 if page.not_modified:

@@ -11,8 +11,6 @@ Vendor field names are untrusted: they reach SQL only as quoted string literals.
 
 from __future__ import annotations
 
-import json
-
 from .warehouse_schema import COMMON_FIELDS, CONTRACT_FIELDS, literal, quote
 
 TYPED = "dripfeed_typed"  # a batch's records (r), their place, typed columns, _type_/_text_ per field
@@ -39,7 +37,7 @@ class RecordSQL:
 
     Per batch: `shape()` unpacks the loaded pages into TYPED, reading each contract field's JSON
     type and text once and casting it; `dedupe()` keeps the newest version of each id; `keys()`
-    finds vendor fields; `drift_examples()` finds fields whose type does not fit, in one pass;
+    finds vendor fields; `batch_facts()` counts ids and finds fields whose type does not fit;
     `rows()` selects what the upsert writes. Types are named the same on both back ends
     (`seen()`): string, integer (one that fits a BIGINT), number, boolean, array, object, null;
     NULL when absent."""
@@ -77,7 +75,8 @@ class RecordSQL:
         raise NotImplementedError
 
     def temporary(self, table: str, select: str) -> str:
-        return f"CREATE TEMP TABLE {table} AS {select}"
+        """A statement making `table` from `select` for this transaction (a writer's connection lives on)."""
+        return f"CREATE OR REPLACE TEMP TABLE {table} AS {select}"
 
     # shared ------------------------------------------------------------------------------------
     def fits(self, raw_type: str, text: str, kinds: tuple[str, ...]) -> str:
@@ -164,14 +163,14 @@ class RecordSQL:
         """Contract fields whose type can drift (a json field takes any JSON)."""
         return [field for field, kind in self.kinds.items() if kind != "json"]
 
-    def drift_examples(self) -> str:
-        """One row: per checked field, the smallest id whose value did not fit its type, or NULL.
-        One pass over TYPED, since drift is rare and this runs on every batch."""
+    def batch_facts(self) -> str:
+        """One row, in one pass over TYPED (this runs on every batch): its records, its distinct ids,
+        then per checked field the smallest id whose value did not fit its type, or NULL."""
         examples = ", ".join(
             f"min(CASE WHEN {self.present(type_column(field))} AND {quote(field)} IS NULL THEN id END)"
             for field in self.checked_fields()
         )
-        return f"SELECT {examples} FROM {TYPED}"
+        return f"SELECT count(*), count(DISTINCT id), {examples} FROM {TYPED}"
 
     def seen_type(self, field: str, example_id: str) -> str:
         """The common type name of `field` in the record `example_id` of TYPED."""
@@ -180,19 +179,27 @@ class RecordSQL:
 
 
 class DuckDBRecords(RecordSQL):
-    """Records are DuckDB JSON values. Each page is parsed once into a struct `f` of the contract's
-    fields (JSON fragments); vendor fields are addressed by JSON pointer, so any name works."""
+    """Records are DuckDB JSON values. Each record is parsed twice, once for the JSON types of all
+    contract fields and once for their text (multi-path json_type / json_extract_string, which
+    answer lists); vendor fields are addressed by JSON pointer, so any name works."""
 
-    def _value(self, field: str) -> str:
-        if field in self.kinds:
-            return f"f.{quote(field)}"
-        return f"json_extract(r, {literal('/' + field.replace('~', '~0').replace('/', '~1'))})"
+    def __init__(self, resource: str) -> None:
+        super().__init__(resource)
+        self._place = {field: n for n, field in enumerate(self.kinds, start=1)}  # DuckDB lists count from 1
 
     def raw_type(self, field: str) -> str:
-        return f"json_type({self._value(field)})"
+        if field in self._place:
+            return f"types[{self._place[field]}]"
+        return f"json_type({self._pointer(field)})"
 
     def string(self, field: str) -> str:
-        return f"json_extract_string({self._value(field)}, '$')"
+        if field in self._place:
+            return f"texts[{self._place[field]}]"
+        return f"json_extract_string({self._pointer(field)}, '$')"
+
+    @staticmethod
+    def _pointer(field: str) -> str:
+        return f"json_extract(r, {literal('/' + field.replace('~', '~0').replace('/', '~1'))})"
 
     null_name = "NULL"
 
@@ -214,11 +221,11 @@ class DuckDBRecords(RecordSQL):
         return f"TRY_CAST({value} AS {sql_type})"
 
     def records(self) -> str:
-        fields = literal(json.dumps({"data": [dict.fromkeys(self.kinds, "JSON")]}))
+        paths = "[" + ", ".join(literal(f"$.{field}") for field in self.kinds) + "]"  # contract names are plain
         return (
-            "SELECT seq, unnest(range(len(records))) AS ord, unnest(records) AS r, unnest(fields) AS f FROM ("
-            "SELECT seq, CAST(json_extract(body, '$.data') AS JSON[]) AS records, "
-            f"from_json(body, {fields}).data AS fields FROM dripfeed_pages)"
+            f"SELECT seq, ord, r, json_type(r, {paths}) AS types, json_extract_string(r, {paths}) AS texts FROM ("
+            "SELECT seq, unnest(range(len(records))) AS ord, unnest(records) AS r FROM ("
+            "SELECT seq, CAST(json_extract(body, '$.data') AS JSON[]) AS records FROM dripfeed_pages))"
         )
 
     def keys(self) -> str:

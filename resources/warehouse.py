@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import psycopg2.extras
 import tenacity
 from pydantic import Field, PrivateAttr
 
-from .record_sql import TYPED, DuckDBRecords, PostgresRecords, RecordSQL
+from .record_sql import DuckDBRecords, PostgresRecords, RecordSQL
 from .warehouse_schema import Drift, column_for, quote, table_columns
 
 DEFAULT_WAREHOUSE = ".dev/warehouse.duckdb"
@@ -81,8 +82,26 @@ def page_of(records: Sequence[dict[str, Any]]) -> str:
 class _Backend:
     dialect: str
     records: type[RecordSQL]
+    hold_seconds: float | None = None  # how long a writer may keep its connection; None: as long as it likes
+    exclusive = False  # whether a writer's connection shuts out every other writer while it is held
 
-    def transaction(self) -> Any: ...
+    def connect(self) -> Any: ...
+
+    def close(self, conn: Any) -> None:
+        conn.close()
+
+    def transaction(self, conn: Any) -> Any:
+        """A context in which `conn` runs one transaction: committed on exit, rolled back on an exception."""
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection of its own, for one transaction."""
+        conn = self.connect()
+        try:
+            with self.transaction(conn):
+                yield conn
+        finally:
+            self.close(conn)
 
     def columns(self, conn: Any, table: str) -> dict[str, str]: ...
 
@@ -117,16 +136,14 @@ class _Backend:
             f"seen_at {types['timestamp']}, PRIMARY KEY (tenant_id, resource, field))",
         )
 
-    def add_columns(self, conn: Any, resource: str, vendor_columns: Sequence[str]) -> list[str]:
-        """Add a text column per new vendor field; return the table's columns, in order."""
-        present = list(self.columns(conn, resource))
+    def add_columns(self, conn: Any, resource: str, present: list[str], vendor_columns: Sequence[str]) -> None:
+        """Add a text column per new vendor field to the table and to `present`, its columns in order."""
         for column in vendor_columns:
             if column not in present:
                 self.execute(
                     conn, f"ALTER TABLE {quote(resource)} ADD COLUMN {quote(column)} {TYPES[self.dialect]['text']}"
                 )
                 present.append(column)
-        return present
 
     def write_state(self, conn: Any, tenant: str, resource: str, state: SyncState) -> None:
         self.execute(
@@ -155,23 +172,26 @@ class _Backend:
     def sql(self, text: str) -> str:
         return text
 
-    def upsert_pages(self, conn: Any, tenant: str, resource: str, pages: Sequence[str]) -> Written:
-        """Stage the pages' records, add columns for new vendor fields, record drift, upsert."""
+    def upsert_pages(self, conn: Any, tenant: str, resource: str, pages: Sequence[str], present: list[str]) -> Written:
+        """Stage the pages' records, add columns for new vendor fields, record drift, upsert.
+        `present` is the table's columns, in order; columns added here are appended to it."""
         records = self.records(resource)
         self.load_pages(conn, pages)
         self.execute(conn, records.shape(tenant))
-        self.execute(conn, records.dedupe())
+        staged, ids, *examples = self.execute(conn, records.batch_facts())[0]
+        if staged > ids:  # a listing returned a record twice: keep its newest version, then look again
+            self.execute(conn, records.dedupe())
+            _, _, *examples = self.execute(conn, records.batch_facts())[0]
         vendor_fields = {column_for(f): f for (f,) in self.execute(conn, records.keys()) if f not in records.kinds}
-        columns = self.add_columns(conn, resource, sorted(vendor_fields))
-        examples = zip(records.checked_fields(), self.execute(conn, records.drift_examples())[0], strict=True)
+        self.add_columns(conn, resource, present, sorted(vendor_fields))
         drift = [
             Drift(field, records.kinds[field], self.execute(conn, records.seen_type(field, example))[0][0], example)
-            for field, example in examples
+            for field, example in zip(records.checked_fields(), examples, strict=True)
             if example is not None
         ]
-        self.execute(conn, self.upsert_sql(resource, columns, records.rows(columns, vendor_fields)))
+        self.execute(conn, self.upsert_sql(resource, present, records.rows(present, vendor_fields)))
         self.write_drift(conn, tenant, resource, drift)
-        return Written(self.execute(conn, f"SELECT count(*) FROM {TYPED}")[0][0], drift)
+        return Written(ids, drift)
 
     def upsert_sql(self, resource: str, columns: list[str], source: str) -> str:
         updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in ("tenant_id", "id"))
@@ -187,11 +207,13 @@ def _locked_by_another_process(exc: BaseException) -> bool:
 
 
 class _DuckDB(_Backend):
-    """DuckDB lets one process open a file for writing: each transaction opens, writes, closes,
-    and waits (with jitter) while another process holds the file."""
+    """DuckDB lets one process open a file for writing: others wait (polling with jitter) while
+    one holds it. A writer hands its connection back every `hold_seconds` (see BatchWriter)."""
 
     dialect = "duckdb"
     records = DuckDBRecords
+    hold_seconds = 2.0
+    exclusive = True
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -199,25 +221,27 @@ class _DuckDB(_Backend):
 
     @tenacity.retry(
         retry=tenacity.retry_if_exception(_locked_by_another_process),
-        wait=tenacity.wait_random(0.02, 0.3),
+        wait=tenacity.wait_random(0.01, 0.05),  # short: a writer pauses only RELEASE_PAUSE between holds
         stop=tenacity.stop_after_delay(600),
         reraise=True,
     )
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(self.path)
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        conn = duckdb.connect(self.path)
+        # One thread: a batch is small, and the sync's fetching thread and the vendor need the other core.
+        conn.execute("SET threads = 1")
+        # A writer checkpoints when it hands the file back (BatchWriter); not also every 16 MB of log.
+        conn.execute("SET checkpoint_threshold = '256MB'")
+        return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = self._connect()
+    def transaction(self, conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute("BEGIN TRANSACTION")
-            yield conn
-            conn.execute("COMMIT")
+            yield
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        finally:
-            conn.close()
+        conn.execute("COMMIT")
 
     def fetch(
         self, conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
@@ -237,9 +261,12 @@ class _DuckDB(_Backend):
             conn.executemany(sql, rows)
 
     def load_pages(self, conn: duckdb.DuckDBPyConnection, pages: Sequence[str]) -> None:
-        # One thread: a batch is small, and the sync's fetching thread and the vendor need the other core.
-        conn.execute("SET threads = 1")
-        conn.register("dripfeed_pages", pd.DataFrame({"seq": range(len(pages)), "body": pages}))
+        # A VARCHAR[] parameter is copied in once; a registered DataFrame would be read under the GIL.
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE dripfeed_pages AS "
+            "SELECT unnest(range(len($pages))) AS seq, unnest($pages) AS body",
+            {"pages": list(pages)},
+        )
 
 
 class _Postgres(_Backend):
@@ -249,16 +276,15 @@ class _Postgres(_Backend):
     def __init__(self, url: str) -> None:
         self.url = url
 
+    def connect(self) -> Any:
+        return psycopg2.connect(self.url)
+
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        conn = psycopg2.connect(self.url)
-        try:
-            with conn:  # commits, or rolls back on an exception
-                with conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(7343018)")  # DDL from concurrent runs is serialised
-                yield conn
-        finally:
-            conn.close()
+    def transaction(self, conn: Any) -> Iterator[None]:
+        with conn:  # commits, or rolls back on an exception
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(7343018)")  # DDL from concurrent runs is serialised
+            yield
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s")
@@ -290,6 +316,63 @@ class _Postgres(_Backend):
             psycopg2.extras.execute_values(cur, "INSERT INTO dripfeed_pages VALUES %s", list(enumerate(pages)))
 
 
+class BatchWriter:
+    """Writes a sync's batches, each in one transaction, over one connection.
+
+    Opening a DuckDB file and closing it again (which checkpoints it) costs more than writing a
+    5,000-record batch, so the connection is kept across batches. DuckDB lets one process write a
+    file at a time: the writer hands it back every `hold_seconds` and waits RELEASE_PAUSE before
+    taking it again, so that other runs polling for the file get their turn."""
+
+    RELEASE_PAUSE = 0.1
+
+    def __init__(self, backend: _Backend) -> None:
+        self.backend = backend
+        self._conn: Any = None
+        self._tables: dict[str, list[str]] = {}  # resource -> its table's columns, on this connection
+        self._opened = 0.0
+        self._released = float("-inf")
+
+    def write(self, tenant: str, resource: str, pages: Sequence[str], state: SyncState) -> Written:
+        """Upsert the records of a batch of page bodies (`{"data": [...]}` JSON text) and record the
+        position they reach, in one transaction."""
+        conn = self._connection()
+        try:
+            with self.backend.transaction(conn):
+                columns = self._columns(conn, resource)
+                written = self.backend.upsert_pages(conn, tenant, resource, pages, columns) if pages else Written(0, [])
+                self.backend.write_state(conn, tenant, resource, state)
+        except BaseException:
+            self.close()  # a broken connection is not reused, and what it knew of the tables is forgotten
+            raise
+        hold = self.backend.hold_seconds
+        if hold is not None and time.monotonic() - self._opened >= hold:
+            self.close()
+        return written
+
+    def _columns(self, conn: Any, resource: str) -> list[str]:
+        """The resource table's columns, creating the tables on first use. While a connection that
+        shuts out other writers is held, they cannot change, so they are looked up once."""
+        if resource not in self._tables or not self.backend.exclusive:
+            self.backend.ensure_tables(conn, resource)
+            self._tables[resource] = list(self.backend.columns(conn, resource))
+        return self._tables[resource]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._tables.clear()
+            self.backend.close(conn)
+            self._released = time.monotonic()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            time.sleep(max(0.0, self._released + self.RELEASE_PAUSE - time.monotonic()))
+            self._conn = self.backend.connect()
+            self._opened = time.monotonic()
+        return self._conn
+
+
 def warehouse_url(value: str | None = None) -> str:
     return value or os.environ.get("DRIPFEED_WAREHOUSE", DEFAULT_WAREHOUSE)
 
@@ -308,14 +391,19 @@ class Warehouse(dg.ConfigurableResource):
             self._backend = _Postgres(url) if url.startswith(("postgresql://", "postgres://")) else _DuckDB(url)
         return self._backend
 
+    @contextmanager
+    def writer(self) -> Iterator[BatchWriter]:
+        """A writer for a run of batches (a sync), which keeps its connection between them."""
+        writer = BatchWriter(self.backend)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
     def write(self, tenant: str, resource: str, pages: Sequence[str], state: SyncState) -> Written:
-        """Upsert the records of a batch of page bodies (`{"data": [...]}` JSON text) and record the
-        position they reach, in one transaction."""
-        with self.backend.transaction() as conn:
-            self.backend.ensure_tables(conn, resource)
-            written = self.backend.upsert_pages(conn, tenant, resource, pages) if pages else Written(0, [])
-            self.backend.write_state(conn, tenant, resource, state)
-        return written
+        """Write one batch over a connection of its own (see BatchWriter.write)."""
+        with self.writer() as writer:
+            return writer.write(tenant, resource, pages, state)
 
     def replace_api_usage(self, usage: pd.DataFrame, since_hour: str) -> None:
         """Replace table api_usage's hours from `since_hour` on with `usage`, in one transaction."""
@@ -334,7 +422,7 @@ class Warehouse(dg.ConfigurableResource):
             for row in usage[list(columns)].itertuples(index=False)
         ]
         placeholders = ", ".join("?" for _ in columns)
-        with self.backend.transaction() as conn:
+        with self.backend.connection() as conn:
             self.backend.execute(
                 conn, f"CREATE TABLE IF NOT EXISTS {USAGE_TABLE} ({defs}, PRIMARY KEY (tenant_id, hour))"
             )
@@ -357,10 +445,10 @@ class Warehouse(dg.ConfigurableResource):
         return self.query(COLUMNS_SQL, (table,))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.backend.transaction() as conn:
+        with self.backend.connection() as conn:
             return self.backend.execute(conn, self.backend.sql(sql), params)
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self.backend.transaction() as conn:
+        with self.backend.connection() as conn:
             rows, names = self.backend.fetch(conn, self.backend.sql(sql), params)
         return pd.DataFrame(rows, columns=names)
