@@ -225,7 +225,8 @@ class DuckDBRecords(RecordSQL):
         return (
             f"SELECT seq, ord, r, json_type(r, {paths}) AS types, json_extract_string(r, {paths}) AS texts FROM ("
             "SELECT seq, unnest(range(len(records))) AS ord, unnest(records) AS r FROM ("
-            "SELECT seq, CAST(json_extract(body, '$.data') AS JSON[]) AS records FROM dripfeed_pages))"
+            "SELECT seq, json_extract(body, '$.data[*]') AS records FROM ("
+            "SELECT unnest(range(len($pages))) AS seq, unnest($pages) AS body) dripfeed_pages))"
         )
 
     def keys(self) -> str:

@@ -105,14 +105,14 @@ class _Backend:
 
     def columns(self, conn: Any, table: str) -> dict[str, str]: ...
 
-    def load_pages(self, conn: Any, pages: Sequence[str]) -> None:
-        """Make the page bodies readable as table dripfeed_pages(seq, body) in this transaction."""
+    def load_pages(self, conn: Any, pages: Sequence[str]) -> Any:
+        """Make the page bodies readable as dripfeed_pages(seq, body) to `shape()`: return its parameters."""
 
     def insert_many(self, conn: Any, sql: str, rows: Sequence[tuple]) -> None: ...
 
-    def fetch(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> tuple[list[tuple], list[str]]: ...
+    def fetch(self, conn: Any, sql: str, params: Any = ()) -> tuple[list[tuple], list[str]]: ...
 
-    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def execute(self, conn: Any, sql: str, params: Any = ()) -> list[tuple]:
         return self.fetch(conn, sql, params)[0]
 
     # shared SQL ---------------------------------------------------------------------------------
@@ -176,8 +176,7 @@ class _Backend:
         """Stage the pages' records, add columns for new vendor fields, record drift, upsert.
         `present` is the table's columns, in order; columns added here are appended to it."""
         records = self.records(resource)
-        self.load_pages(conn, pages)
-        self.execute(conn, records.shape(tenant))
+        self.execute(conn, records.shape(tenant), self.load_pages(conn, pages))
         staged, ids, *examples = self.execute(conn, records.batch_facts())[0]
         if staged > ids:  # a listing returned a record twice: keep its newest version, then look again
             self.execute(conn, records.dedupe())
@@ -212,7 +211,7 @@ class _DuckDB(_Backend):
 
     dialect = "duckdb"
     records = DuckDBRecords
-    hold_seconds = 2.0
+    hold_seconds = 3.0
     exclusive = True
 
     def __init__(self, path: str) -> None:
@@ -246,7 +245,7 @@ class _DuckDB(_Backend):
     def fetch(
         self, conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
     ) -> tuple[list[tuple], list[str]]:
-        result = conn.execute(sql, list(params))
+        result = conn.execute(sql, params if isinstance(params, dict) else list(params))
         if not result.description:
             return [], []
         return result.fetchall(), [d[0] for d in result.description]
@@ -260,13 +259,10 @@ class _DuckDB(_Backend):
         if rows:
             conn.executemany(sql, rows)
 
-    def load_pages(self, conn: duckdb.DuckDBPyConnection, pages: Sequence[str]) -> None:
-        # A VARCHAR[] parameter is copied in once; a registered DataFrame would be read under the GIL.
-        conn.execute(
-            "CREATE OR REPLACE TEMP TABLE dripfeed_pages AS "
-            "SELECT unnest(range(len($pages))) AS seq, unnest($pages) AS body",
-            {"pages": list(pages)},
-        )
+    def load_pages(self, conn: duckdb.DuckDBPyConnection, pages: Sequence[str]) -> dict[str, list[str]]:
+        # A VARCHAR[] parameter of shape() itself (see DuckDBRecords.records): one call into DuckDB
+        # instead of two, and no DataFrame that DuckDB would have to read under the GIL.
+        return {"pages": list(pages)}
 
 
 class _Postgres(_Backend):
@@ -308,12 +304,13 @@ class _Postgres(_Backend):
         with conn.cursor() as cur:
             cur.executemany(sql, rows)
 
-    def load_pages(self, conn: Any, pages: Sequence[str]) -> None:
+    def load_pages(self, conn: Any, pages: Sequence[str]) -> tuple:
         with conn.cursor() as cur:
             for function in PostgresRecords.functions():
                 cur.execute(function)
             cur.execute("CREATE TEMP TABLE dripfeed_pages (seq integer, body text) ON COMMIT DROP")
             psycopg2.extras.execute_values(cur, "INSERT INTO dripfeed_pages VALUES %s", list(enumerate(pages)))
+        return ()
 
 
 class BatchWriter:
