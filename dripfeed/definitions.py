@@ -10,6 +10,7 @@ from pipeline_assets.jobs import sync_tenant
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.api_usage_schedule import api_usage_daily
+from sensors.export_status import export_status
 from sensors.tenant_alerts import tenant_failure_alerts
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
@@ -20,6 +21,6 @@ defs = dg.Definitions(
     asset_checks=[*asset_checks, tasks_fresh],
     jobs=[sync_tenant],
     schedules=[*tier_schedules, api_usage_daily],
-    sensors=[tenant_registry, tenant_failure_alerts, tenant_freshness],
+    sensors=[tenant_registry, export_status, tenant_failure_alerts, tenant_freshness],
     resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
 )

@@ -3,9 +3,11 @@
 import dagster as dg
 from pydantic import Field
 
+from resources.export_jobs import ExportJobs
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 
+from .history_exports import EXPORT_TAG, load_export, start_history_export
 from .incremental_sync import SyncReport, sync_resource
 from .partitions import tenant_partitions
 
@@ -64,13 +66,39 @@ def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) ->
     ) -> dg.MaterializeResult:
         tenant = context.partition_key
         full = config.full_resync or context.run.tags.get(FULL_RESYNC_TAG, "").lower() == "true"
-        report = sync_resource(
-            tasklane.client(tenant),
-            warehouse,
-            resource,
-            full_resync=full,
-            pages_per_checkpoint=config.pages_per_checkpoint,
-        )
+        client, jobs = tasklane.client(tenant), ExportJobs(tasklane.store)
+        export_id = context.run.tags.get(EXPORT_TAG)
+        history = jobs.get(tenant, resource)
+        if export_id:
+            if history is None or history.export_id != export_id or not history.result_url:
+                raise dg.Failure(
+                    f"tenant {tenant!r}: export {export_id} is not the finished {resource} export dripfeed recorded "
+                    "for this tenant. Launch loads from the export_status sensor, not by hand."
+                )
+            report = load_export(client, warehouse, jobs, history, client.tenant.history_since)
+        elif (
+            client.tenant.history_since
+            and not full
+            and (history is None or history.pending)
+            and warehouse.state(tenant, resource).watermark is None
+        ):
+            history = start_history_export(client, jobs, resource)
+            warehouse.write(tenant, resource, [], warehouse.state(tenant, resource))  # the (empty) tables exist
+            context.log.info(
+                f"tenant {tenant!r} {resource}: history arrives through export {history.export_id} "
+                f"({history.status}); the export_status sensor loads it when it is done"
+            )
+            return dg.MaterializeResult(
+                metadata={
+                    "history_export": history.export_id or "none",
+                    "history_export_status": history.status,
+                    "history_updated_before": history.updated_before,
+                }
+            )
+        else:
+            report = sync_resource(
+                client, warehouse, resource, full_resync=full, pages_per_checkpoint=config.pages_per_checkpoint
+            )
         context.log.info(
             f"tenant {tenant!r} {resource}: {report.records} records ({report.tombstones} tombstones), "
             f"{report.pages} pages, {report.calls['counted']} counted calls, "

@@ -1,4 +1,5 @@
-"""The control store every dripfeed process shares: rate windows, call leases, the call ledger, ETags.
+"""The control store every dripfeed process shares: rate windows, call leases, the call ledger, ETags,
+export jobs.
 
 SQLite file by default (`DRIPFEED_STATE`), Postgres in production (a `postgresql://` URL). One
 schema through SQLAlchemy Core; the two dialects differ only in how a transaction takes its lock.
@@ -63,6 +64,24 @@ etags = sa.Table(
     sa.Column("tenant", sa.String(63), primary_key=True),
     sa.Column("query", sa.String(500), primary_key=True),
     sa.Column("etag", sa.String(200), nullable=False),
+)
+
+export_jobs = sa.Table(
+    "dripfeed_export_jobs",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("resource", sa.String(20), primary_key=True),  # one history export per tenant and resource
+    sa.Column("idempotency_key", sa.String(255), nullable=False),  # recorded before the POST: a retry reuses it
+    sa.Column("updated_before", sa.String(40), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 1, then one more per resubmission
+    sa.Column("export_id", sa.String(100)),  # NULL until the vendor has answered the submission
+    sa.Column("status", sa.String(20), nullable=False),  # see resources/export_jobs.py
+    sa.Column("submitted_at", sa.Float, nullable=False),  # Unix seconds of the first submission (the timeout's start)
+    sa.Column("next_poll_at", sa.Float, nullable=False),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("result_url", sa.String(1000)),
+    sa.Column("record_count", sa.Integer),
+    sa.Column("error", sa.String(500)),
 )
 
 

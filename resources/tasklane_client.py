@@ -67,9 +67,10 @@ class Page:
     body: str = ""
 
 
-def export_idempotency_key(tenant: str, resource: str, updated_before: str) -> str:
-    """Derived from what is exported: a retry, even from another run, names the same job."""
-    digest = hashlib.sha256(f"{tenant}|{resource}|{updated_before}".encode()).hexdigest()[:32]
+def export_idempotency_key(tenant: str, resource: str, updated_before: str, attempt: int = 1) -> str:
+    """Derived from what is exported and the attempt: a retry, even from another run, names the
+    same job; a resubmission after a failed job names a new one."""
+    digest = hashlib.sha256(f"{tenant}|{resource}|{updated_before}|{attempt}".encode()).hexdigest()[:32]
     return f"dripfeed-export-{resource}-{digest}"
 
 
@@ -410,12 +411,14 @@ class TenantClient:
                 conn.execute(sa.insert(etags).values(tenant=self.tenant.id, query=query, etag=etag))
 
     # --- exports ----------------------------------------------------------------------------
-    def submit_export(self, resource: str, updated_before: str) -> dict[str, Any]:
-        key = export_idempotency_key(self.tenant.id, resource, updated_before)
+    def submit_export(self, resource: str, updated_before: str, attempt: int = 1) -> dict[str, Any]:
+        """Submit (or, with the same arguments, find again) the export of `resource` before `updated_before`."""
+        key = export_idempotency_key(self.tenant.id, resource, updated_before, attempt)
         body = {"resource": resource, "updated_before": updated_before}
-        return self.request(
-            "POST", "exports", endpoint="exports.create", json_body=body, headers={"Idempotency-Key": key}
-        ).body
+        with self._operation():
+            return self.request(
+                "POST", "exports", endpoint="exports.create", json_body=body, headers={"Idempotency-Key": key}
+            ).body
 
     def get_export(self, export_id: str) -> dict[str, Any]:
         with self._operation():

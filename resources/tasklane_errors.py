@@ -97,6 +97,14 @@ def failure_for_status(
             "This is a dripfeed bug; report it.",
             status=status,
         )
+    if status == 410:
+        return TasklaneFailure(
+            tenant,
+            "vendor_outage",
+            f"the export's result expired before it was loaded{said}. The export status sensor submits it again; "
+            "nothing to do unless that alerts too.",
+            status=status,
+        )
     return TasklaneFailure(
         tenant,
         "bug",

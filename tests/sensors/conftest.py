@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sensors.tenant_alerts import WEBHOOK_ENV
+from tests.pipeline_assets.conftest import duckdb_warehouse, tasklane_for  # noqa: F401 - shared fixtures
 
 
 @pytest.fixture

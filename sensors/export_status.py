@@ -1,0 +1,150 @@
+"""The export status sensor: polls the open history exports, launches the load of each finished one.
+
+Per tick, each tenant with a job due costs one listing call (`GET exports?status=queued,running`)
+plus one call per job that left that list, and a job is due only once the vendor's
+`poll_after_seconds` has passed. Everything it knows lives in the control store, so a restarted
+daemon carries on where it stopped; it submits again only a job whose submission was never
+answered, under the same idempotency key. A failed or expired job is resubmitted up to
+MAX_ATTEMPTS times; one that fails more often, or is not done within the timeout, is abandoned
+and alerted, and the tenant's next sync reads its history through the listing instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from itertools import groupby
+
+import dagster as dg
+
+from pipeline_assets.history_exports import EXPORT_TAG, resubmit, submit
+from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from resources.export_jobs import ExportJob, ExportJobs
+from resources.tasklane_api import TasklaneAPI
+from resources.tasklane_errors import TasklaneFailure
+
+from .tenant_alerts import post_alert, webserver_link
+
+POLL_ENV = "DRIPFEED_EXPORT_POLL_SECONDS"
+TIMEOUT_ENV = "DRIPFEED_EXPORT_TIMEOUT_HOURS"
+DEFAULT_TIMEOUT_HOURS = 6.0
+MAX_ATTEMPTS = 3
+RETRY_TENANT_SECONDS = 300  # after a tenant's poll failed (a revoked token, an outage)
+
+
+def load_request(job: ExportJob) -> dg.RunRequest:
+    """The run that loads a succeeded job: only its resource's asset, with the checks that need
+    nothing else (the references check waits for the next sync, when every parent has loaded)."""
+    asset = dg.AssetKey(job.resource)
+    return dg.RunRequest(
+        run_key=f"export:{job.export_id}",
+        partition_key=job.tenant,
+        asset_selection=[asset],
+        asset_check_keys=[
+            dg.AssetCheckKey(asset, f"{job.resource}_schema_drift"),
+            dg.AssetCheckKey(asset, f"{job.resource}_unique_keys"),
+        ],
+        tags={TENANT_TAG: job.tenant, TIER_TAG: "onboarding", EXPORT_TAG: job.export_id or ""},
+    )
+
+
+def _seconds(stamp: str | None, default: float) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else default
+
+
+class _Poll:
+    """One tick's work on the due jobs of one tenant."""
+
+    def __init__(self, context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, jobs: ExportJobs) -> None:
+        self.context, self.tasklane, self.jobs = context, tasklane, jobs
+        self.timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_HOURS)) * 3600
+        self.runs: list[dg.RunRequest] = []
+
+    def tenant(self, tenant: str, due: list[ExportJob], now: float) -> None:
+        live = []
+        for job in due:
+            if now - job.submitted_at > self.timeout:
+                self.abandon(job, f"not finished {self.timeout / 3600:g} h after it was submitted")
+            else:
+                live.append(job)
+        if not live:
+            return
+        left, _ = self.tasklane.budget.calls_left(self.tasklane.tenants()[tenant], now)
+        if left is not None and left < 1:
+            self.context.log.info(f"tenant {tenant!r}: no call left in its rate window; polls its exports later")
+            return
+        client = self.tasklane.client(tenant)
+        open_now = {answer["id"]: answer for answer in client.list_open_exports()}
+        for job in live:
+            if job.status == "submitting":  # its submission was never answered: the same key again
+                submit(client, self.jobs, job)
+                continue
+            answer = open_now.get(job.export_id) or client.get_export(job.export_id or "")
+            status = answer["status"]
+            if status in ("queued", "running"):
+                poll_after = max(1, int(answer.get("poll_after_seconds") or 1))
+                self.jobs.save(job.but(status=status, next_poll_at=now + poll_after))
+            elif status == "succeeded":
+                job = job.but(
+                    status="succeeded",
+                    completed_at=_seconds(answer.get("completed_at"), now),
+                    result_url=answer.get("result_url"),
+                    record_count=answer.get("record_count"),
+                )
+                self.jobs.save(job)
+                self.runs.append(load_request(job))
+                self.context.log.info(f"tenant {tenant!r}: export {job.export_id} ({job.resource}) done; loading it")
+            elif job.attempt < MAX_ATTEMPTS:
+                reason = f"export {job.export_id} {status}: {answer.get('error') or 'no reason given'}"
+                again = resubmit(client, self.jobs, job, reason)
+                self.context.log.warning(f"tenant {tenant!r}: {reason}; resubmitted as {again.export_id}")
+            else:
+                self.abandon(job, f"export {job.export_id} {status} on attempt {job.attempt} of {MAX_ATTEMPTS}")
+
+    def abandon(self, job: ExportJob, reason: str) -> None:
+        self.jobs.save(job.but(status="abandoned", error=reason))
+        text = (
+            f"dripfeed: tenant {job.tenant}'s {job.resource} history export was abandoned: {reason}. "
+            "Its next sync reads the history through the listing instead."
+        )
+        self.context.log.warning(text)
+        post_alert(
+            self.context.log,
+            text,
+            {
+                "tenant": job.tenant,
+                "asset": job.resource,
+                "error_class": "vendor_outage",
+                "reason": reason,
+                "url": webserver_link(f"/assets/{job.resource}"),
+            },
+        )
+
+
+@dg.sensor(
+    job=sync_tenant,
+    minimum_interval_seconds=int(os.environ.get(POLL_ENV, "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Polls the open history exports (one listing call per tenant that has any) and loads finished ones.",
+)
+def export_status(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+    jobs = ExportJobs(tasklane.store)
+    now = time.time()
+    poll = _Poll(context, tasklane, jobs)
+    due = sorted(jobs.due(now, poll.timeout), key=lambda job: job.tenant)
+    if not due:
+        return dg.SkipReason(f"no export job is due ({jobs.open_count()} open)")
+    for tenant, tenant_jobs in groupby(due, key=lambda job: job.tenant):
+        batch = list(tenant_jobs)
+        try:
+            poll.tenant(tenant, batch, now)
+        except TasklaneFailure as failure:  # this tenant only; the others are polled as usual
+            context.log.warning(f"{failure.description}; its exports are polled again in {RETRY_TENANT_SECONDS} s")
+            for job in batch:
+                current = jobs.get(job.tenant, job.resource)  # this tick may have changed it before failing
+                if current is not None and current.status != "abandoned":
+                    jobs.save(current.but(next_poll_at=now + RETRY_TENANT_SECONDS))
+    if not poll.runs:
+        return dg.SkipReason(f"polled {len(due)} export jobs; none finished")
+    return dg.SensorResult(run_requests=poll.runs)

@@ -1,0 +1,144 @@
+"""History through bulk exports: the first sync submits, the export status sensor polls and
+launches the loads, failed jobs are resubmitted a bounded number of times, late ones abandoned."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import dagster as dg
+import pytest
+
+from pipeline_assets.assets import projects, tasks, users
+from pipeline_assets.checks import asset_checks
+from pipeline_assets.history_exports import EXPORT_TAG
+from pipeline_assets.incremental_sync import minus_overlap
+from resources.export_jobs import ExportJobs
+from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import Warehouse
+from sensors.export_status import MAX_ATTEMPTS, TIMEOUT_ENV, export_status
+from tasklane_sim import SimServer
+from tests.conftest import workspace_config
+from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
+
+RESOURCES = ("users", "projects", "tasks")
+HISTORY = {"history_since": "2000-01-01"}  # before every simulated record: the export is the whole history
+
+
+def tick(instance: dg.DagsterInstance, api: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}) as context:
+        return export_status(context)
+
+
+def load(instance: dg.DagsterInstance, api: TasklaneAPI, warehouse: Warehouse, request: dg.RunRequest) -> None:
+    """Run what the sensor asked for, as the daemon would launch it."""
+    result = dg.materialize(
+        [users, projects, tasks, *asset_checks],
+        selection=request.asset_selection,
+        partition_key=request.partition_key,
+        tags=request.tags,
+        instance=instance,
+        resources={"tasklane": api, "warehouse": warehouse},
+    )
+    assert result.success
+
+
+def endpoint_calls(sim: SimServer, endpoint: str) -> int:
+    return sim.admin.counters("acme")["endpoints"].get(endpoint, {}).get("counted", 0)
+
+
+def test_history_arrives_through_exports_and_the_sensor_loads_it(
+    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
+) -> None:
+    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 0.5}))
+    api = tasklane_for(sim, "acme", **HISTORY)
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    jobs = {job["resource"]: job for job in sim.admin.exports("acme")}
+    assert sorted(jobs) == sorted(RESOURCES)  # one export per resource, and no rows yet: no run waited
+    assert duckdb_warehouse.query("SELECT count(*) FROM _dripfeed_sync_state WHERE watermark IS NOT NULL")[0][0] == 0
+
+    time.sleep(1.5)  # the jobs finish, and the vendor's poll_after_seconds passes
+    sim.admin.reset_counters("acme")
+    result = tick(instance, api)
+    assert isinstance(result, dg.SensorResult)
+    assert sorted(r.run_key for r in result.run_requests) == sorted(f"export:{j['id']}" for j in jobs.values())
+    assert endpoint_calls(sim, "exports.list") == 1  # one listing for the tenant, one look at each finished job
+    assert endpoint_calls(sim, "exports.get") == 3
+    assert isinstance(tick(instance, api), dg.SkipReason)  # nothing is due until the loads have run
+
+    order = {resource: n for n, resource in enumerate(RESOURCES)}
+    for request in sorted(result.run_requests, key=lambda r: order[r.asset_selection[0].path[-1]]):
+        assert request.tags[EXPORT_TAG] == jobs[request.asset_selection[0].path[-1]]["id"]
+        load(instance, api, duckdb_warehouse, request)
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    for resource in RESOURCES:
+        job = ExportJobs(api.store).get("acme", resource)
+        assert job is not None and job.status == "loaded"
+        assert duckdb_warehouse.state("acme", resource).watermark == minus_overlap(job.updated_before)
+    assert sim.admin.counters("acme")["exports_created"] == 3
+
+    sim.admin.mutate("acme", updates=150, resource="tasks")  # then the incremental syncs take over
+    sim.admin.reset_counters("acme")
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    assert endpoint_calls(sim, "tasks.list") <= math.ceil(150 / 100) + 2  # the changes, plus the overlaps
+    assert sim.admin.counters("acme")["exports_created"] == 3
+
+
+def test_failed_exports_are_resubmitted_then_abandoned_with_one_alert_each(
+    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance, webhook
+) -> None:
+    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 0.2, "failure_rate": 1.0}))
+    api = tasklane_for(sim, "acme", **HISTORY)
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    for _ in range(MAX_ATTEMPTS):
+        time.sleep(1.2)
+        assert isinstance(tick(instance, api), dg.SkipReason)  # nothing to load
+    assert sim.admin.counters("acme")["exports_created"] == 3 * MAX_ATTEMPTS
+    assert {job.status for job in (ExportJobs(api.store).get("acme", r) for r in RESOURCES)} == {"abandoned"}
+    assert sorted(alert["asset"] for alert in webhook) == sorted(RESOURCES)
+    assert {alert["tenant"] for alert in webhook} == {"acme"}
+    assert "token-acme" not in str(webhook)
+
+    sim.admin.set_knobs("acme", exports={"failure_rate": 0.0})
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success  # the listing takes over
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+
+
+def test_an_export_not_done_in_time_is_abandoned_without_polling(
+    make_sim,
+    tasklane_for,
+    duckdb_warehouse: Warehouse,
+    instance: dg.DagsterInstance,
+    webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 3600}))
+    api = tasklane_for(sim, "acme", **HISTORY)
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    monkeypatch.setenv(TIMEOUT_ENV, str(0.5 / 3600))
+    time.sleep(1)
+    sim.admin.reset_counters("acme")
+    assert isinstance(tick(instance, api), dg.SkipReason)
+    assert endpoint_calls(sim, "exports.list") + endpoint_calls(sim, "exports.get") == 0
+    assert len(webhook) == 3 and all("h after it was submitted" in alert["reason"] for alert in webhook)
+    assert ExportJobs(api.store).open_count() == 0
+
+
+def test_a_restart_between_recording_and_submitting_submits_the_same_job(
+    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
+) -> None:
+    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 0.5}))
+    api = tasklane_for(sim, "acme", **HISTORY)
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    jobs = ExportJobs(api.store)
+    for resource in RESOURCES:  # as if every POST had been answered but the answers were lost
+        job = jobs.get("acme", resource)
+        assert job is not None
+        jobs.save(job.but(status="submitting", export_id=None))
+    time.sleep(1.5)
+    tick(instance, api)  # submits the recorded jobs again, under their keys
+    assert sim.admin.counters("acme")["exports_created"] == 3
+    time.sleep(1.5)
+    result = tick(instance, api)
+    assert isinstance(result, dg.SensorResult) and len(result.run_requests) == 3
