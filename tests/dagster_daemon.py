@@ -40,5 +40,6 @@ def running_daemon(directory: Path, env: dict[str, str]) -> Iterator[subprocess.
     try:
         yield daemon
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
+        if daemon.poll() is None:  # a test may have killed it already
+            os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)

@@ -1,0 +1,79 @@
+"""History exports through the real daemon: a new tenant's exports are submitted, the daemon is
+killed while they are open and started again, and each export is loaded once, none submitted twice."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from pipeline_assets.history_exports import EXPORT_TAG
+from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import Warehouse
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.dagster_daemon import running_daemon, scratch_instance
+from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def finished_runs(instance: dg.DagsterInstance, **tags: str) -> list[dg.DagsterRun]:
+    return [run for run in instance.get_runs(filters=dg.RunsFilter(tags=tags)) if run.is_finished]
+
+
+def loads_finished(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return [run for run in finished_runs(instance) if EXPORT_TAG in run.tags]
+
+
+def test_exports_open_when_the_daemon_is_killed_are_loaded_once_after_a_restart(
+    make_sim, tmp_path: Path, monkeypatch
+) -> None:
+    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 25}))
+    home = scratch_instance(tmp_path)
+    tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", history_since="2000-01-01"))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DRIPFEED_TENANTS_FILE": str(tenants),
+        "DRIPFEED_STATE": str(tmp_path / "control.sqlite3"),
+        "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "DRIPFEED_EXPORT_POLL_SECONDS": "3",
+        "TASKLANE_BASE_URL": sim.base_url,
+        "TASKLANE_TOKEN_ACME": "token-acme",
+    }
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        with running_daemon(tmp_path, env) as daemon:
+            wait_until(lambda: finished_runs(instance, **{"dagster/partition": "acme"}), 180, "acme's first sync")
+            assert len(sim.admin.exports("acme")) == 3
+            assert {job["status"] for job in sim.admin.exports("acme")} <= {"queued", "running"}
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=30)
+        with running_daemon(tmp_path, env):
+            wait_until(lambda: len(loads_finished(instance)) == 3, 180, "the three loads")
+        loads = loads_finished(instance)
+        assert len(loads) == 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in loads)
+    assert sim.admin.counters("acme")["exports_created"] == 3  # nothing submitted twice
+    warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
+    assert_equals_ground_truth(sim, warehouse, "acme")
+
+    monkeypatch.setenv("TASKLANE_TOKEN_ACME", "token-acme")  # then an hourly sync reads only what changed
+    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(tenants), state=env["DRIPFEED_STATE"])
+    sim.admin.mutate("acme", updates=120, resource="tasks")
+    sim.admin.reset_counters("acme")
+    with dg.instance_for_test() as scratch:
+        assert materialize_tenant(scratch, "acme", api, warehouse).success
+    assert_equals_ground_truth(sim, warehouse, "acme")
+    counted = sim.admin.counters("acme")["endpoints"]["tasks.list"]["counted"]
+    assert counted <= math.ceil(120 / 100) + 2
