@@ -55,10 +55,11 @@ class TasklaneAPI(dg.ConfigurableResource):
             self.store, self.max_concurrent, lease_seconds=self.connect_timeout_seconds + self.read_timeout_seconds + 30
         )
 
-    def client(self, tenant_id: str) -> TenantClient:
-        """The tenant's client (one HTTP session per tenant, reused by this process)."""
+    def client(self, tenant_id: str, tenants: dict[str, Tenant] | None = None) -> TenantClient:
+        """The tenant's client (one HTTP session per tenant, reused by this process). A caller
+        serving many tenants passes `tenants()` read once, rather than have each client read it."""
         if tenant_id not in self._clients:
-            tenants = self.tenants()
+            tenants = self.tenants() if tenants is None else tenants
             if tenant_id not in tenants:
                 raise TenantConfigError(
                     f"tenant {tenant_id!r} is not in {self.tenants_file or 'tenants.yaml'}; add it there first"

@@ -59,6 +59,7 @@ class _Poll:
     def __init__(self, context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, jobs: ExportJobs) -> None:
         self.context, self.tasklane, self.jobs = context, tasklane, jobs
         self.timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_HOURS)) * 3600
+        self.tenants = tasklane.tenants()  # read once per tick: 500 tenants must not mean 500 reads
         self.runs: list[dg.RunRequest] = []
 
     def tenant(self, tenant: str, due: list[ExportJob], now: float) -> None:
@@ -70,11 +71,14 @@ class _Poll:
                 live.append(job)
         if not live:
             return
-        left, _ = self.tasklane.budget.calls_left(self.tasklane.tenants()[tenant], now)
+        if tenant not in self.tenants:
+            self.context.log.warning(f"tenant {tenant!r} has open exports but is no longer in tenants.yaml; skipped")
+            return
+        left, _ = self.tasklane.budget.calls_left(self.tenants[tenant], now)
         if left is not None and left < 1:
             self.context.log.info(f"tenant {tenant!r}: no call left in its rate window; polls its exports later")
             return
-        client = self.tasklane.client(tenant)
+        client = self.tasklane.client(tenant, self.tenants)
         open_now = {answer["id"]: answer for answer in client.list_open_exports()}
         for job in live:
             if job.status == "submitting":  # its submission was never answered: the same key again
