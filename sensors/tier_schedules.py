@@ -6,6 +6,7 @@ repeated tick launches nothing twice. A tenant whose rate window has too little 
 skipped for this tick, with the reason in the tick's log, instead of launching a run that would
 only wait or collect 429s."""
 
+import os
 import time
 from datetime import UTC, datetime
 
@@ -17,7 +18,11 @@ from resources.tasklane_api import TasklaneAPI
 
 # One listing call per resource: less than that and a sync cannot even ask what changed.
 MIN_CALLS_FOR_A_SYNC = 3
-TIERS = {"hourly": "0 * * * *", "daily": "0 3 * * *"}
+# The tiers' cron strings (UTC); DRIPFEED_HOURLY_CRON / DRIPFEED_DAILY_CRON move them.
+TIERS = {
+    "hourly": os.environ.get("DRIPFEED_HOURLY_CRON", "0 * * * *"),
+    "daily": os.environ.get("DRIPFEED_DAILY_CRON", "0 3 * * *"),
+}
 
 
 def tier_run_requests(

@@ -1,17 +1,20 @@
-"""Onboarding through the real daemon: a tenant added to tenants.yaml gets its partition and its
-first sync, and the warehouse then equals the simulator's ground truth."""
+"""Onboarding through the real daemon, following docs/operations.md: the tenant entry the docs
+show is added to tenants.yaml, it gets its partition and its first sync, and the warehouse then
+equals the simulator's ground truth."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from resources.warehouse import Warehouse
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import running_daemon, scratch_instance
+from tests.dagster_daemon import ROOT, running_daemon, scratch_instance
 from tests.pipeline_assets.conftest import assert_equals_ground_truth
 
 
@@ -25,8 +28,18 @@ def wait_for_successful_first_sync(instance: dg.DagsterInstance, tenant: str, ti
     raise AssertionError(f"no finished run for {tenant} within {timeout} s")
 
 
+def documented_onboarding() -> tuple[dict, str]:
+    """The tenant entry and the check query of docs/operations.md's "Onboard a tenant"."""
+    section = (ROOT / "docs" / "operations.md").read_text().split("## Onboard a tenant")[1].split("\n## ")[0]
+    entry = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1))[0]
+    query = re.search(r"`(SELECT count\(\*\) FROM tasks WHERE tenant_id = '\w+')`", section).group(1)
+    return entry, query
+
+
 def test_a_tenant_added_to_tenants_yaml_is_onboarded_by_the_daemon(make_sim, tmp_path: Path, monkeypatch) -> None:
-    sim = make_sim(workspace_config("acme"), workspace_config("globex"))
+    documented, check = documented_onboarding()
+    new = documented["id"]
+    sim = make_sim(workspace_config("acme"), workspace_config(new))
     home = scratch_instance(tmp_path)
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"))
     env = {
@@ -37,17 +50,18 @@ def test_a_tenant_added_to_tenants_yaml_is_onboarded_by_the_daemon(make_sim, tmp
         "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
         "TASKLANE_BASE_URL": sim.base_url,
         "TASKLANE_TOKEN_ACME": "token-acme",
-        "TASKLANE_TOKEN_GLOBEX": "token-globex",
+        documented["token_env"]: f"token-{new}",  # step 1: the token where the entry points
     }
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with running_daemon(tmp_path, env), dg.DagsterInstance.get() as instance:
         acme = wait_for_successful_first_sync(instance, "acme", timeout=180)
         assert acme.status == dg.DagsterRunStatus.SUCCESS and acme.tags["dripfeed/tier"] == "onboarding"
-        write_tenants(tenants, tenant_entry("acme"), tenant_entry("globex"))
-        globex = wait_for_successful_first_sync(instance, "globex", timeout=180)  # the sensor ticks every 60 s
-        assert globex.status == dg.DagsterRunStatus.SUCCESS
-        assert sorted(instance.get_dynamic_partitions("tenants")) == ["acme", "globex"]
+        write_tenants(tenants, tenant_entry("acme"), documented)  # step 2: the entry the docs show
+        onboarded = wait_for_successful_first_sync(instance, new, timeout=180)  # step 3: the sensor ticks every 60 s
+        assert onboarded.status == dg.DagsterRunStatus.SUCCESS
+        assert sorted(instance.get_dynamic_partitions("tenants")) == sorted(["acme", new])
         assert len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "acme"}))) == 1
     warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
-    for tenant in ("acme", "globex"):
+    for tenant in ("acme", new):
         assert_equals_ground_truth(sim, warehouse, tenant)
+    assert warehouse.query(check)[0][0] == len(sim.admin.truth(new, "tasks"))  # step 4: the docs' check

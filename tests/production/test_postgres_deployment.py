@@ -1,0 +1,100 @@
+"""The production setup on one machine, on a real Postgres: deploy/run.sh starts the code server,
+the daemon and the webserver; Dagster keeps its runs and ticks in Postgres; the same sensors and
+schedules as the demo launch runs that land the tenants' data in the Postgres warehouse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+import requests
+from dagster_postgres import PostgresRunStorage
+
+from resources.warehouse import Warehouse
+from tasklane_sim.server import free_port
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.dagster_daemon import BIN, ROOT
+from tests.pipeline_assets.conftest import assert_equals_ground_truth
+from tests.postgres_server import fresh_database
+
+TENANTS = ("acme", "globex")
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(2)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def succeeded(instance: dg.DagsterInstance, tenant: str, tier: str) -> bool:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": tenant, "dripfeed/tier": tier}))
+    return any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+
+
+def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_warehouse(
+    make_sim, postgres_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    sim = make_sim(*(workspace_config(t) for t in TENANTS))
+    dagster_db = urlsplit(fresh_database(postgres_url, "dagster"))
+    webserver_port = free_port("127.0.0.1")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "DAGSTER_PG_HOST": dagster_db.hostname or "",
+        "DAGSTER_PG_PORT": str(dagster_db.port),
+        "DAGSTER_PG_USER": dagster_db.username or "",
+        "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+        "DAGSTER_PG_DB": dagster_db.path.lstrip("/"),
+        "DRIPFEED_WAREHOUSE": fresh_database(postgres_url, "warehouse"),
+        "DRIPFEED_STATE": fresh_database(postgres_url, "control"),
+        "DRIPFEED_TENANTS_FILE": str(write_tenants(tmp_path / "tenants.yaml", *map(tenant_entry, TENANTS))),
+        "DRIPFEED_HOURLY_CRON": "* * * * *",  # the hourly tier every minute, so a test sees it fire
+        "DRIPFEED_WEBSERVER_PORT": str(webserver_port),
+        "DRIPFEED_WEBSERVER_HOST": "127.0.0.1",
+        "TASKLANE_BASE_URL": sim.base_url,
+        **{f"TASKLANE_TOKEN_{t.upper()}": f"token-{t}" for t in TENANTS},
+    }
+    for name in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("DAGSTER_PG_DB", env["DAGSTER_PG_DB"])
+    with (tmp_path / "deploy.log").open("w") as log:
+        deployment = subprocess.Popen(
+            [str(ROOT / "deploy" / "run.sh")],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: (tmp_path / "dagster_home" / "dagster.yaml").exists(), 30, "deploy/run.sh's instance")
+        with dg.DagsterInstance.get() as instance:
+            assert isinstance(instance.run_storage, PostgresRunStorage)
+            for tenant in TENANTS:  # the registry sensor onboards them, then the hourly schedule syncs them
+                wait_until(lambda t=tenant: succeeded(instance, t, "onboarding"), 240, f"{tenant}'s first sync")
+            for tenant in TENANTS:
+                wait_until(lambda t=tenant: succeeded(instance, t, "hourly"), 180, f"{tenant}'s hourly sync")
+        validate = subprocess.run(
+            [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert validate.returncode == 0, validate.stdout + validate.stderr
+        assert requests.get(f"http://127.0.0.1:{webserver_port}/server_info", timeout=30).ok
+    finally:
+        os.killpg(deployment.pid, signal.SIGTERM)
+        deployment.wait(timeout=60)
+    warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
+    for tenant in TENANTS:
+        assert_equals_ground_truth(sim, warehouse, tenant)
