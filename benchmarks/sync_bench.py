@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from .api_resource_bench import TOKEN, _bare_listing, _resource_listing
 from .report import Section, run_parts
 
 TASKS = 200_000
+ROUNDS = 3
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,33 +52,38 @@ def end_to_end(section: Section, scratch: Path) -> None:
             }
         ],
     }
+    rates: dict[str, list[float]] = {"ceiling": [], "listing": [], "sync": []}
+    peaks = []
     with SimServer(config, subprocess_mode=True) as sim:
         tenants = _tenants(scratch, "big")
-        records, seconds = _bare_listing(sim.base_url)
-        ceiling = records / seconds
-        listing, listing_seconds = _resource_listing(
-            TasklaneAPI(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / "listing.db"))
-        )
         write_rate = _write_only(sim, tenants, scratch)
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.sync_worker",
-            sim.base_url,
-            tenants,
-            str(scratch / "state.db"),
-            str(scratch / "warehouse.duckdb"),
-        ]
-        run = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-    sync_rate = run["records"] / run["seconds"]
+        for round_ in range(ROUNDS):  # interleaved, so drift on a busy machine hits all alike
+            records, seconds = _bare_listing(sim.base_url)
+            rates["ceiling"].append(records / seconds)
+            api = TasklaneAPI(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / f"listing{round_}.db"))
+            records, seconds = _resource_listing(api)
+            rates["listing"].append(records / seconds)
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.sync_worker",
+                sim.base_url,
+                tenants,
+                str(scratch / f"state{round_}.db"),
+                str(scratch / f"warehouse{round_}.duckdb"),
+            ]
+            run = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+            rates["sync"].append(run["records"] / run["seconds"])
+            peaks.append(run["peak_mb"])
+    ceiling, listing, sync_rate = (statistics.median(rates[name]) for name in ("ceiling", "listing", "sync"))
     section.table(
-        [f"{TASKS:,} tasks, first sync, no rate limit", "records/s", "vs. simulator ceiling"],
+        [f"{TASKS:,} tasks, first sync, no rate limit (median of {ROUNDS}, interleaved)", "records/s", "vs. ceiling"],
         [
             ["bare `requests` loop over the simulator (the ceiling)", f"{ceiling:,.0f}", "1.00"],
             [
                 "TasklaneAPI listing only (budget, ledger, retries)",
-                f"{listing / listing_seconds:,.0f}",
-                f"{listing / listing_seconds / ceiling:.2f}",
+                f"{listing:,.0f}",
+                f"{listing / ceiling:.2f}",
             ],
             [
                 "warehouse writes alone: the same pages from memory, 50 per transaction, one held connection",
@@ -95,7 +102,7 @@ def end_to_end(section: Section, scratch: Path) -> None:
         f"{sync_rate / ceiling:.2f}",
         "≥ 0.7 (not met yet)" if sync_rate / ceiling < 0.7 else "≥ 0.7",
     )
-    section.row("peak memory of the syncing process (RSS high-water mark)", f"{run['peak_mb']:.0f} MB", "< 400 MB")
+    section.row("peak memory of the syncing process (RSS high-water mark)", f"{max(peaks):.0f} MB", "< 400 MB")
     section.note(
         "The warehouse holds its DuckDB connection across a sync's batches (handing the file back every 3 s), so "
         "writing alone runs close to the ceiling. The sync itself is bound by the writing thread, which runs about "

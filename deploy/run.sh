@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # dripfeed on one machine against Postgres: the code server, the daemon and the webserver.
-# Run it from the directory that should hold DAGSTER_HOME; every setting comes from the
-# environment (docs/deployment.md). Stops all three when any of them exits.
+# Run it from the directory that should hold DAGSTER_HOME and workspace.yaml; every setting comes
+# from the environment (docs/deployment.md). Stops all three when any of them exits, or on TERM.
 set -euo pipefail
+# Job control: background jobs of a script otherwise ignore SIGINT, and Dagster's processes then
+# ignore SIGTERM too (Dagster handles TERM as INT), so they would outlive this script.
+set -m
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${DRIPFEED_BIN:-$here/../.venv/bin}"
 
@@ -17,20 +20,31 @@ done
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/dagster_home}"
 mkdir -p "$DAGSTER_HOME"
 cp "$here/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
-cp "$here/workspace.yaml" ./workspace.yaml
-CODE_SERVER_PORT=4266
-WEBSERVER_PORT="${DRIPFEED_WEBSERVER_PORT:-3000}"
+code_server_port="${DRIPFEED_CODE_SERVER_PORT:-4266}"
+sed "s/port: 4266/port: $code_server_port/" "$here/workspace.yaml" > workspace.yaml
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait' EXIT INT TERM
-"$bin/dagster" code-server start -m dripfeed.definitions -h 127.0.0.1 -p "$CODE_SERVER_PORT" &
+stop() {
+  trap - EXIT INT TERM
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 30); do
+    kill -0 "${pids[@]}" 2>/dev/null || return 0
+    sleep 1
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+trap stop EXIT INT TERM
+
+"$bin/dagster" code-server start -m dripfeed.definitions -h 127.0.0.1 -p "$code_server_port" &
 pids+=($!)
 for _ in $(seq 120); do  # the daemon and the webserver load the code from it: wait until it serves
-  "$bin/dagster" api grpc-health-check -p "$CODE_SERVER_PORT" >/dev/null 2>&1 && break
+  kill -0 "${pids[0]}" 2>/dev/null || { echo "deploy/run.sh: the code server did not start" >&2; exit 1; }
+  "$bin/dagster" api grpc-health-check -p "$code_server_port" >/dev/null 2>&1 && break
   sleep 1
 done
 "$bin/dagster-daemon" run -w workspace.yaml &
 pids+=($!)
-"$bin/dagster-webserver" -w workspace.yaml -h "${DRIPFEED_WEBSERVER_HOST:-0.0.0.0}" -p "$WEBSERVER_PORT" &
+"$bin/dagster-webserver" -w workspace.yaml -h "${DRIPFEED_WEBSERVER_HOST:-0.0.0.0}" \
+  -p "${DRIPFEED_WEBSERVER_PORT:-3000}" &
 pids+=($!)
 wait -n "${pids[@]}"
