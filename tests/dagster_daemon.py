@@ -17,6 +17,20 @@ BIN = ROOT / ".venv" / "bin"
 WORKSPACE = "load_from:\n  - python_module:\n      module_name: dripfeed.definitions\n      location_name: dripfeed\n"
 
 
+def dripfeed_env(directory: Path, home: Path, tenants_file: Path, base_url: str, *tenants: str) -> dict[str, str]:
+    """The environment of a dripfeed process in `directory`: its instance, its files, the simulator
+    at `base_url`, and each tenant's token under the variable tenant_entry() names."""
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DRIPFEED_TENANTS_FILE": str(tenants_file),
+        "DRIPFEED_STATE": str(directory / "control.sqlite3"),
+        "DRIPFEED_WAREHOUSE": str(directory / "warehouse.duckdb"),
+        "TASKLANE_BASE_URL": base_url,
+        **{f"TASKLANE_TOKEN_{tenant.upper()}": f"token-{tenant}" for tenant in tenants},
+    }
+
+
 def scratch_instance(directory: Path) -> Path:
     """A DAGSTER_HOME and a workspace.yaml in `directory`; returns the DAGSTER_HOME."""
     home = directory / "dagster_home"

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from pipeline_assets.history_exports import EXPORT_TAG
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import running_daemon, scratch_instance
+from tests.dagster_daemon import dripfeed_env, running_daemon, scratch_instance
 from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
 
 
@@ -36,32 +37,25 @@ def loads_finished(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [run for run in finished_runs(instance) if EXPORT_TAG in run.tags]
 
 
+@pytest.mark.timeout(600)  # generous: a loaded CI machine starts runs slowly
 def test_exports_open_when_the_daemon_is_killed_are_loaded_once_after_a_restart(
     make_sim, tmp_path: Path, monkeypatch
 ) -> None:
     sim = make_sim(workspace_config("acme", exports={"duration_seconds": 25}))
     home = scratch_instance(tmp_path)
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", history_since="2000-01-01"))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DRIPFEED_TENANTS_FILE": str(tenants),
-        "DRIPFEED_STATE": str(tmp_path / "control.sqlite3"),
-        "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-        "DRIPFEED_EXPORT_POLL_SECONDS": "3",
-        "TASKLANE_BASE_URL": sim.base_url,
-        "TASKLANE_TOKEN_ACME": "token-acme",
-    }
+    env = dripfeed_env(tmp_path, home, tenants, sim.base_url, "acme")
+    env["DRIPFEED_EXPORT_POLL_SECONDS"] = "3"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         with running_daemon(tmp_path, env) as daemon:
-            wait_until(lambda: finished_runs(instance, **{"dagster/partition": "acme"}), 180, "acme's first sync")
+            wait_until(lambda: finished_runs(instance, **{"dagster/partition": "acme"}), 240, "acme's first sync")
             assert len(sim.admin.exports("acme")) == 3
             assert {job["status"] for job in sim.admin.exports("acme")} <= {"queued", "running"}
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
         with running_daemon(tmp_path, env):
-            wait_until(lambda: len(loads_finished(instance)) == 3, 180, "the three loads")
+            wait_until(lambda: len(loads_finished(instance)) == 3, 240, "the three loads")
         loads = loads_finished(instance)
         assert len(loads) == 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in loads)
     assert sim.admin.counters("acme")["exports_created"] == 3  # nothing submitted twice

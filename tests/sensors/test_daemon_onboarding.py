@@ -4,17 +4,17 @@ equals the simulator's ground truth."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from resources.warehouse import Warehouse
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import ROOT, running_daemon, scratch_instance
+from tests.dagster_daemon import ROOT, dripfeed_env, running_daemon, scratch_instance
 from tests.pipeline_assets.conftest import assert_equals_ground_truth
 
 
@@ -36,28 +36,21 @@ def documented_onboarding() -> tuple[dict, str]:
     return entry, query
 
 
+@pytest.mark.timeout(600)  # generous: a loaded CI machine starts runs slowly
 def test_a_tenant_added_to_tenants_yaml_is_onboarded_by_the_daemon(make_sim, tmp_path: Path, monkeypatch) -> None:
     documented, check = documented_onboarding()
     new = documented["id"]
     sim = make_sim(workspace_config("acme"), workspace_config(new))
     home = scratch_instance(tmp_path)
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DRIPFEED_TENANTS_FILE": str(tenants),
-        "DRIPFEED_STATE": str(tmp_path / "control.sqlite3"),
-        "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-        "TASKLANE_BASE_URL": sim.base_url,
-        "TASKLANE_TOKEN_ACME": "token-acme",
-        documented["token_env"]: f"token-{new}",  # step 1: the token where the entry points
-    }
+    env = dripfeed_env(tmp_path, home, tenants, sim.base_url, "acme")
+    env[documented["token_env"]] = f"token-{new}"  # step 1: the token where the entry points
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with running_daemon(tmp_path, env), dg.DagsterInstance.get() as instance:
-        acme = wait_for_successful_first_sync(instance, "acme", timeout=180)
+        acme = wait_for_successful_first_sync(instance, "acme", timeout=240)
         assert acme.status == dg.DagsterRunStatus.SUCCESS and acme.tags["dripfeed/tier"] == "onboarding"
         write_tenants(tenants, tenant_entry("acme"), documented)  # step 2: the entry the docs show
-        onboarded = wait_for_successful_first_sync(instance, new, timeout=180)  # step 3: the sensor ticks every 60 s
+        onboarded = wait_for_successful_first_sync(instance, new, timeout=240)  # step 3: the sensor ticks every 60 s
         assert onboarded.status == dg.DagsterRunStatus.SUCCESS
         assert sorted(instance.get_dynamic_partitions("tenants")) == sorted(["acme", new])
         assert len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "acme"}))) == 1

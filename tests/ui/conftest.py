@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from tasklane_sim import SimServer
 from tasklane_sim.server import free_port
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import BIN, ROOT, scratch_instance
+from tests.dagster_daemon import BIN, ROOT, dripfeed_env, scratch_instance
 
 TENANTS = ("acme", "globex", "initech")
 SCREENSHOTS = ROOT / "test-output" / "ui"
@@ -90,15 +90,7 @@ def dagster_ui(
     home = scratch_instance(tmp_path)
     # daily (03:00 UTC), not hourly: a test that spans the top of an hour would get a scheduled sync per tenant
     tenants = write_tenants(tmp_path / "tenants.yaml", *(tenant_entry(tenant, tier="daily") for tenant in TENANTS))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DRIPFEED_TENANTS_FILE": str(tenants),
-        "DRIPFEED_STATE": str(tmp_path / "control.sqlite3"),
-        "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-        "TASKLANE_BASE_URL": sim.base_url,
-        **{f"TASKLANE_TOKEN_{tenant.upper()}": f"token-{tenant}" for tenant in TENANTS},
-    }
+    env = dripfeed_env(tmp_path, home, tenants, sim.base_url, *TENANTS)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     port, log = free_port(), tmp_path / "dagster-dev.log"
     with dg.DagsterInstance.get() as instance:
