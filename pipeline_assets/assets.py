@@ -80,10 +80,10 @@ def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) ->
             client.tenant.history_since
             and not full
             and (history is None or history.pending)
-            and warehouse.state(tenant, resource).watermark is None
+            and (state := warehouse.state(tenant, resource)).watermark is None
         ):
             history = start_history_export(client, jobs, resource)
-            warehouse.write(tenant, resource, [], warehouse.state(tenant, resource))  # the (empty) tables exist
+            warehouse.write(tenant, resource, [], state)  # the (empty) tables exist, for the checks
             context.log.info(
                 f"tenant {tenant!r} {resource}: history arrives through export {history.export_id} "
                 f"({history.status}); the export_status sensor loads it when it is done"

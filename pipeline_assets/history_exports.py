@@ -21,14 +21,10 @@ from resources.tasklane_client import TenantClient, export_idempotency_key
 from resources.tasklane_errors import TasklaneFailure
 from resources.warehouse import SyncState, Warehouse
 
-from .incremental_sync import SyncReport, minus_overlap
+from .incremental_sync import SyncReport, minus_overlap, rfc3339
 
 EXPORT_TAG = "dripfeed/export_id"  # on a run that loads an export's result
 RECORDS_PER_BATCH = 5000  # records per warehouse transaction while loading
-
-
-def rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def start_history_export(client: TenantClient, jobs: ExportJobs, resource: str) -> ExportJob:
@@ -37,7 +33,7 @@ def start_history_export(client: TenantClient, jobs: ExportJobs, resource: str) 
     job = jobs.get(client.tenant.id, resource)
     if job is None:
         now = time.time()
-        updated_before = rfc3339(now)
+        updated_before = rfc3339(datetime.fromtimestamp(now, UTC))
         job = ExportJob(
             tenant=client.tenant.id,
             resource=resource,

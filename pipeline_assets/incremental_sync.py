@@ -14,9 +14,13 @@ from resources.warehouse_schema import Drift
 VISIBILITY_OVERLAP = timedelta(seconds=60)  # the contract: writes become visible up to 60 s late
 
 
+def rfc3339(moment: datetime) -> str:
+    """The contract's timestamp form: UTC, milliseconds, `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def minus_overlap(stamp: str) -> str:
-    moved = datetime.fromisoformat(stamp) - VISIBILITY_OVERLAP
-    return moved.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.fromisoformat(stamp) - VISIBILITY_OVERLAP)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,20 +18,11 @@ from dagster_postgres import PostgresRunStorage
 from resources.warehouse import Warehouse
 from tasklane_sim.server import free_port
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import BIN, ROOT
+from tests.dagster_daemon import BIN, ROOT, wait_until
 from tests.pipeline_assets.conftest import assert_equals_ground_truth
 from tests.postgres_server import fresh_database
 
 TENANTS = ("acme", "globex")
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def succeeded(instance: dg.DagsterInstance, tenant: str, tier: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,17 +15,8 @@ from pipeline_assets.history_exports import EXPORT_TAG
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import dripfeed_env, running_daemon, scratch_instance
+from tests.dagster_daemon import dripfeed_env, running_daemon, scratch_instance, wait_until
 from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def finished_runs(instance: dg.DagsterInstance, **tags: str) -> list[dg.DagsterRun]:

@@ -43,6 +43,16 @@ def load(instance: dg.DagsterInstance, api: TasklaneAPI, warehouse: Warehouse, r
     assert result.success
 
 
+def first_sync_with_history(
+    make_sim, tasklane_for, warehouse: Warehouse, instance: dg.DagsterInstance, **exports: float
+) -> tuple[SimServer, TasklaneAPI]:
+    """Tenant acme with `history_since`, its exports behaving as `exports` says, after its first sync."""
+    sim = make_sim(workspace_config("acme", exports=exports))
+    api = tasklane_for(sim, "acme", **HISTORY)
+    assert materialize_tenant(instance, "acme", api, warehouse).success
+    return sim, api
+
+
 def endpoint_calls(sim: SimServer, endpoint: str) -> int:
     return sim.admin.counters("acme")["endpoints"].get(endpoint, {}).get("counted", 0)
 
@@ -50,9 +60,7 @@ def endpoint_calls(sim: SimServer, endpoint: str) -> int:
 def test_history_arrives_through_exports_and_the_sensor_loads_it(
     make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
 ) -> None:
-    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 0.5}))
-    api = tasklane_for(sim, "acme", **HISTORY)
-    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.5)
     jobs = {job["resource"]: job for job in sim.admin.exports("acme")}
     assert sorted(jobs) == sorted(RESOURCES)  # one export per resource, and no rows yet: no run waited
     assert duckdb_warehouse.query("SELECT count(*) FROM _dripfeed_sync_state WHERE watermark IS NOT NULL")[0][0] == 0
@@ -88,9 +96,9 @@ def test_history_arrives_through_exports_and_the_sensor_loads_it(
 def test_failed_exports_are_resubmitted_then_abandoned_with_one_alert_each(
     make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance, webhook
 ) -> None:
-    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 0.2, "failure_rate": 1.0}))
-    api = tasklane_for(sim, "acme", **HISTORY)
-    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    sim, api = first_sync_with_history(
+        make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.2, failure_rate=1.0
+    )
     for _ in range(MAX_ATTEMPTS):
         time.sleep(1.2)
         assert isinstance(tick(instance, api), dg.SkipReason)  # nothing to load
@@ -113,9 +121,7 @@ def test_an_export_not_done_in_time_is_abandoned_without_polling(
     webhook,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 3600}))
-    api = tasklane_for(sim, "acme", **HISTORY)
-    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=3600)
     monkeypatch.setenv(TIMEOUT_ENV, str(0.5 / 3600))
     time.sleep(1)
     sim.admin.reset_counters("acme")
@@ -128,9 +134,7 @@ def test_an_export_not_done_in_time_is_abandoned_without_polling(
 def test_a_restart_between_recording_and_submitting_submits_the_same_job(
     make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
 ) -> None:
-    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 0.5}))
-    api = tasklane_for(sim, "acme", **HISTORY)
-    assert materialize_tenant(instance, "acme", api, duckdb_warehouse).success
+    sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.5)
     jobs = ExportJobs(api.store)
     for resource in RESOURCES:  # as if every POST had been answered but the answers were lost
         job = jobs.get("acme", resource)
