@@ -84,6 +84,7 @@ class _Backend:
     records: type[RecordSQL]
     hold_seconds: float | None = None  # how long a writer may keep its connection; None: as long as it likes
     exclusive = False  # whether a writer's connection shuts out every other writer while it is held
+    duplicate_key: type[Exception]  # what a plain INSERT raises on a key already stored
 
     def connect(self) -> Any: ...
 
@@ -172,9 +173,16 @@ class _Backend:
     def sql(self, text: str) -> str:
         return text
 
-    def upsert_pages(self, conn: Any, tenant: str, resource: str, pages: Sequence[str], present: list[str]) -> Written:
+    def has_rows(self, conn: Any, tenant: str, resource: str) -> bool:
+        found = self.execute(conn, self.sql(f"SELECT 1 FROM {quote(resource)} WHERE tenant_id = ? LIMIT 1"), (tenant,))
+        return bool(found)
+
+    def upsert_pages(
+        self, conn: Any, tenant: str, resource: str, pages: Sequence[str], present: list[str], *, new_keys: bool
+    ) -> Written:
         """Stage the pages' records, add columns for new vendor fields, record drift, upsert.
-        `present` is the table's columns, in order; columns added here are appended to it."""
+        `present` is the table's columns, in order; columns added here are appended to it. With
+        `new_keys`, the rows go in by plain INSERT, which raises `duplicate_key` on a stored key."""
         records = self.records(resource)
         self.execute(conn, records.shape(tenant), self.load_pages(conn, pages))
         staged, ids, *examples = self.execute(conn, records.batch_facts())[0]
@@ -188,15 +196,18 @@ class _Backend:
             for field, example in zip(records.checked_fields(), examples, strict=True)
             if example is not None
         ]
-        self.execute(conn, self.upsert_sql(resource, present, records.rows(present, vendor_fields)))
+        self.execute(conn, self.upsert_sql(resource, present, records.rows(present, vendor_fields), new_keys=new_keys))
         self.write_drift(conn, tenant, resource, drift)
         return Written(ids, drift)
 
-    def upsert_sql(self, resource: str, columns: list[str], source: str) -> str:
-        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in ("tenant_id", "id"))
+    def upsert_sql(self, resource: str, columns: list[str], source: str, *, new_keys: bool = False) -> str:
         names = ", ".join(quote(c) for c in columns)
+        insert = f"INSERT INTO {quote(resource)} ({names}) {source}"
+        if new_keys:
+            return insert
+        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in ("tenant_id", "id"))
         return (
-            f"INSERT INTO {quote(resource)} ({names}) {source} ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} "
+            f"{insert} ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} "
             f"WHERE excluded.updated_at >= {quote(resource)}.updated_at"
         )
 
@@ -213,6 +224,7 @@ class _DuckDB(_Backend):
     records = DuckDBRecords
     hold_seconds = 3.0
     exclusive = True
+    duplicate_key = duckdb.ConstraintException
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -268,6 +280,7 @@ class _DuckDB(_Backend):
 class _Postgres(_Backend):
     dialect = "postgres"
     records = PostgresRecords
+    duplicate_key = psycopg2.errors.UniqueViolation
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -319,7 +332,13 @@ class BatchWriter:
     Opening a DuckDB file and closing it again (which checkpoints it) costs more than writing a
     5,000-record batch, so the connection is kept across batches. DuckDB lets one process write a
     file at a time: the writer hands it back every `hold_seconds` and waits RELEASE_PAUSE before
-    taking it again, so that other runs polling for the file get their turn."""
+    taking it again, so that other runs polling for the file get their turn.
+
+    A tenant's first sync brings only keys the table does not hold yet, and an upsert's conflict
+    check costs DuckDB twice the insert itself. So while a tenant had no rows when this writer
+    began, its batches go in by plain INSERT; the first one that meets a stored key (a record
+    seen again later in the listing, or another run of the tenant) is rolled back and written
+    again as an upsert, as is every batch of that tenant after it. Either way the rows end the same."""
 
     RELEASE_PAUSE = 0.1
 
@@ -327,6 +346,7 @@ class BatchWriter:
         self.backend = backend
         self._conn: Any = None
         self._tables: dict[str, list[str]] = {}  # resource -> its table's columns, on this connection
+        self._new_keys: dict[tuple[str, str], bool] = {}  # (tenant, resource) -> whether to INSERT plainly
         self._opened = 0.0
         self._released = float("-inf")
 
@@ -335,16 +355,32 @@ class BatchWriter:
         position they reach, in one transaction."""
         conn = self._connection()
         try:
-            with self.backend.transaction(conn):
-                columns = self._columns(conn, resource)
-                written = self.backend.upsert_pages(conn, tenant, resource, pages, columns) if pages else Written(0, [])
-                self.backend.write_state(conn, tenant, resource, state)
+            try:
+                written = self._write(conn, tenant, resource, pages, state)
+            except self.backend.duplicate_key:
+                if not self._new_keys.get((tenant, resource)):
+                    raise
+                self._new_keys[(tenant, resource)] = False
+                self._tables.clear()  # columns this transaction added were rolled back with it
+                written = self._write(conn, tenant, resource, pages, state)
         except BaseException:
             self.close()  # a broken connection is not reused, and what it knew of the tables is forgotten
             raise
         hold = self.backend.hold_seconds
         if hold is not None and time.monotonic() - self._opened >= hold:
             self.close()
+        return written
+
+    def _write(self, conn: Any, tenant: str, resource: str, pages: Sequence[str], state: SyncState) -> Written:
+        with self.backend.transaction(conn):
+            columns = self._columns(conn, resource)
+            written = Written(0, [])
+            if pages:
+                if (tenant, resource) not in self._new_keys:
+                    self._new_keys[(tenant, resource)] = not self.backend.has_rows(conn, tenant, resource)
+                new_keys = self._new_keys[(tenant, resource)]
+                written = self.backend.upsert_pages(conn, tenant, resource, pages, columns, new_keys=new_keys)
+            self.backend.write_state(conn, tenant, resource, state)
         return written
 
     def _columns(self, conn: Any, resource: str) -> list[str]:

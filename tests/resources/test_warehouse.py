@@ -85,6 +85,25 @@ def test_an_older_version_never_replaces_a_newer_one(warehouse: Warehouse) -> No
     assert warehouse.query("SELECT title FROM tasks") == [("newest",)]
 
 
+def test_a_record_seen_again_in_a_first_sync_is_upserted_newest_wins(warehouse: Warehouse) -> None:
+    """A first sync INSERTs plainly; a batch meeting a key already written falls back to the upsert,
+    keeping the column a new vendor field added in that batch."""
+    batches = [
+        [task("tsk_1", "2026-01-02T00:00:00.000Z", title="second"), task("tsk_2", "2026-01-02T00:00:00.000Z")],
+        [
+            task("tsk_1", "2026-01-01T00:00:00.000Z", title="first", sprint="s1"),
+            task("tsk_3", "2026-01-03T00:00:00.000Z"),
+        ],
+        [task("tsk_1", "2026-01-04T00:00:00.000Z", title="fourth"), task("tsk_4", "2026-01-04T00:00:00.000Z")],
+    ]
+    with warehouse.writer() as writer:
+        for records in batches:
+            writer.write("acme", "tasks", [page_of(records)], SyncState(resume_from=records[-1]["updated_at"]))
+    rows = warehouse.query("SELECT id, title, sprint FROM tasks WHERE tenant_id = ? ORDER BY id", ("acme",))
+    assert rows == [("tsk_1", "fourth", None), ("tsk_2", "t", None), ("tsk_3", "t", None), ("tsk_4", "t", None)]
+    assert warehouse.state("acme", "tasks") == SyncState(resume_from="2026-01-04T00:00:00.000Z")
+
+
 def test_a_failed_batch_leaves_neither_its_rows_nor_its_position(warehouse: Warehouse) -> None:
     write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z")])
     good = task("tsk_2", "2026-01-02T00:00:00.000Z")
