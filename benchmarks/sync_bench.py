@@ -130,7 +130,7 @@ def end_to_end(section: Section, scratch: Path) -> None:
         f"rate, fetching, serving and writing would take {cores:.1f} of the machine's 2 cores even if they did not "
         "slow each other down; side by side they do, and the sync ends below the ceiling. (A writer in a process of "
         "its own, tried, was no faster: the contention is for the cores, not for the GIL.) A tenant's first sync "
-        "inserts without `ON CONFLICT` (the conflict check cost DuckDB about three times the insert); the first "
+        "inserts without `ON CONFLICT` (an upsert cost DuckDB about three times a plain insert); the first "
         "batch that meets a stored key is written again as an upsert."
     )
 

@@ -334,8 +334,8 @@ class BatchWriter:
     file at a time: the writer hands it back every `hold_seconds` and waits RELEASE_PAUSE before
     taking it again, so that other runs polling for the file get their turn.
 
-    A tenant's first sync brings only keys the table does not hold yet, and an upsert's conflict
-    check costs DuckDB twice the insert itself. So while a tenant had no rows when this writer
+    A tenant's first sync brings only keys the table does not hold yet, and an upsert costs DuckDB
+    about three times a plain INSERT. So while a tenant had no rows when this writer
     began, its batches go in by plain INSERT; the first one that meets a stored key (a record
     seen again later in the listing, or another run of the tenant) is rolled back and written
     again as an upsert, as is every batch of that tenant after it. Either way the rows end the same."""
