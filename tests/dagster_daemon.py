@@ -1,4 +1,5 @@
-"""The real `dagster-daemon`, run against the code location in a scratch directory.
+"""The real `dagster-daemon` (and a check that a real webserver answers), run against the code
+location in a scratch directory.
 
 It runs from that directory, not the repository root: the dagster CLI loads `./.env`, which in
 the root holds `make dev`'s demo tokens."""
@@ -13,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 WORKSPACE = "load_from:\n  - python_module:\n      module_name: dripfeed.definitions\n      location_name: dripfeed\n"
@@ -26,6 +29,22 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
             return
         time.sleep(1)
     raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def wait_for_webserver(url: str, process: subprocess.Popen, output: Callable[[], str], timeout: float = 120) -> None:
+    """Poll /server_info: the webserver answers a few seconds after start, the code location loads after.
+    Fails at once, with the end of `output()`, if the process that serves it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the webserver's process exited with {process.returncode}:\n{output()[-4000:]}")
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the webserver at {url} did not answer within {timeout} s:\n{output()[-4000:]}")
 
 
 def dripfeed_env(directory: Path, home: Path, tenants_file: Path, base_url: str, *tenants: str) -> dict[str, str]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 import yaml
 
 from tasklane_sim.server import free_port, wait_until_healthy
+from tests.dagster_daemon import wait_for_webserver
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -67,9 +67,11 @@ def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui(tmp_path: Path) -
         "DAGSTER_PORT": str(ui_port),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
-    process = subprocess.Popen(
-        ["make", "dev"], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tmp_path / "make-dev.log"  # a file, not a pipe: nobody reads a pipe while make dev runs, and it would fill
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["make", "dev"], cwd=ROOT, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_until_healthy(f"http://127.0.0.1:{sim_port}", 240, process)
         tokens = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().split())
@@ -87,15 +89,7 @@ def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui(tmp_path: Path) -
             timeout=30,
         )
         assert acme.status_code == 200
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()
-            time.sleep(0.5)
+        wait_for_webserver(f"http://127.0.0.1:{ui_port}", process, log.read_text, 180)
         info = requests.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=10).json()
         assert "dagster_webserver_version" in info
     finally:

@@ -11,20 +11,18 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tasklane_sim import SimServer
 from tasklane_sim.server import free_port
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import BIN, ROOT, dripfeed_env, scratch_instance
+from tests.dagster_daemon import BIN, ROOT, dripfeed_env, scratch_instance, wait_for_webserver
 
 TENANTS = ("acme", "globex", "initech")
 SCREENSHOTS = ROOT / "test-output" / "ui"
@@ -45,21 +43,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
-
-
-def wait_for_webserver(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    """Poll /server_info: the webserver answers a few seconds after start, the code location loads after."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"dagster dev exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"dagster dev did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
 
 
 def stop_process_group(process: subprocess.Popen, grace: float = 20) -> None:
@@ -106,7 +89,7 @@ def dagster_ui(
             )
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_for_webserver(url, process, log)
+            wait_for_webserver(url, process, log.read_text)
             yield DagsterUI(url=url, instance=instance)
         finally:
             stop_process_group(process)
