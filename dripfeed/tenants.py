@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SYNC_AT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 DEFAULT_BUDGET_SHARE = 0.8
 DEFAULT_TENANTS_FILE = "demo/tenants.yaml"
 
@@ -40,7 +41,18 @@ class Tenant(BaseModel):
     token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     token_file: Path | None = None
     history_since: date | None = None
+    sync_at: str | None = None  # HH:MM UTC: pins the tenant's slot in its tier's period (sensors/tier_slots.py)
     enabled: bool = True
+
+    @field_validator("sync_at", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: object) -> object:
+        """YAML reads an unquoted 03:17 as the base-60 number 197: take it back as the time it was."""
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            value = f"{value // 60:02d}:{value % 60:02d}"
+        if value is not None and not (isinstance(value, str) and SYNC_AT.match(value)):
+            raise ValueError(f"{value!r} is not a time of day: give HH:MM in UTC, e.g. '03:17'")
+        return value
 
     @model_validator(mode="after")
     def _one_token_and_one_budget(self) -> Tenant:

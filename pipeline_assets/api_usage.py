@@ -5,18 +5,22 @@ days of it into the warehouse, beside the synced data, with each hour's budget, 
 who pay for the vendor's quota can read it with SQL or in the asset's metadata."""
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from dripfeed.tenants import Tenant
 from resources.call_ledger import ledger_rows
 from resources.rate_budget import CONTRACT_WINDOW_SECONDS, RateBudget
 from resources.tasklane_api import TasklaneAPI
+from resources.warehouse import USAGE_COLUMNS as TABLE_COLUMNS
 from resources.warehouse import Warehouse
 
-USAGE_COLUMNS = ["calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds"]
+if TYPE_CHECKING:
+    import pandas as pd  # imported when the asset runs: never on the path of a sync or a tick
+
+LEDGER_SUMS = ["calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds"]
 
 
 class UsageConfig(dg.Config):
@@ -33,12 +37,14 @@ def hourly_budget(tenant: Tenant | None, budget: RateBudget) -> int | None:
     return None if per_window is None else int(per_window * 3600 / seconds)
 
 
-def usage_frame(tasklane: TasklaneAPI, since_hour: str) -> pd.DataFrame:
+def usage_frame(tasklane: TasklaneAPI, since_hour: str) -> "pd.DataFrame":
     """One row per tenant and hour since `since_hour`: the ledger's sums over endpoints, and budget use."""
+    import pandas as pd
+
     ledger = pd.DataFrame(ledger_rows(tasklane.store, since_hour=since_hour))
     if ledger.empty:
-        return pd.DataFrame(columns=["tenant_id", "hour", *USAGE_COLUMNS, "hourly_budget", "budget_used"])
-    usage = ledger.groupby(["tenant", "hour"], as_index=False)[USAGE_COLUMNS].sum()
+        return pd.DataFrame(columns=["tenant_id", "hour", *LEDGER_SUMS, "hourly_budget", "budget_used"])
+    usage = ledger.groupby(["tenant", "hour"], as_index=False)[LEDGER_SUMS].sum()
     tenants, budget = tasklane.tenants(), tasklane.budget  # tenants.yaml read once, not per tenant
     budgets = {tenant: hourly_budget(tenants.get(tenant), budget) for tenant in usage["tenant"].unique()}
     usage["hourly_budget"] = usage["tenant"].map(budgets).astype("Int64")
@@ -46,7 +52,17 @@ def usage_frame(tasklane: TasklaneAPI, since_hour: str) -> pd.DataFrame:
     return usage.rename(columns={"tenant": "tenant_id"}).sort_values(["tenant_id", "hour"], ignore_index=True)
 
 
-def usage_summary(usage: pd.DataFrame) -> str:
+def warehouse_rows(usage: "pd.DataFrame") -> list[tuple]:
+    """The frame's rows as plain Python values in the warehouse table's column order (NA as None)."""
+    import pandas as pd
+
+    return [
+        tuple(None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in row)
+        for row in usage[list(TABLE_COLUMNS)].itertuples(index=False)
+    ]
+
+
+def usage_summary(usage: "pd.DataFrame") -> str:
     """A markdown table a person reads in the UI: per tenant, totals and the busiest hour's budget use."""
     if usage.empty:
         return "No calls in the ledger for this period."
@@ -71,7 +87,7 @@ def api_usage(
 ) -> dg.MaterializeResult:
     since = (datetime.now(UTC) - timedelta(days=config.days)).strftime("%Y-%m-%dT%H:00:00Z")
     usage = usage_frame(tasklane, since)
-    warehouse.replace_api_usage(usage, since)
+    warehouse.replace_api_usage(warehouse_rows(usage), since)
     last_day = usage[usage["hour"] >= (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")]
     context.log.info(f"api_usage: {len(usage)} tenant-hours since {since}")
     return dg.MaterializeResult(

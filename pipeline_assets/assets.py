@@ -1,12 +1,18 @@
 """`users`, `projects` and `tasks`: one asset each, partitioned by tenant, synced incrementally."""
 
+import time
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
 from resources.export_jobs import ExportJobs
 from resources.tasklane_api import TasklaneAPI
-from resources.warehouse import Warehouse
+from resources.tasklane_errors import TenantThrottled
+from resources.warehouse import TableFacts, Warehouse
 
+from .checks import check_results, check_specs
+from .deferral import defer_run
 from .history_exports import EXPORT_TAG, load_export, start_history_export
 from .incremental_sync import SyncReport, sync_resource
 from .partitions import tenant_partitions
@@ -25,13 +31,11 @@ class SyncConfig(dg.Config):
     pages_per_checkpoint: int = Field(10, ge=1, description="commit rows and position every this many pages")
 
 
-def _metadata(report: SyncReport, warehouse: Warehouse, tenant: str) -> dict[str, object]:
-    columns = warehouse.columns(report.resource)
-    rows = warehouse.query(f"SELECT count(*) FROM {report.resource} WHERE tenant_id = ?", (tenant,))[0][0]
+def _metadata(report: SyncReport, facts: TableFacts) -> dict[str, object]:
     return {
-        "dagster/row_count": dg.MetadataValue.int(int(rows)),
+        "dagster/row_count": dg.MetadataValue.int(facts.rows),
         "dagster/column_schema": dg.MetadataValue.table_schema(
-            dg.TableSchema(columns=[dg.TableColumn(name=name, type=str(kind)) for name, kind in columns])
+            dg.TableSchema(columns=[dg.TableColumn(name=name, type=str(kind)) for name, kind in facts.columns])
         ),
         "records_upserted": report.records,
         "tombstones": report.tombstones,
@@ -51,62 +55,94 @@ def _metadata(report: SyncReport, warehouse: Warehouse, tenant: str) -> dict[str
 
 
 def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> dg.AssetsDefinition:
-    @dg.asset(
+    # A multi-asset of one, for `can_subset`: it makes the checks' outputs optional, so that a
+    # deferred sync (deferral.py) ends with neither a materialization nor check results.
+    @dg.multi_asset(
         name=resource,
-        deps=deps,
+        specs=[
+            dg.AssetSpec(
+                resource,
+                deps=deps,
+                group_name="tasklane",
+                kinds={"python", "sql"},
+                owners=["team:data-platform"],
+                description=DESCRIPTIONS[resource],
+            )
+        ],
+        check_specs=check_specs(resource),
         partitions_def=tenant_partitions,
-        group_name="tasklane",
-        kinds={"python", "sql"},
-        owners=["team:data-platform"],
-        pool="tasklane_api",
-        description=DESCRIPTIONS[resource],
+        can_subset=True,
     )
     def sync(
         context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse
-    ) -> dg.MaterializeResult:
-        tenant = context.partition_key
-        full = config.full_resync or context.run.tags.get(FULL_RESYNC_TAG, "").lower() == "true"
-        client, jobs = tasklane.client(tenant), ExportJobs(tasklane.store)
-        export_id = context.run.tags.get(EXPORT_TAG)
-        history = jobs.get(tenant, resource)
-        if export_id:
-            if history is None or history.export_id != export_id or not history.result_url:
-                raise dg.Failure(
-                    f"tenant {tenant!r}: export {export_id} is not the finished {resource} export dripfeed recorded "
-                    "for this tenant. Launch loads from the export_status sensor, not by hand."
-                )
-            report = load_export(client, warehouse, jobs, history, client.tenant.history_since)
-        elif (
-            client.tenant.history_since
-            and not full
-            and (history is None or history.pending)
-            and (state := warehouse.state(tenant, resource)).watermark is None
-        ):
-            history = start_history_export(client, jobs, resource)
-            warehouse.write(tenant, resource, [], state)  # the (empty) tables exist, for the checks
-            context.log.info(
-                f"tenant {tenant!r} {resource}: history arrives through export {history.export_id} "
-                f"({history.status}); the export_status sensor loads it when it is done"
-            )
-            return dg.MaterializeResult(
-                metadata={
-                    "history_export": history.export_id or "none",
-                    "history_export_status": history.status,
-                    "history_updated_before": history.updated_before,
-                }
-            )
-        else:
-            report = sync_resource(
-                client, warehouse, resource, full_resync=full, pages_per_checkpoint=config.pages_per_checkpoint
-            )
-        context.log.info(
-            f"tenant {tenant!r} {resource}: {report.records} records ({report.tombstones} tombstones), "
-            f"{report.pages} pages, {report.calls['counted']} counted calls, "
-            f"watermark {report.watermark_before} -> {report.watermark_after}"
-        )
-        return dg.MaterializeResult(metadata=_metadata(report, warehouse, tenant))
+    ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+        try:
+            result = _sync(context, config, tasklane, warehouse, resource)
+        except TenantThrottled as throttled:
+            yield defer_run(context, tasklane, resource, throttled)
+            return
+        tasklane.deferrals.clear(context.partition_key, context.run.run_id, time.time())
+        yield result
 
     return sync
+
+
+def _sync(
+    context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse, resource: str
+) -> dg.MaterializeResult:
+    """One tenant's sync of `resource`: a history load, a history export's submission, or the listing."""
+    tenant = context.partition_key
+    full = config.full_resync or context.run.tags.get(FULL_RESYNC_TAG, "").lower() == "true"
+    client, jobs = tasklane.client(tenant), ExportJobs(tasklane.store)
+    export_id = context.run.tags.get(EXPORT_TAG)
+    history = jobs.get(tenant, resource)
+    if export_id:
+        if history is None or history.export_id != export_id or not history.result_url:
+            raise dg.Failure(
+                f"tenant {tenant!r}: export {export_id} is not the finished {resource} export dripfeed recorded "
+                "for this tenant. Launch loads from the export_status sensor, not by hand."
+            )
+        report = load_export(client, warehouse, jobs, history, client.tenant.history_since)
+    elif (
+        client.tenant.history_since
+        and not full
+        and (history is None or history.pending)
+        and (state := warehouse.state(tenant, resource)).watermark is None
+    ):
+        history = start_history_export(client, jobs, resource)
+        warehouse.write(tenant, resource, [], state)  # the (empty) tables exist, for the checks
+        context.log.info(
+            f"tenant {tenant!r} {resource}: history arrives through export {history.export_id} "
+            f"({history.status}); the export_status sensor loads it when it is done"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "history_export": history.export_id or "none",
+                "history_export_status": history.status,
+                "history_updated_before": history.updated_before,
+            },
+            check_results=_checks(context, resource, tenant, warehouse.facts(tenant, resource)),
+        )
+    else:
+        report = sync_resource(
+            client, warehouse, resource, full_resync=full, pages_per_checkpoint=config.pages_per_checkpoint
+        )
+    context.log.info(
+        f"tenant {tenant!r} {resource}: {report.records} records ({report.tombstones} tombstones), "
+        f"{report.pages} pages, {report.calls['counted']} counted calls, "
+        f"watermark {report.watermark_before} -> {report.watermark_after}"
+    )
+    facts = warehouse.facts(tenant, resource)
+    return dg.MaterializeResult(
+        metadata=_metadata(report, facts), check_results=_checks(context, resource, tenant, facts)
+    )
+
+
+def _checks(
+    context: dg.AssetExecutionContext, resource: str, tenant: str, facts: TableFacts
+) -> list[dg.AssetCheckResult]:
+    """The run's selected checks of this asset (a history load selects only some), for this tenant."""
+    return check_results(resource, tenant, facts, set(context.selected_asset_check_keys))
 
 
 users = tasklane_asset("users")

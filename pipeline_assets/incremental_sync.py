@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from resources.tasklane_client import TenantClient
 from resources.warehouse import SyncState, Warehouse
-from resources.warehouse_schema import Drift
+from resources.warehouse.schema import Drift
 
 VISIBILITY_OVERLAP = timedelta(seconds=60)  # the contract: writes become visible up to 60 s late
 

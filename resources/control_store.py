@@ -1,5 +1,5 @@
 """The control store every dripfeed process shares: rate windows, call leases, the call ledger, ETags,
-export jobs.
+export jobs, deferred tenants.
 
 SQLite file by default (`DRIPFEED_STATE`), Postgres in production (a `postgresql://` URL). One
 schema through SQLAlchemy Core; the two dialects differ only in how a transaction takes its lock.
@@ -82,6 +82,17 @@ export_jobs = sa.Table(
     sa.Column("result_url", sa.String(1000)),
     sa.Column("record_count", sa.Integer),
     sa.Column("error", sa.String(500)),
+)
+
+deferrals = sa.Table(
+    "dripfeed_deferrals",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),  # see resources/deferrals.py
+    sa.Column("resume_at", sa.Float, nullable=False),  # Unix seconds the tenant may call Tasklane again
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("deferred_at", sa.Float, nullable=False),
+    sa.Column("run_id", sa.String(64)),  # the sync run that ended early; NULL for a wait met outside a sync
+    sa.Column("vendor_block", sa.Boolean, nullable=False),  # Tasklane asked for the wait (Retry-After)
 )
 
 

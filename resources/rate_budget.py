@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from dripfeed.tenants import Tenant
 
 from .control_store import ControlStore, call_leases, rate_windows
+from .deferrals import Deferrals
 
 CONTRACT_WINDOW_SECONDS = 3600  # Tasklane's documented window, until the headers teach us another
 ROLL_GRACE_SECONDS = 0.5  # after a reset, wait this long so a slightly slow vendor clock has rolled too
@@ -47,6 +48,7 @@ class Wait:
 
     seconds: float
     reason: str
+    vendor: bool = False  # Tasklane asked for this wait (a Retry-After), not dripfeed's budget
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class RateBudget:
 
     def _acquire(self, conn: sa.Connection, tenant: Tenant, want: int, now: float) -> Grant | Wait:
         row = self.store.lock_tenant_row(conn, tenant.id)
+        blocked = Deferrals.vendor_block(conn, tenant.id, now)
+        if blocked is not None:
+            return Wait(blocked.resume_at - now, blocked.reason, vendor=True)
         conn.execute(sa.delete(call_leases).where(call_leases.c.expires_at < now))
         holders = conn.execute(
             sa.select(sa.func.count()).select_from(call_leases).where(call_leases.c.tenant == tenant.id)

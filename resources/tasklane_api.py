@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr
 from dripfeed.tenants import Tenant, TenantConfigError, load_tenants
 
 from .control_store import ControlStore
+from .deferrals import Deferrals
 from .rate_budget import RateBudget
 from .tasklane_client import ClientSettings, TenantClient
 
@@ -32,8 +33,9 @@ class TasklaneAPI(dg.ConfigurableResource):
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
     max_attempts: int = Field(6, description="attempts per call for transient errors (5xx, timeouts, drops, 429)")
-    long_wait_seconds: float = Field(60.0, description="a longer wait becomes a Dagster retry instead of a sleep")
-    throttle_retries: int = Field(24, description="how many times a throttled step may ask Dagster to retry it")
+    long_wait_seconds: float = Field(
+        60.0, description="a longer wait (Retry-After, budget) is not slept: the run commits its checkpoint and defers"
+    )
     max_concurrent: int = Field(8, description="the vendor's cap on concurrent requests per workspace")
 
     _store: ControlStore | None = PrivateAttr(default=None)
@@ -49,15 +51,23 @@ class TasklaneAPI(dg.ConfigurableResource):
         return self._store
 
     @property
+    def deferrals(self) -> Deferrals:
+        """Tenants that must wait, and their deferred syncs (shared through the control store)."""
+        return Deferrals(self.store)
+
+    @property
     def budget(self) -> RateBudget:
         """Every tenant's call budget, shared through the control store (schedules read it too)."""
         return RateBudget(
             self.store, self.max_concurrent, lease_seconds=self.connect_timeout_seconds + self.read_timeout_seconds + 30
         )
 
-    def client(self, tenant_id: str, tenants: dict[str, Tenant] | None = None) -> TenantClient:
+    def client(
+        self, tenant_id: str, tenants: dict[str, Tenant] | None = None, *, long_wait_seconds: float | None = None
+    ) -> TenantClient:
         """The tenant's client (one HTTP session per tenant, reused by this process). A caller
-        serving many tenants passes `tenants()` read once, rather than have each client read it."""
+        serving many tenants passes `tenants()` read once, rather than have each client read it.
+        A sensor passes a `long_wait_seconds` that fits in its tick."""
         if tenant_id not in self._clients:
             tenants = self.tenants() if tenants is None else tenants
             if tenant_id not in tenants:
@@ -69,8 +79,7 @@ class TasklaneAPI(dg.ConfigurableResource):
                 connect_timeout=self.connect_timeout_seconds,
                 read_timeout=self.read_timeout_seconds,
                 max_attempts=self.max_attempts,
-                long_wait_seconds=self.long_wait_seconds,
-                throttle_retries=self.throttle_retries,
+                long_wait_seconds=self.long_wait_seconds if long_wait_seconds is None else long_wait_seconds,
                 max_concurrent=self.max_concurrent,
             )
             self._clients[tenant_id] = TenantClient(tenants[tenant_id], settings, self.store, self.budget)

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
 import dagster as dg
@@ -25,7 +25,14 @@ from dripfeed.tenants import MissingToken, Tenant
 from .call_ledger import CallOutcome, PendingLedger
 from .control_store import ControlStore, etags
 from .rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
-from .tasklane_errors import CursorExpired, TasklaneFailure, TransientError, failure_for_status, parse_retry_after
+from .tasklane_errors import (
+    CursorExpired,
+    TasklaneFailure,
+    TenantThrottled,
+    TransientError,
+    failure_for_status,
+    parse_retry_after,
+)
 
 API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written against
 PAGE_SIZE = 100
@@ -45,7 +52,6 @@ class ClientSettings:
     read_timeout: float = 30.0
     max_attempts: int = 6
     long_wait_seconds: float = 60.0
-    throttle_retries: int = 24
     max_concurrent: int = 8
 
 
@@ -185,7 +191,9 @@ class TenantClient:
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.settings.long_wait_seconds:
-                self._throttled(retry_after, f"Tasklane answered {status} with Retry-After {retry_after:.0f}s")
+                self._throttled(
+                    retry_after, f"Tasklane answered {status} with Retry-After {retry_after:.0f}s", vendor=True
+                )
             raise TransientError(f"HTTP {status} on {endpoint}", retry_after)
         if status == 410 and self._error_code(response) == "cursor_expired":
             raise CursorExpired()
@@ -230,7 +238,8 @@ class TenantClient:
                 self._grant = decision
                 continue
             if decision.seconds > self.settings.long_wait_seconds:
-                self._throttled(decision.seconds, f"dripfeed's budget for this tenant: {decision.reason}")
+                why = decision.reason if decision.vendor else f"dripfeed's budget for this tenant: {decision.reason}"
+                self._throttled(decision.seconds, why, vendor=decision.vendor)
             time.sleep(decision.seconds)
             waited += decision.seconds
 
@@ -270,11 +279,11 @@ class TenantClient:
                 self.ledger.write(conn)
         self._grant, self._grant_counted, self._grant_uncounted = None, 0, 0
 
-    def _throttled(self, seconds: float, why: str) -> None:
-        """A long wait is not slept in the worker: Dagster retries the step after the reset."""
+    def _throttled(self, seconds: float, why: str, *, vendor: bool) -> NoReturn:
+        """A wait longer than `long_wait_seconds` is not made here: the caller decides (a run defers
+        itself, a sensor looks again later)."""
         self.stats["throttled"] += 1
-        self.log.info(f"tenant {self.tenant.id!r}: {why}; asking Dagster to retry in {seconds:.0f}s instead of waiting")
-        raise dg.RetryRequested(max_retries=self.settings.throttle_retries, seconds_to_wait=seconds)
+        raise TenantThrottled(self.tenant.id, time.time() + seconds, why, vendor=vendor)
 
     def _settle(
         self, grant: Grant, endpoint: str, status: int | None, headers: Any, attempt: int, waited: float, started: float

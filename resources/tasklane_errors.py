@@ -35,6 +35,16 @@ class TasklaneFailure(dg.Failure):
         )
 
 
+class TenantThrottled(Exception):
+    """The tenant may not call Tasklane before `resume_at` (Unix seconds), which is too far away to
+    wait for in place. Its run defers itself (pipeline_assets/deferral.py); a sensor polls later."""
+
+    def __init__(self, tenant: str, resume_at: float, reason: str, *, vendor: bool) -> None:
+        self.tenant, self.resume_at, self.reason, self.vendor = tenant, resume_at, reason, vendor
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resume_at))
+        super().__init__(f"tenant {tenant!r}: {reason}; it may call Tasklane again at {until}")
+
+
 class TransientError(Exception):
     """Retrying may help: 5xx, timeouts, dropped connections, cut or undecodable bodies, 429."""
 

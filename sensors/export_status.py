@@ -20,9 +20,10 @@ import dagster as dg
 
 from pipeline_assets.history_exports import EXPORT_TAG, resubmit, submit
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from resources.deferrals import Deferral
 from resources.export_jobs import ExportJob, ExportJobs
 from resources.tasklane_api import TasklaneAPI
-from resources.tasklane_errors import TasklaneFailure
+from resources.tasklane_errors import TasklaneFailure, TenantThrottled
 
 from .tenant_alerts import post_alert, webserver_link
 
@@ -31,6 +32,7 @@ TIMEOUT_ENV = "DRIPFEED_EXPORT_TIMEOUT_HOURS"
 DEFAULT_TIMEOUT_HOURS = 6.0
 MAX_ATTEMPTS = 3
 RETRY_TENANT_SECONDS = 300  # after a tenant's poll failed (a revoked token, an outage)
+LONGEST_WAIT_IN_TICK = 5.0  # a tick must end well within Dagster's 60 s: longer waits are looked at later
 
 
 def load_request(job: ExportJob) -> dg.RunRequest:
@@ -78,7 +80,7 @@ class _Poll:
         if left is not None and left < 1:
             self.context.log.info(f"tenant {tenant!r}: no call left in its rate window; polls its exports later")
             return
-        client = self.tasklane.client(tenant, self.tenants)
+        client = self.tasklane.client(tenant, self.tenants, long_wait_seconds=LONGEST_WAIT_IN_TICK)
         open_now = {answer["id"]: answer for answer in client.list_open_exports()}
         for job in live:
             if job.status == "submitting":  # its submission was never answered: the same key again
@@ -126,6 +128,13 @@ class _Poll:
         )
 
 
+def poll_later(jobs: ExportJobs, batch: list[ExportJob], when: float) -> None:
+    for job in batch:
+        current = jobs.get(job.tenant, job.resource)  # this tick may have changed it before stopping
+        if current is not None and current.status != "abandoned":
+            jobs.save(current.but(next_poll_at=when))
+
+
 @dg.sensor(
     job=sync_tenant,
     minimum_interval_seconds=int(os.environ.get(POLL_ENV, "30")),
@@ -143,12 +152,15 @@ def export_status(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) ->
         batch = list(tenant_jobs)
         try:
             poll.tenant(tenant, batch, now)
+        except TenantThrottled as throttled:  # this tenant waits; the others are polled as usual
+            if throttled.vendor:  # every caller of the tenant must wait, syncs included
+                reason = f"{throttled.reason} (met by the export_status sensor)"
+                tasklane.deferrals.defer(Deferral(tenant, throttled.resume_at, reason, now, vendor_block=True))
+            context.log.info(f"{throttled}; its exports are polled again then")
+            poll_later(jobs, batch, throttled.resume_at)
         except TasklaneFailure as failure:  # this tenant only; the others are polled as usual
             context.log.warning(f"{failure.description}; its exports are polled again in {RETRY_TENANT_SECONDS} s")
-            for job in batch:
-                current = jobs.get(job.tenant, job.resource)  # this tick may have changed it before failing
-                if current is not None and current.status != "abandoned":
-                    jobs.save(current.but(next_poll_at=now + RETRY_TENANT_SECONDS))
+            poll_later(jobs, batch, now + RETRY_TENANT_SECONDS)
     if not poll.runs:
         return dg.SkipReason(f"polled {len(due)} export jobs; none finished")
     return dg.SensorResult(run_requests=poll.runs)

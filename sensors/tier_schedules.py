@@ -1,70 +1,120 @@
 """Two freshness tiers on the same assets: an hourly schedule for dashboard tenants, a daily one
 for the rest. Moving a tenant between tiers is its `tier:` line in tenants.yaml.
 
-Each tick requests one run per tenant of its tier, keyed by tier, tenant and tick, so a
-repeated tick launches nothing twice. A tenant whose rate window has too little budget left is
-skipped for this tick, with the reason in the tick's log, instead of launching a run that would
-only wait or collect 429s."""
+Each schedule ticks every few minutes (`tier_slots.py`) and requests the tenants whose slot is
+this tick, so a tier's runs and calls are spread over its period. A tenant is requested once per
+period: its run key names the tier, the period and the tenant, and a tick first reads which keys
+of the period exist. A tenant whose slot has passed without a run this period (skipped for
+budget or because it was waiting, or moved into an earlier tick by a change to the tier) is
+requested at the next tick, unless it has had a run of any kind since the period began (a new
+tenant's first sync, a tenant that changed tiers: it follows its new tier from then on).
 
-import os
+A tenant that is waiting (a deferred sync, pipeline_assets/deferral.py) or whose rate window has
+too little budget left is skipped for this tick, with the reason in the tick's log, instead of
+launching a run that would only end at once or collect 429s.
+"""
+
+from __future__ import annotations
+
 import time
 from datetime import UTC, datetime
 
 import dagster as dg
 
+from dripfeed.tenants import Tenant
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
 from resources.tasklane_api import TasklaneAPI
 
+from .tier_slots import Tier, slots, tier_from_env
+
 # One listing call per resource: less than that and a sync cannot even ask what changed.
 MIN_CALLS_FOR_A_SYNC = 3
-# The tiers' cron strings (UTC); DRIPFEED_HOURLY_CRON / DRIPFEED_DAILY_CRON move them.
-TIERS = {
-    "hourly": os.environ.get("DRIPFEED_HOURLY_CRON", "0 * * * *"),
-    "daily": os.environ.get("DRIPFEED_DAILY_CRON", "0 3 * * *"),
-}
+RUN_KEY_TAG = "dagster/run_key"
+PARTITION_TAG = "dagster/partition"
+NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+TIERS = {"hourly": tier_from_env("hourly", 60, 5), "daily": tier_from_env("daily", 1440, 15)}
+
+
+def run_key(tier: Tier, tick_time: datetime, tenant: str) -> str:
+    return f"{tier.name}:{tier.period_label(tick_time)}:{tenant}"
 
 
 def tier_run_requests(
-    context: dg.ScheduleEvaluationContext, tasklane: TasklaneAPI, tier: str
+    context: dg.ScheduleEvaluationContext, tasklane: TasklaneAPI, tier: Tier
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    """A run request per enabled, registered tenant of `tier` that has the budget for a sync."""
+    """A run request per enabled, registered tenant of `tier` whose slot is this tick (or has passed
+    without a run this period) and that has the budget for a sync."""
+    tick_time = context.scheduled_execution_time.astimezone(UTC)
+    tick, period_start = tier.tick_of(tick_time), tier.period_start(tick_time)
+    tenants = tasklane.tenants()
+    due = {tenant_id for tenant_id, slot in slots(tier, tenants.values()).items() if slot <= tick}
+    prefix = run_key(tier, tick_time, "")
+    requested = {
+        key.removeprefix(prefix) for _, keys in context.instance.get_run_tags([RUN_KEY_TAG], prefix) for key in keys
+    }
     registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
-    tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
-    requests, skipped, budget = [], [], tasklane.budget
-    for tenant in sorted(tasklane.tenants().values(), key=lambda t: t.id):
-        if not tenant.enabled or tenant.tier != tier:
+    now = time.time()
+    waiting = tasklane.deferrals.waiting(now)
+    candidates = sorted(due - requested)
+    ran = _ran_since(context.instance, candidates, period_start)
+    requests, skipped = [], []
+    for tenant_id in candidates:
+        if tenant_id in ran:
             continue
-        if tenant.id not in registered:
-            skipped.append(f"{tenant.id}: not a partition yet (the tenant_registry sensor adds it)")
-            continue
-        left, reset = budget.calls_left(tenant, time.time())
-        if left is not None and left < MIN_CALLS_FOR_A_SYNC:
-            until = datetime.fromtimestamp(reset, UTC).isoformat(timespec="seconds")
-            skipped.append(f"{tenant.id}: {left} calls left in its rate window until {until}")
+        reason = _skip_reason(tenants[tenant_id], registered, waiting, tasklane, now)
+        if reason:
+            skipped.append(f"{tenant_id}: {reason}")
             continue
         requests.append(
             dg.RunRequest(
-                run_key=f"{tier}:{tenant.id}:{tick}",
-                partition_key=tenant.id,
-                tags={TENANT_TAG: tenant.id, TIER_TAG: tier},
+                run_key=run_key(tier, tick_time, tenant_id),
+                partition_key=tenant_id,
+                tags={TENANT_TAG: tenant_id, TIER_TAG: tier.name},
             )
         )
     for reason in skipped:
         context.log.info(f"skipped {reason}")
     if not requests:
-        return dg.SkipReason("; ".join(skipped) or f"no enabled {tier} tenants in tenants.yaml")
+        return dg.SkipReason("; ".join(skipped) or f"no {tier.name} tenant's slot is at tick {tick} of this period")
     return requests
 
 
-def tier_schedule(tier: str, cron: str) -> dg.ScheduleDefinition:
+def _ran_since(instance: dg.DagsterInstance, tenants: list[str], since: datetime) -> set[str]:
+    """Which of `tenants` have had a run since `since` that did not fail, whoever launched it (a
+    first sync, a resumption, a backfill, a run of their previous tier): that is their run of the
+    period. One query; in a steady period it finds none."""
+    if not tenants:
+        return set()
+    runs = dg.RunsFilter(tags={PARTITION_TAG: tenants}, created_after=since, statuses=NOT_FAILED)
+    return {record.dagster_run.tags[PARTITION_TAG] for record in instance.get_run_records(runs)}
+
+
+def _skip_reason(tenant: Tenant, registered: set[str], waiting: dict, tasklane: TasklaneAPI, now: float) -> str | None:
+    if tenant.id not in registered:
+        return "not a partition yet (the tenant_registry sensor adds it)"
+    if tenant.id in waiting:
+        deferral = waiting[tenant.id]
+        return f"deferred until {_utc(deferral.resume_at)} ({deferral.reason})"
+    left, reset = tasklane.budget.calls_left(tenant, now)
+    if left is not None and left < MIN_CALLS_FOR_A_SYNC:
+        return f"{left} calls left in its rate window until {_utc(reset)}"
+    return None
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def tier_schedule(tier: Tier) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name=f"{tier}_tenants",
-        cron_schedule=cron,
+        name=f"{tier.name}_tenants",
+        cron_schedule=tier.cron,
         execution_timezone="UTC",
         job=sync_tenant,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Syncs every {tier} tenant of tenants.yaml, skipping those without rate budget left.",
+        description=f"Syncs each {tier.name} tenant of tenants.yaml once every {tier.period_minutes} minutes, at "
+        f"its slot: one of the period's {tier.ticks} ticks, spread evenly over the tenants.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext, tasklane: TasklaneAPI) -> list[dg.RunRequest] | dg.SkipReason:
         return tier_run_requests(context, tasklane, tier)
@@ -72,4 +122,4 @@ def tier_schedule(tier: str, cron: str) -> dg.ScheduleDefinition:
     return _schedule
 
 
-tier_schedules = [tier_schedule(tier, cron) for tier, cron in TIERS.items()]
+tier_schedules = [tier_schedule(t) for t in TIERS.values()]

@@ -10,11 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from pipeline_assets.incremental_sync import sync_resource
+from resources.tasklane_errors import TenantThrottled
 from resources.warehouse import SyncState
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
@@ -179,12 +179,12 @@ def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succe
         assert_equals_ground_truth(sim, duckdb_warehouse, tenant)
 
 
-def test_a_throttled_sync_checkpoints_before_asking_dagster_to_retry(make_sim, tasklane_for, duckdb_warehouse) -> None:
+def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, duckdb_warehouse) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
     client = tasklane_for(sim, "acme", budget_per_hour=4).client("acme")  # 4 calls, then a far reset
-    with pytest.raises(dg.RetryRequested) as retry:
+    with pytest.raises(TenantThrottled) as throttled:
         sync_resource(client, duckdb_warehouse, "tasks", pages_per_checkpoint=50)
-    assert retry.value.seconds_to_wait > 60
+    assert throttled.value.resume_at > time.time() + 60
     kept = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
     assert kept == 400, "the four pages fetched before the throttle were committed"
     state = duckdb_warehouse.state("acme", "tasks")

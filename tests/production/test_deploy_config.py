@@ -42,6 +42,7 @@ def test_each_deploy_instance_passes_dagsters_schema(instance_file: str, launche
     config, _ = dagster_instance_config(str(path.parent), path.name)
     assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}  # by name
     assert config["concurrency"]["runs"]["tag_concurrency_limits"][0]["key"] == "dagster/partition"
+    assert config["compute_logs"] == {"module": "dripfeed.compute_logs", "class": "ThreadedComputeLogManager"}
     if launcher is not None:
         launched = process_config(launcher.config_type(), config["run_launcher"]["config"])
         assert launched.success, launched.errors
@@ -60,4 +61,6 @@ def test_helm_values_queue_the_runs_like_the_instance_files() -> None:
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert queued["maxConcurrentRuns"] == instance["concurrency"]["runs"]["max_concurrent_runs"]
     assert queued["tagConcurrencyLimits"] == instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    custom = values["computeLogManager"]["config"]["customComputeLogManager"]
+    assert {k: custom[k] for k in ("module", "class")} == instance["compute_logs"]
     assert values["dagster-user-deployments"]["deployments"][0]["dagsterApiGrpcArgs"] == ["-m", "dripfeed.definitions"]

@@ -10,12 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from resources.call_ledger import ledger_rows
-from resources.tasklane_errors import TasklaneFailure
+from resources.tasklane_errors import TasklaneFailure, TenantThrottled
 from tests.conftest import tenant_entry, workspace_config, write_tenants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +89,7 @@ def test_retry_after_is_obeyed_in_both_formats(make_sim, make_api, retry_after_f
     assert 2.0 <= elapsed < 6.0, f"waited {elapsed:.1f}s for a window of 3s"
 
 
-def test_a_long_retry_after_becomes_a_dagster_retry_request_not_a_sleep(make_sim, make_api) -> None:
+def test_a_long_retry_after_is_not_slept_the_tenant_is_throttled_until_then(make_sim, make_api) -> None:
     sim = make_sim(workspace_config("acme", lockout_threshold=0))  # the first 429 locks out: Retry-After 300
     client = make_api(sim, tenant_entry("acme", budget_share=1.0)).client("acme")
     sim.admin.set_knobs("acme", max_concurrent=1, faults={"slow_rate": 1.0, "slow_seconds": 1.0})
@@ -100,21 +99,22 @@ def test_a_long_retry_after_becomes_a_dagster_retry_request_not_a_sleep(make_sim
     blocker.start()
     time.sleep(0.2)
     started = time.monotonic()
-    with pytest.raises(dg.RetryRequested) as retry:
+    with pytest.raises(TenantThrottled) as throttled:
         records(client, "users")
     blocker.join()
     assert time.monotonic() - started < 2.0, "the worker did not sleep through the lockout"
-    assert 290 <= retry.value.seconds_to_wait <= 300
+    assert 290 <= throttled.value.resume_at - time.time() <= 300
+    assert throttled.value.vendor and "Retry-After 300s" in throttled.value.reason
 
 
-def test_an_exhausted_budget_with_a_far_reset_becomes_a_retry_request(make_sim, make_api) -> None:
+def test_an_exhausted_budget_with_a_far_reset_throttles_the_tenant_without_a_call(make_sim, make_api) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
     client = make_api(sim, tenant_entry("acme", budget_per_hour=3)).client("acme")
     started = time.monotonic()
-    with pytest.raises(dg.RetryRequested) as retry:
+    with pytest.raises(TenantThrottled) as throttled:
         records(client)
     assert time.monotonic() - started < 2.0
-    assert retry.value.seconds_to_wait > 60
+    assert throttled.value.resume_at - time.time() > 60 and not throttled.value.vendor
     assert sim.admin.counters("acme")["totals"]["counted"] == 3
 
 

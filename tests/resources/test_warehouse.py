@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from resources.warehouse import SyncState, Warehouse, page_of
-from resources.warehouse_schema import column_for
+from resources.warehouse.schema import column_for
 from tests.conftest import workspace_config
 from tests.postgres_server import fresh_database
 

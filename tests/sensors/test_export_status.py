@@ -10,7 +10,6 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.assets import projects, tasks, users
-from pipeline_assets.checks import asset_checks
 from pipeline_assets.history_exports import EXPORT_TAG
 from pipeline_assets.incremental_sync import minus_overlap
 from resources.export_jobs import ExportJobs
@@ -33,8 +32,9 @@ def tick(instance: dg.DagsterInstance, api: TasklaneAPI) -> dg.SensorResult | dg
 def load(instance: dg.DagsterInstance, api: TasklaneAPI, warehouse: Warehouse, request: dg.RunRequest) -> None:
     """Run what the sensor asked for, as the daemon would launch it."""
     result = dg.materialize(
-        [users, projects, tasks, *asset_checks],
-        selection=request.asset_selection,
+        [users, projects, tasks],
+        selection=dg.AssetSelection.assets(*request.asset_selection).without_checks()
+        | dg.AssetSelection.checks(*request.asset_check_keys),
         partition_key=request.partition_key,
         tags=request.tags,
         instance=instance,

@@ -24,4 +24,3 @@ def test_the_demo_instance_limits_runs_per_tenant_and_for_onboarding(tmp_path: P
     onboarding = limits["dripfeed/tier"]
     assert onboarding["value"] == "onboarding"
     assert onboarding["limit"] < config.run_queue_config.max_concurrent_runs, "the live tiers keep free slots"
-    assert config.pool_config.default_pool_limit >= 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
-from dripfeed.definitions import defs
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
@@ -17,6 +16,7 @@ from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer
 from tests.conftest import tenant_entry, workspace_config, write_tenants
 from tests.pipeline_assets.conftest import materialize_tenant
+from tests.sensors.schedule_ticks import evaluate_period, period_start
 
 SMALL = {"users": 5, "projects": 3, "tasks": 50}  # one page each: a sync costs 3 counted calls
 TENANTS = {"acme": "hourly", "globex": "hourly", "initech": "daily", "umbrella": "daily"}
@@ -42,19 +42,6 @@ def registry_tick(instance: dg.DagsterInstance, api: TasklaneAPI, cursor: str | 
     return result
 
 
-def schedule_tick(instance: dg.DagsterInstance, api: TasklaneAPI, tier: str) -> list[dg.RunRequest] | dg.SkipReason:
-    schedule = defs.resolve_schedule_def(f"{tier}_tenants")
-    tick = datetime(2026, 11, 21, 9, tzinfo=UTC)  # the daemon always says which tick it evaluates
-    with dg.build_schedule_context(
-        instance=instance,
-        resources={"tasklane": api},
-        scheduled_execution_time=tick,
-        repository_def=defs.get_repository_def(),
-    ) as context:
-        result = schedule.evaluate_tick(context)
-    return result.run_requests if result.run_requests else result.skip_message
-
-
 def test_the_registry_adds_new_tenants_and_starts_their_first_sync(instance, tmp_path, monkeypatch) -> None:
     api = tasklane(tmp_path, monkeypatch, "http://unused", *(tenant_entry(t) for t in ("acme", "globex")))
     result = registry_tick(instance, api)
@@ -75,16 +62,16 @@ def test_a_removed_or_disabled_tenant_loses_its_partition(instance, tmp_path, mo
     assert not result.run_requests, "nothing new to sync"
 
 
-def test_the_hourly_schedule_targets_exactly_the_hourly_tenants(instance, tmp_path, monkeypatch) -> None:
+def test_each_tier_schedule_targets_exactly_its_tenants_once_per_period(instance, tmp_path, monkeypatch) -> None:
     entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
     api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
     registry_tick(instance, api)
     for tier in ("hourly", "daily"):
-        requests = schedule_tick(instance, api, tier)
+        requests = evaluate_period(instance, api, tier).requests
         wanted = sorted(t for t, t_tier in TENANTS.items() if t_tier == tier)
         assert sorted(r.partition_key for r in requests) == wanted
         assert all(r.tags[TIER_TAG] == tier and r.tags[TENANT_TAG] == r.partition_key for r in requests)
-        assert len({r.run_key for r in requests}) == len(wanted), "one run key per tenant and tick"
+        assert len({r.run_key for r in requests}) == len(wanted), "one run key per tenant and period"
 
 
 def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp_path, monkeypatch) -> None:
@@ -92,8 +79,8 @@ def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp
     registry_tick(instance, tasklane(tmp_path, monkeypatch, "http://unused", *entries))
     entries[2]["tier"] = "hourly"  # initech
     api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
-    assert sorted(r.partition_key for r in schedule_tick(instance, api, "hourly")) == ["acme", "globex", "initech"]
-    assert [r.partition_key for r in schedule_tick(instance, api, "daily")] == ["umbrella"]
+    assert evaluate_period(instance, api, "hourly").tenants == ["acme", "globex", "initech"]
+    assert evaluate_period(instance, api, "daily").tenants == ["umbrella"]
 
 
 def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tmp_path, monkeypatch) -> None:
@@ -103,13 +90,13 @@ def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tm
     warehouse = Warehouse(url=str(tmp_path / "warehouse.duckdb"))
     for tenant in ("acme", "globex"):
         assert materialize_tenant(instance, tenant, api, warehouse).success  # acme spends 3 of its 5 calls
-    requests = schedule_tick(instance, api, "hourly")
-    assert [r.partition_key for r in requests] == ["globex"]
+    next_period = period_start("hourly") + timedelta(hours=1)  # both synced in this one
+    assert evaluate_period(instance, api, "hourly", next_period).tenants == ["globex"]
 
 
 def test_a_tier_with_no_runnable_tenant_says_why(make_sim, instance, tmp_path, monkeypatch) -> None:
     sim: SimServer = make_sim(workspace_config("acme", records=SMALL))
     api = tasklane(tmp_path, monkeypatch, sim.base_url, tenant_entry("acme", budget_per_hour=5))
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
-    reason = schedule_tick(instance, api, "hourly")
-    assert isinstance(reason, str) and reason.startswith("acme: 2 calls left in its rate window until "), reason
+    skipped = evaluate_period(instance, api, "hourly", period_start("hourly") + timedelta(hours=1)).skipped
+    assert any(reason.startswith("acme: 2 calls left in its rate window until ") for reason in skipped), skipped

@@ -11,7 +11,7 @@ Vendor field names are untrusted: they reach SQL only as quoted string literals.
 
 from __future__ import annotations
 
-from .warehouse_schema import COMMON_FIELDS, CONTRACT_FIELDS, literal, quote
+from .schema import COMMON_FIELDS, CONTRACT_FIELDS, literal, quote
 
 TYPED = "dripfeed_typed"  # a batch's records (r), their place, typed columns, _type_/_text_ per field
 # An ISO-8601 date, optionally with a time and offset: what Python's fromisoformat reads, and

@@ -1,0 +1,215 @@
+"""What a warehouse back end is: a database driver behind the SQL both dialects share.
+
+A back end's driver is imported only by its own module (`duckdb_backend.py`, `postgres_backend.py`),
+and only when a warehouse URL names it: a sync or a tick loads one driver, never both.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .record_sql import RecordSQL
+from .schema import Drift, column_for, quote, table_columns
+
+STATE_TABLE = "_dripfeed_sync_state"
+DRIFT_TABLE = "_dripfeed_schema_drift"
+USAGE_TABLE = "api_usage"
+TYPES = {
+    "duckdb": {
+        "text": "VARCHAR",
+        "boolean": "BOOLEAN",
+        "integer": "BIGINT",
+        "double": "DOUBLE",
+        "json": "JSON",
+        "date": "DATE",
+        "timestamp": "TIMESTAMPTZ",
+    },
+    # json, not jsonb: jsonb reorders keys, and the raw record must read back byte for byte.
+    "postgres": {
+        "text": "TEXT",
+        "boolean": "BOOLEAN",
+        "integer": "BIGINT",
+        "double": "DOUBLE PRECISION",
+        "json": "JSON",
+        "date": "DATE",
+        "timestamp": "TIMESTAMPTZ",
+    },
+}
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a tenant's sync of one resource stands: its high-watermark and, mid-run, its checkpoint."""
+
+    watermark: str | None = None
+    resume_from: str | None = None
+    resume_full: bool = False  # the checkpoint belongs to a full re-sync (one that started from nothing)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one write stored: rows upserted (one per record id) and contract fields whose type drifted."""
+
+    rows: int
+    drift: list[Drift]
+
+
+def page_of(records: Sequence[dict[str, Any]]) -> str:
+    """A page body holding `records`, for writers that have records rather than the vendor's text."""
+    return json.dumps({"data": list(records)}, ensure_ascii=False)
+
+
+class Backend(ABC):
+    """One database: its driver, its dialect's SQL for records, and how it takes turns between writers."""
+
+    dialect: str
+    records: type[RecordSQL]
+    hold_seconds: float | None = None  # how long a writer may keep its connection; None: as long as it likes
+    exclusive = False  # whether a writer's connection shuts out every other writer while it is held
+
+    @property
+    @abstractmethod
+    def duplicate_key(self) -> type[Exception]:
+        """What a plain INSERT raises on a key already stored."""
+
+    @property
+    @abstractmethod
+    def missing_table(self) -> type[Exception]:
+        """What a query raises on a table that does not exist yet."""
+
+    @abstractmethod
+    def connect(self) -> Any: ...
+
+    def close(self, conn: Any) -> None:
+        conn.close()
+
+    @abstractmethod
+    def transaction(self, conn: Any) -> AbstractContextManager[None]:
+        """A context in which `conn` runs one transaction: committed on exit, rolled back on an exception."""
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection of its own, for one transaction."""
+        conn = self.connect()
+        try:
+            with self.transaction(conn):
+                yield conn
+        finally:
+            self.close(conn)
+
+    @abstractmethod
+    def columns(self, conn: Any, table: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    def load_pages(self, conn: Any, pages: Sequence[str]) -> Any:
+        """Make the page bodies readable as dripfeed_pages(seq, body) to `shape()`: return its parameters."""
+
+    @abstractmethod
+    def insert_many(self, conn: Any, sql: str, rows: Sequence[tuple]) -> None: ...
+
+    @abstractmethod
+    def fetch(self, conn: Any, sql: str, params: Any = ()) -> tuple[list[tuple], list[str]]: ...
+
+    def execute(self, conn: Any, sql: str, params: Any = ()) -> list[tuple]:
+        return self.fetch(conn, sql, params)[0]
+
+    def sql(self, text: str) -> str:
+        """`text` with `?` placeholders, in the driver's placeholder style."""
+        return text
+
+    # shared SQL ---------------------------------------------------------------------------------
+    def ensure_tables(self, conn: Any, resource: str) -> None:
+        """Create the resource's table and the bookkeeping tables if they are missing."""
+        types = TYPES[self.dialect]
+        base = table_columns(resource)
+        defs = ", ".join(f"{quote(c)} {types[t]}" for c, t in base.items())
+        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {quote(resource)} ({defs}, PRIMARY KEY (tenant_id, id))")
+        self.execute(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
+            f"watermark {types['text']}, resume_from {types['text']}, updated_at {types['timestamp']}, "
+            f"resume_full {types['boolean']}, PRIMARY KEY (tenant_id, resource))",
+        )
+        self.execute(conn, f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS resume_full {types['boolean']}")
+        self.execute(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
+            f"field {types['text']}, expected {types['text']}, seen {types['text']}, example_id {types['text']}, "
+            f"seen_at {types['timestamp']}, PRIMARY KEY (tenant_id, resource, field))",
+        )
+
+    def add_columns(self, conn: Any, resource: str, present: list[str], vendor_columns: Sequence[str]) -> None:
+        """Add a text column per new vendor field to the table and to `present`, its columns in order."""
+        for column in vendor_columns:
+            if column not in present:
+                self.execute(
+                    conn, f"ALTER TABLE {quote(resource)} ADD COLUMN {quote(column)} {TYPES[self.dialect]['text']}"
+                )
+                present.append(column)
+
+    def write_state(self, conn: Any, tenant: str, resource: str, state: SyncState) -> None:
+        self.execute(
+            conn,
+            self.sql(
+                f"INSERT INTO {STATE_TABLE} (tenant_id, resource, watermark, resume_from, resume_full, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, now()) ON CONFLICT (tenant_id, resource) "
+                "DO UPDATE SET watermark = excluded.watermark, resume_from = excluded.resume_from, "
+                "resume_full = excluded.resume_full, updated_at = excluded.updated_at"
+            ),
+            (tenant, resource, state.watermark, state.resume_from, state.resume_full),
+        )
+
+    def write_drift(self, conn: Any, tenant: str, resource: str, drift: Sequence[Drift]) -> None:
+        for seen in {d.field: d for d in drift}.values():
+            self.execute(
+                conn,
+                self.sql(
+                    f"INSERT INTO {DRIFT_TABLE} VALUES (?, ?, ?, ?, ?, ?, now()) "
+                    "ON CONFLICT (tenant_id, resource, field) DO UPDATE SET expected = excluded.expected, "
+                    "seen = excluded.seen, example_id = excluded.example_id, seen_at = excluded.seen_at"
+                ),
+                (tenant, resource, seen.field, seen.expected, seen.seen, seen.example_id),
+            )
+
+    def has_rows(self, conn: Any, tenant: str, resource: str) -> bool:
+        found = self.execute(conn, self.sql(f"SELECT 1 FROM {quote(resource)} WHERE tenant_id = ? LIMIT 1"), (tenant,))
+        return bool(found)
+
+    def upsert_pages(
+        self, conn: Any, tenant: str, resource: str, pages: Sequence[str], present: list[str], *, new_keys: bool
+    ) -> Written:
+        """Stage the pages' records, add columns for new vendor fields, record drift, upsert.
+        `present` is the table's columns, in order; columns added here are appended to it. With
+        `new_keys`, the rows go in by plain INSERT, which raises `duplicate_key` on a stored key."""
+        records = self.records(resource)
+        self.execute(conn, records.shape(tenant), self.load_pages(conn, pages))
+        staged, ids, *examples = self.execute(conn, records.batch_facts())[0]
+        if staged > ids:  # a listing returned a record twice: keep its newest version, then look again
+            self.execute(conn, records.dedupe())
+            _, _, *examples = self.execute(conn, records.batch_facts())[0]
+        vendor_fields = {column_for(f): f for (f,) in self.execute(conn, records.keys()) if f not in records.kinds}
+        self.add_columns(conn, resource, present, sorted(vendor_fields))
+        drift = [
+            Drift(field, records.kinds[field], self.execute(conn, records.seen_type(field, example))[0][0], example)
+            for field, example in zip(records.checked_fields(), examples, strict=True)
+            if example is not None
+        ]
+        self.execute(conn, self.upsert_sql(resource, present, records.rows(present, vendor_fields), new_keys=new_keys))
+        self.write_drift(conn, tenant, resource, drift)
+        return Written(ids, drift)
+
+    def upsert_sql(self, resource: str, columns: list[str], source: str, *, new_keys: bool = False) -> str:
+        names = ", ".join(quote(c) for c in columns)
+        insert = f"INSERT INTO {quote(resource)} ({names}) {source}"
+        if new_keys:
+            return insert
+        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in ("tenant_id", "id"))
+        return (
+            f"{insert} ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} "
+            f"WHERE excluded.updated_at >= {quote(resource)}.updated_at"
+        )

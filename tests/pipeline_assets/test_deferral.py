@@ -1,0 +1,97 @@
+"""A throttled tenant's run ends at once with its checkpoint committed, records when the tenant may
+resume, and is resumed by the deferred_syncs sensor: against the real simulator and a real instance."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
+from resources.control_store import deferrals
+from resources.tasklane_errors import TenantThrottled
+from sensors.deferred_syncs import deferred_syncs
+from tests.conftest import workspace_config
+from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
+
+SMALL_PARENTS = {"users": 20, "projects": 8, "tasks": 1000}  # one page each, then ten pages of tasks
+
+
+def deferred_tick(instance: dg.DagsterInstance, api, cursor: str | None = None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+        return deferred_syncs(context)
+
+
+def test_a_tenant_out_of_budget_defers_its_run_instead_of_waiting(
+    make_sim, instance, tasklane_for, duckdb_warehouse
+) -> None:
+    sim = make_sim(workspace_config("acme", records=SMALL_PARENTS))
+    api = tasklane_for(sim, "acme", budget_per_hour=5)  # users, projects, 3 pages of tasks; the reset is far
+    started = time.monotonic()
+    result = materialize_tenant(instance, "acme", api, duckdb_warehouse, raise_on_error=False)
+    assert time.monotonic() - started < 30, "the run did not wait for the window's reset"
+    assert result.success, "a deferred run is not a failed run"
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"users", "projects"}, "the deferred asset is not materialized, so not fresh"
+    kept = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
+    assert kept == 300 and duckdb_warehouse.state("acme", "tasks").resume_from is not None, "checkpoint committed"
+    deferral = api.deferrals.waiting(time.time())["acme"]
+    assert deferral.run_id == result.run_id and not deferral.vendor_block
+    assert deferral.resume_at > time.time() + 60 and "budget" in deferral.reason
+    run = instance.get_run_by_id(result.run_id)
+    assert run.tags[DEFERRED_UNTIL_TAG] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deferral.resume_at))
+    observed = instance.fetch_observations(dg.AssetKey("tasks"), limit=1).records[0].asset_observation
+    assert observed.partition == "acme" and observed.metadata["deferred_until"].value == run.tags[DEFERRED_UNTIL_TAG]
+    assert sim.admin.counters("acme")["totals"]["counted"] == 5, "no call beyond the budget"
+
+
+def test_a_vendor_lockout_defers_the_run_and_every_other_caller_waits_without_a_call(
+    make_sim, instance, tasklane_for, duckdb_warehouse
+) -> None:
+    sim = make_sim(workspace_config("acme", records=SMALL_PARENTS, rate_limit=100, lockout_threshold=0))
+    api = tasklane_for(sim, "acme")
+    sim.admin.spend("acme", 100)  # the customer's own scripts spent the window: the first 429 locks acme out
+    result = materialize_tenant(instance, "acme", api, duckdb_warehouse)
+    assert result.success and not result.get_asset_materialization_events()
+    deferral = api.deferrals.waiting(time.time())["acme"]
+    assert deferral.vendor_block and 290 <= deferral.resume_at - time.time() <= 300
+    calls = sim.admin.counters("acme")["totals"]["requests"]
+    other = tasklane_for(sim, "acme").client("acme")  # another process of dripfeed, e.g. a sensor
+    try:
+        list(other.list_pages("users", None))
+    except TenantThrottled as throttled:
+        assert throttled.vendor and abs(throttled.resume_at - deferral.resume_at) < 1
+    else:
+        raise AssertionError("a caller ignored the vendor's Retry-After")
+    assert sim.admin.counters("acme")["totals"]["requests"] == calls, "it waited without calling"
+
+
+def test_the_resumption_is_requested_once_when_the_wait_is_over_and_resumes_the_checkpoint(
+    make_sim, instance, tasklane_for, duckdb_warehouse
+) -> None:
+    sim = make_sim(workspace_config("acme", records=SMALL_PARENTS), as_of="2026-11-01T00:00:00Z")
+    api = tasklane_for(sim, "acme", budget_per_hour=5)
+    deferred = materialize_tenant(instance, "acme", api, duckdb_warehouse)
+    assert isinstance(deferred_tick(instance, api), dg.SensorResult)
+    waiting = deferred_tick(instance, api)
+    assert not waiting.run_requests and "1 tenants waiting" in str(waiting.skip_reason)
+
+    with api.store.transaction() as conn:  # as if the window had reset: its time came after that tick
+        conn.execute(deferrals.update().values(resume_at=float(waiting.cursor) + 0.001))
+    due = deferred_tick(instance, api, cursor=waiting.cursor)
+    assert len(due.run_requests) == 1
+    request = due.run_requests[0]
+    assert request.partition_key == "acme" and request.tags[RESUMES_TAG] == deferred.run_id
+    assert request.run_key.startswith("resume:acme:")
+    assert not deferred_tick(instance, api, cursor=due.cursor).run_requests, "a later tick requests it again"
+    assert deferred_tick(instance, api).run_requests[0].run_key == request.run_key, "same key: launched once"
+
+    sim.admin.reset_counters("acme")
+    resumed = materialize_tenant(
+        instance, "acme", tasklane_for(sim, "acme", budget_per_hour=100), duckdb_warehouse, tags=request.tags
+    )
+    tasks = next(iter(resumed.asset_materializations_for_node("tasks"))).metadata
+    assert tasks["resumed_from_checkpoint"].value != "none"
+    assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 7 + 1, "only the rest was fetched"
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    assert not api.deferrals.due(time.time()), "a completed sync ends the deferral"

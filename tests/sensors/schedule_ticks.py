@@ -1,0 +1,73 @@
+"""Evaluating the tier schedules tick by tick as the daemon does: each run request becomes a run
+in the instance (what the schedule reads back at its next tick)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from dripfeed.definitions import defs
+from resources.tasklane_api import TasklaneAPI
+from sensors.tier_schedules import TIERS
+
+
+@dataclass
+class Ticks:
+    """What a run of ticks requested: every request, how many per tick, and the skip messages."""
+
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    per_tick: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def tenants(self) -> list[str]:
+        return sorted(r.partition_key for r in self.requests)
+
+
+def period_start(tier: str, now: datetime | None = None) -> datetime:
+    """The start of the tier's period that holds `now` (default: the current one)."""
+    return TIERS[tier].period_start(now or datetime.now(UTC))
+
+
+def launch(instance: dg.DagsterInstance, request: dg.RunRequest, schedule: str) -> None:
+    """What the daemon does with a run request: a run of sync_tenant with the request's tags."""
+    tags = {
+        **request.tags,
+        "dagster/run_key": request.run_key,
+        "dagster/partition": request.partition_key,
+        "dagster/schedule_name": schedule,
+    }
+    instance.add_run(dg.DagsterRun(job_name="sync_tenant", run_id=str(uuid.uuid4()), tags=tags))
+
+
+def evaluate_ticks(
+    instance: dg.DagsterInstance, api: TasklaneAPI, tier: str, start: datetime, ticks: int, first: int = 0
+) -> Ticks:
+    """Ticks `first` .. `first + ticks - 1` of the tier's period beginning at `start`, each launched."""
+    schedule = defs.resolve_schedule_def(f"{tier}_tenants")
+    seen = Ticks()
+    for tick in range(first, first + ticks):
+        when = start + timedelta(minutes=tick * TIERS[tier].tick_minutes)
+        with dg.build_schedule_context(
+            instance=instance,
+            resources={"tasklane": api},
+            scheduled_execution_time=when,
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            result = schedule.evaluate_tick(context)
+        requests = list(result.run_requests or [])
+        for request in requests:
+            launch(instance, request, schedule.name)
+        seen.requests.extend(requests)
+        seen.per_tick.append(len(requests))
+        if result.skip_message:
+            seen.skipped.append(result.skip_message)
+    return seen
+
+
+def evaluate_period(instance: dg.DagsterInstance, api: TasklaneAPI, tier: str, start: datetime | None = None) -> Ticks:
+    """Every tick of one period of the tier (default: the current period)."""
+    return evaluate_ticks(instance, api, tier, start or period_start(tier), TIERS[tier].ticks)

@@ -1,0 +1,150 @@
+"""The tiers spread over their period: each tenant once per period, at its slot, evenly over the ticks,
+through every change a real tenant list goes through. Evaluated tick by tick on a real instance."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline_assets.jobs import TIER_TAG
+from resources.deferrals import Deferral
+from resources.tasklane_api import TasklaneAPI
+from sensors.tier_schedules import TIERS
+from sensors.tier_slots import Tier, pinned_tick, slots, tier_from_env
+from tests.conftest import tenant_entry, write_tenants
+from tests.sensors.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
+
+HOURLY = TIERS["hourly"]
+
+
+def tenants_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[dict]) -> TasklaneAPI:
+    monkeypatch.setenv("TASKLANE_TOKEN_ANY", "unused")
+    path = write_tenants(tmp_path / "tenants.yaml", *entries)
+    return TasklaneAPI(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+
+
+def entry(tenant: str, **overrides: object) -> dict:
+    return tenant_entry(tenant, token_env="TASKLANE_TOKEN_ANY", **overrides)
+
+
+def registered(instance: dg.DagsterInstance, tenants: list[str]) -> None:
+    instance.add_dynamic_partitions("tenants", tenants)
+
+
+def test_a_thousand_hourly_tenants_are_requested_once_per_period_evenly_over_its_ticks(
+    instance, tmp_path, monkeypatch
+) -> None:
+    ids = [f"tenant-{n:04d}" for n in range(1000)]
+    api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
+    registered(instance, ids)
+    seen = evaluate_period(instance, api, "hourly")
+    assert seen.tenants == ids, "every tenant exactly once"
+    assert len(seen.per_tick) == HOURLY.ticks == 12
+    assert max(seen.per_tick) <= math.ceil(1000 / 12) and min(seen.per_tick) >= 1000 // 12, seen.per_tick
+    again = evaluate_ticks(instance, api, "hourly", period_start("hourly"), HOURLY.ticks)
+    assert again.requests == [], "a repeated tick launches nothing twice"
+    next_period = evaluate_period(instance, api, "hourly", period_start("hourly") + timedelta(hours=1))
+    assert next_period.tenants == ids, "and once more in the next period"
+
+
+def test_tenants_added_and_removed_mid_period_still_get_one_run_each(instance, tmp_path, monkeypatch) -> None:
+    ids = [f"tenant-{n:03d}" for n in range(240)]
+    api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
+    registered(instance, ids)
+    start = period_start("hourly")
+    first_half = evaluate_ticks(instance, api, "hourly", start, 6)
+    # Onboarding: 40 tenants appear, each with its first sync (the registry sensor's); 30 leave.
+    joined = [f"joined-{n:02d}" for n in range(40)]
+    registered(instance, joined)
+    for tenant in joined:
+        first_sync = dg.RunRequest(
+            run_key=f"first-sync:{tenant}:1", partition_key=tenant, tags={TIER_TAG: "onboarding"}
+        )
+        launch(instance, first_sync, "tenant_registry")
+    remaining = ids[30:]
+    api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in remaining + joined])
+    second_half = evaluate_ticks(instance, api, "hourly", start, 6, first=6)
+    requested = first_half.tenants + second_half.tenants
+    assert sorted(set(requested)) == sorted(requested), "nobody twice in a period"
+    assert set(remaining) <= set(requested), "nobody whose slot moved into a tick already past is forgotten"
+    assert not set(joined) & set(requested), "a new tenant's first sync counts for its first period"
+    assert max(second_half.per_tick) <= math.ceil(250 / 12) + 5, second_half.per_tick
+    assert evaluate_period(instance, api, "hourly", start + timedelta(hours=1)).tenants == sorted(remaining + joined)
+
+
+def test_a_tenant_moved_between_tiers_follows_its_new_tier_from_the_next_period(
+    instance, tmp_path, monkeypatch
+) -> None:
+    daily_start = period_start("daily")
+    hourly = [entry(f"hourly-{n}", tier="hourly") for n in range(12)]
+    daily = [entry(f"daily-{n}", tier="daily") for n in range(12)]
+    api = tenants_api(tmp_path, monkeypatch, hourly + daily)
+    registered(instance, [e["id"] for e in hourly + daily])
+    synced_hourly = evaluate_period(instance, api, "hourly", daily_start).tenants
+    assert "hourly-0" in synced_hourly
+    moved = [{**e, "tier": "daily"} if e["id"] == "hourly-0" else e for e in hourly + daily]
+    api = tenants_api(tmp_path, monkeypatch, moved)
+    later = evaluate_period(instance, api, "hourly", daily_start + timedelta(hours=1)).tenants
+    assert "hourly-0" not in later, "the hourly tier lets it go"
+    today = evaluate_period(instance, api, "daily", daily_start).tenants
+    assert "hourly-0" not in today, "it synced this day already: the daily tier takes it from the next day"
+    tomorrow = evaluate_period(instance, api, "daily", daily_start + timedelta(days=1)).tenants
+    assert tomorrow.count("hourly-0") == 1
+
+
+def test_a_waiting_tenant_is_skipped_with_its_reason_then_caught_up_in_the_same_period(
+    instance, tmp_path, monkeypatch
+) -> None:
+    api = tenants_api(tmp_path, monkeypatch, [entry("acme", sync_at="00:00"), entry("globex", sync_at="00:30")])
+    registered(instance, ["acme", "globex"])
+    api.deferrals.defer(Deferral("acme", time.time() + 3600, "Tasklane answered 429 with Retry-After 900s", 0.0))
+    start = period_start("hourly")
+    slot_tick = evaluate_ticks(instance, api, "hourly", start, 1)
+    assert slot_tick.tenants == []
+    assert slot_tick.skipped[0].startswith("acme: deferred until ")
+    assert slot_tick.skipped[0].endswith("(Tasklane answered 429 with Retry-After 900s)")
+    with api.store.transaction() as conn:
+        conn.exec_driver_sql("DELETE FROM dripfeed_deferrals")  # its wait is over
+    assert evaluate_ticks(instance, api, "hourly", start, 1, first=1).tenants == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("tier", "sync_at", "tick"),
+    [
+        (Tier("hourly", 60, 5), "00:17", 3),
+        (Tier("hourly", 60, 5), "13:17", 3),  # an hourly tenant keeps the minutes
+        (Tier("hourly", 60, 5), "00:59", 11),
+        (Tier("daily", 1440, 15), "03:17", 13),
+        (Tier("daily", 1440, 15), "23:59", 95),
+        (Tier("half-hourly", 30, 5), "10:47", 3),
+    ],
+)
+def test_sync_at_pins_the_tick_that_holds_that_time(tier: Tier, sync_at: str, tick: int) -> None:
+    assert pinned_tick(tier, sync_at) == tick
+
+
+def test_slots_are_stable_and_pinned_tenants_keep_theirs(tmp_path, monkeypatch) -> None:
+    api = tenants_api(tmp_path, monkeypatch, [entry(f"t{n}") for n in range(50)] + [entry("pinned", sync_at="00:55")])
+    tenants = api.tenants().values()
+    placed = slots(HOURLY, tenants)
+    assert placed == slots(HOURLY, list(reversed(list(tenants)))), "the order of tenants.yaml does not matter"
+    assert placed["pinned"] == 11
+    per_tick = [list(placed.values()).count(t) for t in range(HOURLY.ticks)]
+    assert max(per_tick) - min(per_tick) <= 2, per_tick
+
+
+@pytest.mark.parametrize(("minutes", "ok"), [("60", True), ("2", True), ("7", False), ("0", False), ("x", False)])
+def test_a_tier_period_must_divide_the_day(monkeypatch, minutes: str, ok: bool) -> None:
+    monkeypatch.setenv("DRIPFEED_HOURLY_PERIOD_MINUTES", minutes)
+    if ok:
+        tier = tier_from_env("hourly", 60, 5)
+        assert tier.period_minutes % tier.tick_minutes == 0 and tier.ticks >= 1
+        assert tier.period_start(datetime(2026, 11, 30, 10, 47, tzinfo=UTC)).minute % tier.period_minutes == 0
+    else:
+        with pytest.raises(ValueError, match="DRIPFEED_HOURLY_PERIOD_MINUTES"):
+            tier_from_env("hourly", 60, 5)
