@@ -8,7 +8,7 @@ from typing import Literal
 
 import dagster as dg
 
-ErrorClass = Literal["auth", "config", "rate_limit", "schema_drift", "vendor_outage", "bug"]
+ErrorClass = Literal["auth", "config", "schema_drift", "vendor_outage", "bug"]  # a throttle is no failure: it defers
 
 
 class TasklaneFailure(dg.Failure):

@@ -1,6 +1,6 @@
 """Per-tenant alerts: one message per failed tenant run, to a Slack-compatible webhook.
 
-The message names the tenant, the asset, the error class (auth, config, rate_limit,
+The message names the tenant, the asset, the error class (auth, config,
 schema_drift, vendor_outage, bug), a one-line reason and the run's URL. Reasons come from
 `TasklaneFailure`, whose texts never hold a token."""
 

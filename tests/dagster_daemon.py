@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,13 +64,84 @@ def dripfeed_env(directory: Path, home: Path, tenants_file: Path, base_url: str,
     }
 
 
-def scratch_instance(directory: Path) -> Path:
-    """A DAGSTER_HOME and a workspace.yaml in `directory`; returns the DAGSTER_HOME."""
+def scratch_instance(directory: Path, instance_file: Path | None = None) -> Path:
+    """A DAGSTER_HOME (with `instance_file` as its dagster.yaml, default a bare one) and a
+    workspace.yaml in `directory`; returns the DAGSTER_HOME."""
     home = directory / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    config = instance_file.read_text() if instance_file else "telemetry:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(config)
     (directory / "workspace.yaml").write_text(WORKSPACE)
     return home
+
+
+SITECUSTOMIZE = """
+import os, sys, time
+if os.environ.get("DRIPFEED_TEST_PROCESS_LOG"):
+    with open(os.environ["DRIPFEED_TEST_PROCESS_LOG"], "a") as log:
+        log.write(f"{os.getpid()} {os.getppid()} {time.time():.3f} {' '.join(sys.argv)[:300].replace(chr(10), ' ')}\\n")
+"""
+
+
+@dataclass(frozen=True)
+class StartedProcess:
+    pid: int
+    ppid: int
+    started: float
+    command: str
+
+
+class ProcessLog:
+    """Every Python process started below a dagster process, as it starts (a sitecustomize on
+    PYTHONPATH), and every process of any kind seen in its tree (polled), to count what a run starts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.site = directory / "process-log-site"
+        self.site.mkdir()
+        (self.site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        self.path = directory / "processes.log"
+        self.path.touch()
+        self.seen: dict[int, tuple[int, str]] = {}  # pid -> (ppid, name), from polling
+        self._stop = threading.Event()
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, "PYTHONPATH": str(self.site), "DRIPFEED_TEST_PROCESS_LOG": str(self.path)}
+
+    def started(self) -> list[StartedProcess]:
+        rows = [line.split(" ", 3) for line in self.path.read_text().splitlines()]
+        return [StartedProcess(int(pid), int(ppid), float(at), command) for pid, ppid, at, command in rows]
+
+    @contextmanager
+    def polling(self, root: int, every: float = 0.05) -> Iterator[None]:
+        """Record every process in `root`'s tree, every `every` seconds, while the block runs."""
+
+        def poll() -> None:
+            while not self._stop.wait(every):
+                try:
+                    tree = psutil.Process(root).children(recursive=True)
+                except psutil.NoSuchProcess:
+                    return
+                for process in tree:
+                    with suppress(psutil.NoSuchProcess):
+                        self.seen.setdefault(process.pid, (process.ppid(), process.name()))
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            poller.join()
+
+    def descendants(self, pid: int) -> list[tuple[int, str]]:
+        """Processes seen below `pid`, by either record."""
+        parents = {p.pid: (p.ppid, p.command) for p in self.started()} | self.seen
+        found, frontier = [], {pid}
+        while frontier:
+            children = [(child, what) for child, (parent, what) in parents.items() if parent in frontier]
+            found.extend(children)
+            frontier = {child for child, _ in children} - {pid}
+        return found
 
 
 @contextmanager

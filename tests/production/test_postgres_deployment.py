@@ -48,7 +48,7 @@ def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_
         "DRIPFEED_WAREHOUSE": fresh_database(postgres_url, "warehouse"),
         "DRIPFEED_STATE": fresh_database(postgres_url, "control"),
         "DRIPFEED_TENANTS_FILE": str(write_tenants(tmp_path / "tenants.yaml", *map(tenant_entry, TENANTS))),
-        "DRIPFEED_HOURLY_CRON": "* * * * *",  # the hourly tier every minute, so a test sees it fire
+        "DRIPFEED_HOURLY_PERIOD_MINUTES": "1",  # the hourly tier every minute, so a test sees it fire
         "DRIPFEED_WEBSERVER_PORT": str(webserver_port),
         "DRIPFEED_CODE_SERVER_PORT": str(free_port("127.0.0.1")),
         "DRIPFEED_WEBSERVER_HOST": "127.0.0.1",
