@@ -1,0 +1,65 @@
+"""The code location loads only what a sync or a tick uses: no pandas, no simulator, and only the
+warehouse driver its URL names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.dagster_daemon import ROOT
+
+SYNC_AND_TICK = """
+import json, sys
+from datetime import UTC, datetime
+import dagster as dg
+from dripfeed.definitions import defs
+from resources.tasklane_api import TasklaneAPI
+from sensors.tenant_registry import tenant_registry
+
+with dg.instance_for_test() as instance:
+    instance.add_dynamic_partitions("tenants", ["acme"])
+    sync = defs.resolve_job_def("sync_tenant").execute_in_process(partition_key="acme", instance=instance)
+    assert sync.success and len(sync.get_asset_materialization_events()) == 3
+    resources = {"tasklane": TasklaneAPI()}  # what definitions.py wires, from the same environment
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        tenant_registry(context)
+    with dg.build_schedule_context(
+        instance=instance, resources=resources, scheduled_execution_time=datetime.now(UTC)
+    ) as context:
+        defs.resolve_schedule_def("hourly_tenants").evaluate_tick(context)
+print(json.dumps(sorted(m for m in sys.argv[1:] if m in sys.modules)))
+"""
+UNUSED = ["pandas", "numpy", "tasklane_sim", "fastapi", "uvicorn"]
+
+
+@pytest.mark.parametrize(("backend", "unused_driver"), [("duckdb", "psycopg2"), ("postgres", "duckdb")])
+def test_a_sync_and_a_tick_import_nothing_they_do_not_use(
+    make_sim, tmp_path: Path, postgres_url: str, backend: str, unused_driver: str
+) -> None:
+    from tests.postgres_server import fresh_database
+
+    sim = make_sim(workspace_config("acme"))
+    warehouse = str(tmp_path / "w.duckdb") if backend == "duckdb" else fresh_database(postgres_url, "warehouse")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DRIPFEED_TENANTS_FILE": str(write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"))),
+        "DRIPFEED_STATE": str(tmp_path / "control.sqlite3"),
+        "DRIPFEED_WAREHOUSE": warehouse,
+        "TASKLANE_BASE_URL": sim.base_url,
+        "TASKLANE_TOKEN_ACME": "token-acme",
+    }
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", SYNC_AND_TICK, *UNUSED, unused_driver],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == []
