@@ -12,6 +12,7 @@ import time
 import dagster as dg
 
 from pipeline_assets.assets import tasks
+from pipeline_assets.deferral import utc
 from pipeline_assets.freshness import FRESH_CHECK, freshness
 from pipeline_assets.partitions import tenant_partitions
 from resources.tasklane_api import TasklaneAPI
@@ -30,10 +31,14 @@ def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI)
     registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
     now, evaluations, state = time.time(), [], {}
     tenants = [t for t in tasklane.tenants().values() if t.enabled and t.id in registered]
+    waiting = tasklane.deferrals.waiting(now)
     for tenant in sorted(tenants, key=lambda t: t.id):
         before = seen.get(tenant.id, {})
         known_since = before.get("known_since", now)
         fresh, explanation = freshness(context.instance, tenant.id, tenant.tier, now, known_since)
+        if not fresh and tenant.id in waiting:  # stale because it is waiting: say for what, and until when
+            deferral = waiting[tenant.id]
+            explanation += f"; its sync is deferred until {utc(deferral.resume_at)} ({deferral.reason})"
         state[tenant.id] = {"fresh": fresh, "known_since": known_since}
         if before.get("fresh") == fresh:
             continue

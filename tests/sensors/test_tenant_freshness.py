@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from pipeline_assets.freshness import freshness, last_synced
+from resources.deferrals import Deferral
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import tenant_freshness
@@ -60,3 +62,20 @@ def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
     third = tick(second.cursor)
     assert third.asset_events == [] and len(webhook) == 1, "a tenant that stays stale alerts once"
     assert {t: v["fresh"] for t, v in json.loads(third.cursor).items()} == {"acme": True, "globex": False}
+
+
+def test_a_tenant_stale_because_it_waits_says_until_when_and_why(
+    instance, tmp_path: Path, monkeypatch, webhook
+) -> None:
+    monkeypatch.setenv("TASKLANE_TOKEN_GLOBEX", "token-globex")
+    path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("globex"))
+    api = TasklaneAPI(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    instance.add_dynamic_partitions("tenants", ["globex"])
+    api.deferrals.defer(Deferral("globex", time.time() + 1800, "Tasklane answered 429 with Retry-After 1800s", 0.0))
+    onboarded_long_ago = json.dumps({"globex": {"fresh": True, "known_since": time.time() - 3 * 3600}})
+    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=onboarded_long_ago) as context:
+        result = tenant_freshness(context)
+    (stale,) = result.asset_events
+    assert not stale.passed and "its sync is deferred until " in stale.description
+    assert stale.description.endswith("(Tasklane answered 429 with Retry-After 1800s)")
+    assert webhook[0]["reason"] == stale.description
