@@ -11,7 +11,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.ui.conftest import SCREENSHOTS, DagsterUI
 
-RUN_TIMEOUT_MS = 150_000  # one sync of a small tenant takes ~40 s: every step is a subprocess
+RUN_TIMEOUT_MS = 150_000  # a small tenant's sync takes seconds; a loaded CI machine starts runs slowly
 
 
 def screenshot(page: Page, name: str) -> None:
