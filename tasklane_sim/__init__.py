@@ -1,4 +1,4 @@
-"""A faithful, fast simulator of the Tasklane API (contract: shared/vendor-api.md)."""
+"""A faithful, fast simulator of the Tasklane API (contract: docs/tasklane-api.md)."""
 
 from .admin_client import SimAdminClient
 from .config import ConfigError, SimConfig, load_config, parse_config
