@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON ?= python3
 
-.PHONY: dev test lint format bench validate clean
+.PHONY: dev test system-packages lint format bench validate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,11 @@ $(VENV)/.installed: pyproject.toml
 dev: $(VENV)/.installed
 	./demo/run.sh
 
-test: $(VENV)/.installed lint
+test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest
+
+system-packages:  # PostgreSQL and Chromium for the tests, with apt-get when missing
+	./tests/system-packages.sh
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -27,7 +27,7 @@ def running_postgres() -> Iterator[str]:
     """Yield a postgresql:// URL to a fresh cluster; fsync off, it is for tests."""
     bindir = postgres_bin()
     if bindir is None:
-        raise RuntimeError("Postgres is not installed: apt-get install postgresql (.ci/run does this)")
+        raise RuntimeError("Postgres is not installed: run tests/system-packages.sh (make test does)")
     root = Path(tempfile.mkdtemp(prefix="dripfeed-pg-"))
     as_postgres: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root

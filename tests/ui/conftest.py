@@ -1,7 +1,7 @@
 """Fixtures for the UI test: the simulator, a real `dagster dev` in a scratch directory, and a headless
 Chromium page driven by Playwright.
 
-Chromium is Debian's `chromium` package (`.ci/run` installs it), not a Playwright browser build:
+Chromium is Debian's `chromium` package (`make test` installs it), not a Playwright browser build:
 `playwright install` downloads from a CDN that CI machines may not reach."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def dagster_ui(
 def chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
-        pytest.fail("Debian's chromium is not installed: apt-get install chromium (.ci/run does)")
+        pytest.fail("Debian's chromium is not installed: run tests/system-packages.sh (make test does)")
     return path
 
 
