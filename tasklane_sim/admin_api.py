@@ -54,6 +54,10 @@ class SpendBody(_Body):
     calls: int = Field(ge=1, le=1_000_000)
 
 
+class HoldBody(_Body):
+    hold: bool
+
+
 def _validated(model: type[BaseModel], payload: Any) -> Any:
     try:
         return model.model_validate(payload)
@@ -222,6 +226,15 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         ws = workspace(workspace_id)
         now = time.time()
         return JSONResponse({"data": [job.describe(now, "") for job in ws.exports.jobs.values()]})
+
+    @admin.post("/workspaces/{workspace_id}/exports/hold")
+    async def hold_exports(workspace_id: str, request: Request) -> dict:
+        """`{"hold": true}` keeps the workspace's open export jobs, and new ones, from completing until
+        `{"hold": false}`: a test decides when an export finishes instead of racing its duration."""
+        body = _validated(HoldBody, await _payload(request))
+        ws = workspace(workspace_id)
+        (ws.exports.hold if body.hold else ws.exports.release)(time.time())
+        return {"held": body.hold}
 
     router.include_router(admin)
     return router

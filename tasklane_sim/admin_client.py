@@ -66,6 +66,10 @@ class SimAdminClient:
             "POST", f"/workspaces/{workspace}/webhook-events", json={"type": event_type, "resource_id": resource_id}
         )["queued"]
 
+    def hold_exports(self, workspace: str, hold: bool = True) -> None:
+        """Keep the workspace's exports open (hold) or let them complete (hold=False)."""
+        self._call("POST", f"/workspaces/{workspace}/exports/hold", json={"hold": hold})
+
     def exports(self, workspace: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/workspaces/{workspace}/exports")["data"]
 

@@ -31,6 +31,7 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 25
 EXPORT_STATUSES = ("queued", "running", "succeeded", "failed", "expired")
 NO_LOWER_BOUND = -(2**62)
+WORKSPACE_PATH = re.compile(r"^/v1/workspaces/([^/]+)(/|$)")
 Handler = Callable[[Workspace], Response]
 
 
@@ -235,8 +236,20 @@ def build_api_app(sim: Simulator) -> Starlette:
     async def list_records(request: Request) -> Response:
         workspace_id, resource = request.path_params["workspace_id"], request.path_params["resource"]
         if resource not in RESOURCES:
-            return error_response(404, "not_found", f"unknown resource {resource!r}; use one of {', '.join(RESOURCES)}")
+            unknown = ApiError(404, "not_found", f"unknown resource {resource!r}; use one of {', '.join(RESOURCES)}")
+            return await gate(request, workspace_id, "unrouted", unknown.raise_for)
         return await gate(request, workspace_id, f"{resource}.list", lambda ws: _listing(request, ws, resource))
+
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        """A path or method the API does not have: counted, with the rate-limit headers, when it
+        names a workspace (every answered request to a workspace counts)."""
+        status = getattr(exc, "status_code", 500)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
+        answer = ApiError(status, code, str(getattr(exc, "detail", "error")))
+        workspace = WORKSPACE_PATH.match(request.url.path)
+        if workspace is None:
+            return answer.response()
+        return await gate(request, workspace.group(1), "unrouted", answer.raise_for)
 
     prefix = "/v1/workspaces/{workspace_id}"
     routes = [
@@ -248,13 +261,7 @@ def build_api_app(sim: Simulator) -> Starlette:
         Route(f"{prefix}/webhooks/{{webhook_id}}", delete_webhook, methods=["DELETE"]),
         Route(f"{prefix}/{{resource}}", list_records, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _unexpected})
-
-
-async def _http_error(_: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status_code", 500)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
-    return error_response(status, code, str(getattr(exc, "detail", "error")))
+    return Starlette(routes=routes, exception_handlers={HTTPException: unrouted, Exception: _unexpected})
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:

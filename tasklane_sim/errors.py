@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from starlette.responses import JSONResponse
 
 
@@ -14,6 +16,10 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         return error_response(self.status, self.code, self.message, self.headers)
+
+    def raise_for(self, _: object) -> NoReturn:
+        """A gate handler that answers with this error (for paths the API does not have)."""
+        raise self
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -36,14 +36,17 @@ class ExportJob:
     record_count: int | None = None
     built_at: float | None = None
     build_error: str | None = None
+    release_at: float | None = 0.0  # it completes no sooner; None while held (ExportService.hold)
     _built: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def completed_at(self) -> float | None:
+        if self.release_at is None:
+            return None
         if self.fails:
-            return self.created_at + self.duration * FAIL_AT_SHARE
+            return max(self.created_at + self.duration * FAIL_AT_SHARE, self.release_at)
         if self.built_at is None:
             return None
-        return max(self.created_at + self.duration, self.built_at)
+        return max(self.created_at + self.duration, self.built_at, self.release_at)
 
     def status(self, now: float) -> str:
         done = self.completed_at()
@@ -93,6 +96,21 @@ class ExportService:
     rng: random.Random
     jobs: dict[str, ExportJob] = field(default_factory=dict)
     by_key: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    held: bool = False  # (sim) jobs do not complete until released: tests decide when, not a timer
+
+    def hold(self, now: float) -> None:
+        """Keep every job that has not completed, and every new one, open until `release()`."""
+        self.held = True
+        for job in self.jobs.values():
+            if job.status(now) in ("queued", "running"):
+                job.release_at = None
+
+    def release(self, now: float) -> None:
+        """Let held jobs complete: now, or when their duration is up if that is later."""
+        self.held = False
+        for job in self.jobs.values():
+            if job.release_at is None:
+                job.release_at = now
 
     def submit(
         self, key: str, resource: str, updated_before_ms: int, now: float, settings: ExportSettings
@@ -117,6 +135,7 @@ class ExportService:
             fails=self.rng.random() < settings.failure_rate,
             result_ttl=settings.result_ttl_seconds,
             path=self.out_dir / f"{self.workspace}-{job_id}.ndjson.gz",
+            release_at=None if self.held else 0.0,
         )
         self.jobs[job_id] = job
         self.by_key[key] = (fingerprint, job_id, now)

@@ -82,23 +82,27 @@ class Simulator:
         return True
 
     def authenticate(self, workspace: Workspace, authorization: str | None) -> None:
-        """Raise the contract's 401 or 403 for this request's Authorization header."""
+        """Raise the contract's 401 or 403 for this request's Authorization header. A token that is
+        not valid (unknown, revoked, expired) is a 401 wherever it is used; only a valid token of
+        another workspace is a 403."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthProblem(
                 401, "unauthorized", "missing or malformed Authorization header; send `Authorization: Bearer <token>`"
             )
-        if token in workspace.revoked:
-            raise AuthProblem(401, "unauthorized", "this token was revoked; issue a new token for the workspace")
-        owner = self.token_owner.get(token)
-        if owner is None or (owner == workspace.id and token not in workspace.tokens):
+        owner = self.workspaces.get(self.token_owner.get(token, ""))
+        if owner is None:
             raise AuthProblem(401, "unauthorized", "unknown token")
-        if owner != workspace.id:
-            raise AuthProblem(403, "forbidden", f"this token does not belong to workspace {workspace.id!r}")
-        expires = workspace.tokens[token]
+        if token in owner.revoked:
+            raise AuthProblem(401, "unauthorized", "this token was revoked; issue a new token for the workspace")
+        if token not in owner.tokens:
+            raise AuthProblem(401, "unauthorized", "unknown token")
+        expires = owner.tokens[token]
         if expires is not None and now_ms() >= expires:
             raise AuthProblem(401, "unauthorized", "this token has expired; issue a new token for the workspace")
+        if owner is not workspace:
+            raise AuthProblem(403, "forbidden", f"this token does not belong to workspace {workspace.id!r}")
 
     def _emit_webhook(self, workspace: Workspace, event_type: str, resource_id: str, occurred_at: str) -> None:
         knobs = workspace.knobs

@@ -161,7 +161,9 @@ class WebhookDispatcher:
             "Tasklane-Signature": sign(sub.secret, delivery.body, int(time.time())),
         }
         try:
-            ok = session.post(sub.url, data=delivery.body, headers=headers, timeout=5).ok
+            # Only a 2xx is a delivery: a redirect is not followed, and is retried like any other answer.
+            status = session.post(sub.url, data=delivery.body, headers=headers, timeout=5, allow_redirects=False)
+            ok = 200 <= status.status_code < 300
         except requests.RequestException:
             ok = False
         if ok:

@@ -62,3 +62,17 @@ def test_expired_token_is_401(make_sim) -> None:
     response = TasklaneClient(sim.base_url, "acme", "old").get("tasks")
     assert response.status_code == 401
     assert "expired" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("invalid", ["revoked", "expired"])
+def test_a_token_that_is_not_valid_is_401_on_any_workspace_even_another_ones(make_sim, invalid: str) -> None:
+    globex_tokens = (
+        ["token-globex"] if invalid == "revoked" else [{"value": "token-globex", "expires_at": "2020-01-01T00:00:00Z"}]
+    )
+    sim = make_sim(workspace_config("acme"), workspace_config("globex", tokens=globex_tokens))
+    if invalid == "revoked":
+        sim.admin.revoke_token("globex", "token-globex")
+    for workspace in ("acme", "globex"):  # its own workspace, and another one's
+        response = TasklaneClient(sim.base_url, workspace, "token-globex").get("tasks")
+        assert response.status_code == 401, (workspace, response.text)
+        assert invalid in response.json()["error"]["message"]

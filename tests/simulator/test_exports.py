@@ -140,3 +140,16 @@ def test_the_result_needs_the_workspaces_token(fast_exports: SimServer) -> None:
     assert TasklaneClient(fast_exports.base_url, "acme", None).session.get(done["result_url"]).status_code == 401
     other = TasklaneClient(fast_exports.base_url, "acme", "token-globex")
     assert other.session.get(done["result_url"]).status_code == 403
+
+
+def test_held_exports_stay_open_until_released_then_complete(fast_exports: SimServer) -> None:
+    client = TasklaneClient(fast_exports.base_url, "acme", "token-acme")
+    before_hold = submit(client, "submitted-before-the-hold").json()
+    fast_exports.admin.hold_exports("acme")
+    during_hold = submit(client, "submitted-during-the-hold").json()
+    time.sleep(1.0)  # twice the jobs' duration
+    for job in (before_hold, during_hold):
+        assert client.get(f"exports/{job['id']}").json()["status"] == "running"
+    fast_exports.admin.hold_exports("acme", hold=False)
+    for job in (before_hold, during_hold):
+        assert wait_for(client, job["id"], "succeeded", timeout=5)["record_count"] > 0

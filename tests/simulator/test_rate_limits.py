@@ -72,6 +72,17 @@ def test_every_answered_status_counts_and_carries_rate_limit_headers(sim: SimSer
     assert sim.admin.counters("acme")["totals"]["counted"] == 4
 
 
+def test_paths_and_methods_the_api_lacks_count_and_carry_rate_limit_headers(
+    sim: SimServer, acme: TasklaneClient
+) -> None:
+    responses = [acme.get("widgets"), acme.post("tasks", json={}), acme.get("exports/exp_1/result/extra")]
+    assert [r.status_code for r in responses] == [404, 405, 404]
+    for response in responses:
+        assert all(h in response.headers for h in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"))
+        assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")
+    assert sim.admin.counters("acme")["totals"]["counted"] == 3
+
+
 def test_more_than_20_429s_in_a_window_lock_the_workspace_out_for_5_minutes(make_sim) -> None:
     sim = make_sim(workspace_config("acme", rate_limit=1, window_seconds=6))
     client = TasklaneClient(sim.base_url, "acme", "token-acme")

@@ -19,9 +19,9 @@ from tests.conftest import TasklaneClient, workspace_config
 class Receiver:
     """A local webhook endpoint that records what it gets and can fail the first N deliveries."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, fail_status: int = 500) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = fail_first
+        self.fail_first, self.fail_status = fail_first, fail_status
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,7 +29,9 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append((dict(self.headers), body))
                 failing = len(receiver.received) <= receiver.fail_first
-                self.send_response(500 if failing else 204)
+                self.send_response(receiver.fail_status if failing else 204)
+                if failing and 300 <= receiver.fail_status < 400:
+                    self.send_header("Location", receiver.url)
                 self.end_headers()
 
             def log_message(self, *_: Any) -> None:
@@ -90,8 +92,9 @@ def test_a_signature_older_than_five_minutes_or_over_another_body_is_rejected() 
     assert not verify_signature("s3cret", "garbage", body)
 
 
-def test_failed_deliveries_are_retried_with_backoff_until_accepted(hooked: SimServer) -> None:
-    flaky = Receiver(fail_first=2)
+@pytest.mark.parametrize("failure", [500, 302, 307], ids=["server-error", "redirect", "temporary-redirect"])
+def test_failed_deliveries_are_retried_with_backoff_until_accepted(hooked: SimServer, failure: int) -> None:
+    flaky = Receiver(fail_first=2, fail_status=failure)  # any answer that is not a 2xx is a failed delivery
     try:
         client = TasklaneClient(hooked.base_url, "acme", "token-acme")
         register(client, flaky.url, ["*.*"])
