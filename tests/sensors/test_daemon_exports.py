@@ -31,7 +31,8 @@ def loads_finished(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
 def test_exports_open_when_the_daemon_is_killed_are_loaded_once_after_a_restart(
     make_sim, tmp_path: Path, monkeypatch
 ) -> None:
-    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 25}))
+    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 1}))
+    sim.admin.hold_exports("acme")  # open until the daemon has been killed, however slow the machine
     home = scratch_instance(tmp_path)
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", history_since="2000-01-01"))
     env = dripfeed_env(tmp_path, home, tenants, sim.base_url, "acme")
@@ -44,6 +45,7 @@ def test_exports_open_when_the_daemon_is_killed_are_loaded_once_after_a_restart(
             assert {job["status"] for job in sim.admin.exports("acme")} <= {"queued", "running"}
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
+        sim.admin.hold_exports("acme", hold=False)
         with running_daemon(tmp_path, env):
             wait_until(lambda: len(loads_finished(instance)) == 3, 240, "the three loads")
         loads = loads_finished(instance)
