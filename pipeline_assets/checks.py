@@ -13,7 +13,7 @@ import dagster as dg
 
 from resources.warehouse import TableFacts
 
-from .partitions import tenant_partitions
+from .partitions import partitioned_checks, tenant_partitions
 
 DESCRIPTIONS = {
     "schema_drift": "Fails when a field of the tenant's {resource} arrived with another type than the contract's: "
@@ -34,15 +34,16 @@ def check_name(resource: str, check: str) -> str:
 
 
 def check_specs(resource: str) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            check_name(resource, check),
-            asset=resource,
-            partitions_def=tenant_partitions,
-            description=DESCRIPTIONS[check].format(resource=resource),
-        )
-        for check in CHECKS[resource]
-    ]
+    with partitioned_checks():
+        return [
+            dg.AssetCheckSpec(
+                check_name(resource, check),
+                asset=resource,
+                partitions_def=tenant_partitions,
+                description=DESCRIPTIONS[check].format(resource=resource),
+            )
+            for check in CHECKS[resource]
+        ]
 
 
 def check_results(

@@ -9,7 +9,7 @@ import dagster as dg
 from resources.tasklane_api import TasklaneAPI
 
 from .assets import tasks
-from .partitions import tenant_partitions
+from .partitions import partitioned_checks, tenant_partitions
 
 FRESH_CHECK = "tasks_fresh"
 MAX_AGE = {"hourly": timedelta(hours=1), "daily": timedelta(hours=24)}
@@ -44,14 +44,7 @@ def freshness(
     return age <= allowed, f"{tenant!r} last synced {age} ago, {verdict} its {tier} tier's {allowed}"
 
 
-@dg.asset_check(
-    asset=tasks,
-    name=FRESH_CHECK,
-    partitions_def=tenant_partitions,
-    description="Fails when the tenant's last sync is older than its tier allows (1 h or 24 h, plus grace). "
-    "Evaluated after each sync and by the tenant_freshness sensor between syncs.",
-)
-def tasks_fresh(context: dg.AssetCheckExecutionContext, tasklane: TasklaneAPI) -> dg.AssetCheckResult:
+def _tasks_fresh(context: dg.AssetCheckExecutionContext, tasklane: TasklaneAPI) -> dg.AssetCheckResult:
     tenant = context.partition_key
     configured = tasklane.tenants().get(tenant)
     if configured is None:
@@ -59,3 +52,13 @@ def tasks_fresh(context: dg.AssetCheckExecutionContext, tasklane: TasklaneAPI) -
     tier = configured.tier
     fresh, explanation = freshness(context.instance, tenant, tier, time.time())
     return dg.AssetCheckResult(passed=fresh, description=explanation, metadata={"tier": tier})
+
+
+with partitioned_checks():
+    tasks_fresh = dg.asset_check(
+        asset=tasks,
+        name=FRESH_CHECK,
+        partitions_def=tenant_partitions,
+        description="Fails when the tenant's last sync is older than its tier allows (1 h or 24 h, plus grace). "
+        "Evaluated by the tenant_freshness sensor, between syncs.",
+    )(_tasks_fresh)
