@@ -118,7 +118,7 @@ def _sync(
         return dg.MaterializeResult(
             metadata={
                 "history_export": history.export_id or "none",
-                "history_export_status": history.status,
+                "history_export_status": str(history.status),
                 "history_updated_before": history.updated_before,
             },
             check_results=_checks(context, resource, tenant, warehouse.facts(tenant, resource)),

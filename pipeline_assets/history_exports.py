@@ -4,7 +4,8 @@ A tenant with `history_since` has its first sync of each resource submit an expo
 updated before now and end. The export status sensor (`sensors/export_status.py`) polls the job
 and, once it has succeeded, launches a run of the same asset tagged with the export's id; that
 run streams the gzip NDJSON result into the same tables and sets the watermark to the export's
-`updated_before` minus the overlap, from where the incremental syncs take over.
+`updated_before` minus the overlap, from where the incremental syncs take over. What happens to
+a job is decided in `export_lifecycle.py`; this module does the I/O around it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
-from resources.export_jobs import ExportJob, ExportJobs
-from resources.tasklane_client import TenantClient, export_idempotency_key
+from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
+from resources.tasklane_client import TenantClient
 from resources.tasklane_errors import TasklaneFailure
 from resources.warehouse import SyncState, Warehouse
 
+from .export_lifecycle import after_submission, loaded, new_job
 from .incremental_sync import SyncReport, minus_overlap, rfc3339
 
 EXPORT_TAG = "dripfeed/export_id"  # on a run that loads an export's result
@@ -33,49 +35,17 @@ def start_history_export(client: TenantClient, jobs: ExportJobs, resource: str) 
     job = jobs.get(client.tenant.id, resource)
     if job is None:
         now = time.time()
-        updated_before = rfc3339(datetime.fromtimestamp(now, UTC))
-        job = ExportJob(
-            tenant=client.tenant.id,
-            resource=resource,
-            idempotency_key=export_idempotency_key(client.tenant.id, resource, updated_before),
-            updated_before=updated_before,
-            attempt=1,
-            status="submitting",
-            submitted_at=now,
-            next_poll_at=now,
-        )
+        job = new_job(client.tenant.id, resource, rfc3339(datetime.fromtimestamp(now, UTC)), now)
         jobs.save(job)
-    return submit(client, jobs, job) if job.status == "submitting" else job
+    return submit(client, jobs, job) if job.status == ExportStatus.SUBMITTING else job
 
 
 def submit(client: TenantClient, jobs: ExportJobs, job: ExportJob) -> ExportJob:
     """POST a recorded job (again, after a crash: the vendor answers with the job it has) and record the answer."""
-    answer = client.submit_export(job.resource, job.updated_before, job.attempt)
-    job = job.but(
-        export_id=answer["id"],
-        # A job found again may have finished already: the sensor's next look handles every outcome.
-        status=answer["status"] if answer["status"] in ("queued", "running") else "queued",
-        next_poll_at=time.time() + max(1, int(answer.get("poll_after_seconds") or 1)),
-    )
+    answer = client.submit_export(job.resource, job.updated_before, job.idempotency_key)
+    job = after_submission(job, answer, time.time())
     jobs.save(job)
     return job
-
-
-def resubmit(client: TenantClient, jobs: ExportJobs, job: ExportJob, reason: str) -> ExportJob:
-    """A new export of the same history, under a new key (the old one names the failed job)."""
-    attempt = job.attempt + 1
-    job = job.but(
-        attempt=attempt,
-        idempotency_key=export_idempotency_key(job.tenant, job.resource, job.updated_before, attempt),
-        status="submitting",
-        export_id=None,
-        completed_at=None,
-        result_url=None,
-        record_count=None,
-        error=reason,
-    )
-    jobs.save(job)
-    return submit(client, jobs, job)
 
 
 def load_export(
@@ -105,7 +75,7 @@ def load_export(
                 batch = []
         report.drift.extend(batches.write(tenant, resource, [_page(batch)], SyncState(watermark)).drift)
         report.checkpoints += 1
-    jobs.save(job.but(status="loaded"))
+    jobs.save(loaded(job))
     report.watermark_after = watermark
     report.calls = Counter(client.stats) - calls_before
     return report

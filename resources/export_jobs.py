@@ -2,23 +2,38 @@
 
 A job is recorded before it is submitted (its idempotency key and `updated_before` fixed), so a
 run or tick that dies between the POST and the record submits the same job again, which the
-vendor answers with the job it already has. Polling resumes from here after any restart.
-
-Statuses: `submitting` (recorded, no answer yet), `queued` / `running` (the vendor's),
-`succeeded` (its load run launched), `loaded`, `failed` / `expired` (about to be resubmitted),
-`abandoned` (out of attempts or time; alerted, and the tenant's syncs fall back to the listing).
+vendor answers with the job it already has. Polling resumes from here after any restart. What
+happens to a job is decided in `pipeline_assets/export_lifecycle.py`; this module only keeps it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from enum import StrEnum
 
 import sqlalchemy as sa
 
 from .control_store import ControlStore, export_jobs
 
-WAITING = ("submitting", "queued", "running", "failed", "expired")  # the sensor polls these
 RESULT_TTL_SECONDS = 3600  # the contract: a result expires one hour after completion
+
+
+class ExportStatus(StrEnum):
+    SUBMITTING = "submitting"  # recorded; the vendor has not answered its submission yet
+    QUEUED = "queued"  # the vendor's
+    RUNNING = "running"  # the vendor's
+    SUCCEEDED = "succeeded"  # done at the vendor; its load run was requested
+    LOADED = "loaded"  # its records are in the warehouse
+    ABANDONED = "abandoned"  # out of attempts or time; alerted, the listing reads the history instead
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (ExportStatus.LOADED, ExportStatus.ABANDONED)
+
+    @property
+    def is_open(self) -> bool:
+        """The export status sensor looks at it when it is due."""
+        return self in (ExportStatus.SUBMITTING, ExportStatus.QUEUED, ExportStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -28,8 +43,8 @@ class ExportJob:
     idempotency_key: str
     updated_before: str
     attempt: int
-    status: str
-    submitted_at: float
+    status: ExportStatus
+    submitted_at: float  # Unix seconds of the first submission: the timeout counts from it
     next_poll_at: float
     export_id: str | None = None
     completed_at: float | None = None
@@ -40,7 +55,7 @@ class ExportJob:
     @property
     def pending(self) -> bool:
         """Whether the tenant's history for this resource is still on its way through the export."""
-        return self.status in (*WAITING, "succeeded")
+        return not self.status.is_terminal
 
     def but(self, **changes: object) -> ExportJob:
         return replace(self, **changes)
@@ -56,29 +71,37 @@ class ExportJobs:
         query = sa.select(export_jobs).where(export_jobs.c.tenant == tenant, export_jobs.c.resource == resource)
         with self.store.engine.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
-        return ExportJob(**row) if row else None
+        return _job(row) if row else None
 
     def save(self, job: ExportJob) -> None:
         values = {f.name: getattr(job, f.name) for f in fields(job)}
+        values["status"] = str(job.status)
         insert = self.store.insert(export_jobs).values(**values)
         with self.store.transaction() as conn:
             conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "resource"], set_=values))
 
     def due(self, now: float, timeout: float) -> list[ExportJob]:
-        """Jobs to look at now: those waiting whose poll time has come or whose `timeout` (seconds
-        since submission) has passed, and succeeded ones whose result expired unloaded (their
-        load run failed)."""
+        """Jobs to look at now: open ones whose poll time has come or whose `timeout` (seconds since
+        submission) has passed, and succeeded ones whose result expired unloaded (their load run
+        failed)."""
         c = export_jobs.c
         query = sa.select(export_jobs).where(
             sa.or_(
-                sa.and_(c.status.in_(WAITING), sa.or_(c.next_poll_at <= now, c.submitted_at < now - timeout)),
-                sa.and_(c.status == "succeeded", c.completed_at <= now - RESULT_TTL_SECONDS),
+                sa.and_(c.status.in_(OPEN), sa.or_(c.next_poll_at <= now, c.submitted_at < now - timeout)),
+                sa.and_(c.status == ExportStatus.SUCCEEDED, c.completed_at <= now - RESULT_TTL_SECONDS),
             )
         )
         with self.store.engine.connect() as conn:
-            return [ExportJob(**row) for row in conn.execute(query).mappings()]
+            return [_job(row) for row in conn.execute(query).mappings()]
 
     def open_count(self) -> int:
-        query = sa.select(sa.func.count()).select_from(export_jobs).where(export_jobs.c.status.in_(WAITING))
+        query = sa.select(sa.func.count()).select_from(export_jobs).where(export_jobs.c.status.in_(OPEN))
         with self.store.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+OPEN = [str(status) for status in ExportStatus if status.is_open]
+
+
+def _job(row: sa.RowMapping) -> ExportJob:
+    return ExportJob(**{**row, "status": ExportStatus(row["status"])})

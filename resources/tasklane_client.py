@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -71,13 +70,6 @@ class Page:
     next_cursor: str | None
     not_modified: bool = False
     body: str = ""
-
-
-def export_idempotency_key(tenant: str, resource: str, updated_before: str, attempt: int = 1) -> str:
-    """Derived from what is exported and the attempt: a retry, even from another run, names the
-    same job; a resubmission after a failed job names a new one."""
-    digest = hashlib.sha256(f"{tenant}|{resource}|{updated_before}|{attempt}".encode()).hexdigest()[:32]
-    return f"dripfeed-export-{resource}-{digest}"
 
 
 class TenantClient:
@@ -420,9 +412,9 @@ class TenantClient:
                 conn.execute(sa.insert(etags).values(tenant=self.tenant.id, query=query, etag=etag))
 
     # --- exports ----------------------------------------------------------------------------
-    def submit_export(self, resource: str, updated_before: str, attempt: int = 1) -> dict[str, Any]:
-        """Submit (or, with the same arguments, find again) the export of `resource` before `updated_before`."""
-        key = export_idempotency_key(self.tenant.id, resource, updated_before, attempt)
+    def submit_export(self, resource: str, updated_before: str, key: str) -> dict[str, Any]:
+        """Submit (or, with the same key and arguments, find again) the export of `resource` before
+        `updated_before`."""
         body = {"resource": resource, "updated_before": updated_before}
         with self._operation():
             return self.request(

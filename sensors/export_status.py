@@ -4,8 +4,9 @@ Per tick, each tenant with a job due costs one listing call (`GET exports?status
 plus one call per job that left that list, and a job is due only once the vendor's
 `poll_after_seconds` has passed. Everything it knows lives in the control store, so a restarted
 daemon carries on where it stopped; it submits again only a job whose submission was never
-answered, under the same idempotency key. A failed or expired job is resubmitted up to
-MAX_ATTEMPTS times; one that fails more often, or is not done within the timeout, is abandoned
+answered, under the same idempotency key. What happens to a job is decided by
+`pipeline_assets/export_lifecycle.py`: a failed or expired job is resubmitted up to three
+times; one that fails more often, or is not done within the timeout, is abandoned
 and alerted, and the tenant's next sync reads its history through the listing instead.
 """
 
@@ -13,16 +14,17 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from itertools import groupby
 
 import dagster as dg
 
-from pipeline_assets.history_exports import EXPORT_TAG, resubmit, submit
+from pipeline_assets.export_lifecycle import Action, Decision, decide
+from pipeline_assets.history_exports import EXPORT_TAG, submit
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from resources.deferrals import Deferral
-from resources.export_jobs import ExportJob, ExportJobs
+from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
 from resources.tasklane_api import TasklaneAPI
+from resources.tasklane_client import TenantClient
 from resources.tasklane_errors import TasklaneFailure, TenantThrottled
 
 from .tenant_alerts import post_alert, webserver_link
@@ -30,7 +32,6 @@ from .tenant_alerts import post_alert, webserver_link
 POLL_ENV = "DRIPFEED_EXPORT_POLL_SECONDS"
 TIMEOUT_ENV = "DRIPFEED_EXPORT_TIMEOUT_HOURS"
 DEFAULT_TIMEOUT_HOURS = 6.0
-MAX_ATTEMPTS = 3
 RETRY_TENANT_SECONDS = 300  # after a tenant's poll failed (a revoked token, an outage)
 LONGEST_WAIT_IN_TICK = 5.0  # a tick must end well within Dagster's 60 s: longer waits are looked at later
 
@@ -51,10 +52,6 @@ def load_request(job: ExportJob) -> dg.RunRequest:
     )
 
 
-def _seconds(stamp: str | None, default: float) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else default
-
-
 class _Poll:
     """One tick's work on the due jobs of one tenant."""
 
@@ -66,9 +63,10 @@ class _Poll:
 
     def tenant(self, tenant: str, due: list[ExportJob], now: float) -> None:
         live = []
-        for job in due:
-            if now - job.submitted_at > self.timeout:
-                self.abandon(job, f"not finished {self.timeout / 3600:g} h after it was submitted")
+        for job in due:  # past their timeout: abandoned without a call
+            decision = decide(job, None, now, timeout_seconds=self.timeout)
+            if decision.action == Action.ABANDON:
+                self.abandon(decision.job, decision.reason)
             else:
                 live.append(job)
         if not live:
@@ -83,33 +81,30 @@ class _Poll:
         client = self.tasklane.client(tenant, self.tenants, long_wait_seconds=LONGEST_WAIT_IN_TICK)
         open_now = {answer["id"]: answer for answer in client.list_open_exports()}
         for job in live:
-            if job.status == "submitting":  # its submission was never answered: the same key again
-                submit(client, self.jobs, job)
-                continue
-            answer = open_now.get(job.export_id) or client.get_export(job.export_id or "")
-            status = answer["status"]
-            if status in ("queued", "running"):
-                poll_after = max(1, int(answer.get("poll_after_seconds") or 1))
-                self.jobs.save(job.but(status=status, next_poll_at=now + poll_after))
-            elif status == "succeeded":
-                job = job.but(
-                    status="succeeded",
-                    completed_at=_seconds(answer.get("completed_at"), now),
-                    result_url=answer.get("result_url"),
-                    record_count=answer.get("record_count"),
-                )
-                self.jobs.save(job)
-                self.runs.append(load_request(job))
-                self.context.log.info(f"tenant {tenant!r}: export {job.export_id} ({job.resource}) done; loading it")
-            elif job.attempt < MAX_ATTEMPTS:
-                reason = f"export {job.export_id} {status}: {answer.get('error') or 'no reason given'}"
-                again = resubmit(client, self.jobs, job, reason)
-                self.context.log.warning(f"tenant {tenant!r}: {reason}; resubmitted as {again.export_id}")
-            else:
-                self.abandon(job, f"export {job.export_id} {status} on attempt {job.attempt} of {MAX_ATTEMPTS}")
+            answer = None
+            if job.status != ExportStatus.SUBMITTING:  # a job never answered is submitted again, same key
+                answer = open_now.get(job.export_id) or client.get_export(job.export_id or "")
+            self.act(client, decide(job, answer, now, timeout_seconds=self.timeout))
+
+    def act(self, client: TenantClient, decision: Decision) -> None:
+        """Record what the lifecycle decided and do it."""
+        job = decision.job
+        if decision.action == Action.SUBMIT:
+            self.jobs.save(job)  # before the POST: a crash in between submits the same key again
+            if decision.reason:
+                self.context.log.warning(f"tenant {job.tenant!r}: {decision.reason}; submitting it again")
+            submit(client, self.jobs, job)
+        elif decision.action == Action.LOAD:
+            self.jobs.save(job)
+            self.runs.append(load_request(job))
+            self.context.log.info(f"tenant {job.tenant!r}: export {job.export_id} ({job.resource}) done; loading it")
+        elif decision.action == Action.ABANDON:
+            self.abandon(job, decision.reason)
+        else:
+            self.jobs.save(job)
 
     def abandon(self, job: ExportJob, reason: str) -> None:
-        self.jobs.save(job.but(status="abandoned", error=reason))
+        self.jobs.save(job)
         text = (
             f"dripfeed: tenant {job.tenant}'s {job.resource} history export was abandoned: {reason}. "
             "Its next sync reads the history through the listing instead."
@@ -131,7 +126,7 @@ class _Poll:
 def poll_later(jobs: ExportJobs, batch: list[ExportJob], when: float) -> None:
     for job in batch:
         current = jobs.get(job.tenant, job.resource)  # this tick may have changed it before stopping
-        if current is not None and current.status != "abandoned":
+        if current is not None and not current.status.is_terminal:
             jobs.save(current.but(next_poll_at=when))
 
 

@@ -218,14 +218,17 @@ def test_a_repeated_unchanged_listing_costs_zero_counted_calls(make_sim, make_ap
     assert totals["not_modified"] == 1 and totals["counted"] == 0
 
 
+KEY = "dripfeed-export-tasks-0123456789abcdef"
+
+
 def test_a_dropped_submit_retried_creates_exactly_one_export_job(make_sim, make_api) -> None:
     sim = make_sim(workspace_config("acme", faults={"drop_rate": 1.0}))
     client = make_api(sim, max_attempts=3).client("acme")
     with pytest.raises(TasklaneFailure) as outage:  # every answer lost: three attempts, then a retryable failure
-        client.submit_export("tasks", "2026-01-01T00:00:00Z")
+        client.submit_export("tasks", "2026-01-01T00:00:00Z", KEY)
     assert outage.value.error_class == "vendor_outage" and outage.value.allow_retries is not False
     sim.admin.set_knobs("acme", faults={"drop_rate": 0})
-    job = client.submit_export("tasks", "2026-01-01T00:00:00Z")  # the step's retry asks again
+    job = client.submit_export("tasks", "2026-01-01T00:00:00Z", KEY)  # the step's retry asks again
     counters = sim.admin.counters("acme")
     assert counters["endpoints"]["exports.create"]["fault_drop"] == 3
     assert counters["exports_created"] == 1

@@ -10,12 +10,13 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.assets import projects, tasks, users
+from pipeline_assets.export_lifecycle import MAX_ATTEMPTS
 from pipeline_assets.history_exports import EXPORT_TAG
 from pipeline_assets.incremental_sync import minus_overlap
 from resources.export_jobs import ExportJobs
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
-from sensors.export_status import MAX_ATTEMPTS, TIMEOUT_ENV, export_status
+from sensors.export_status import TIMEOUT_ENV, export_status
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
 from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
@@ -146,3 +147,26 @@ def test_a_restart_between_recording_and_submitting_submits_the_same_job(
     time.sleep(1.5)
     result = tick(instance, api)
     assert isinstance(result, dg.SensorResult) and len(result.run_requests) == 3
+
+
+def test_a_tenant_locked_out_during_the_tick_does_not_stop_the_others(
+    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
+) -> None:
+    exports = {"duration_seconds": 0.5}
+    sim = make_sim(
+        workspace_config("acme", exports=exports, rate_limit=100, lockout_threshold=0),
+        workspace_config("globex", exports=exports),
+    )
+    api = tasklane_for(sim, "acme", "globex", **HISTORY)
+    for tenant in ("acme", "globex"):
+        assert materialize_tenant(instance, tenant, api, duckdb_warehouse).success
+    time.sleep(1.5)  # every job is done, and due
+    sim.admin.spend("acme", 100)  # acme's own scripts spent its window: its first call locks it out
+    result = tick(instance, api)
+    assert isinstance(result, dg.SensorResult)
+    assert sorted(r.partition_key for r in result.run_requests) == ["globex"] * 3, "globex loads in the same tick"
+    locked = api.deferrals.waiting(time.time())["acme"]
+    assert locked.vendor_block and 290 <= locked.resume_at - time.time() <= 300
+    assert {job.next_poll_at for job in (ExportJobs(api.store).get("acme", r) for r in RESOURCES)} == {
+        locked.resume_at
+    }, "acme's jobs are looked at again when the lockout ends"
