@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# `make dev`: the simulator with the demo workspaces, then `dagster dev` against it.
-# Stops the simulator when dagster dev exits.
+# `make dev`: the simulator with the demo workspaces, then `dagster dev` against it. Stops both
+# when either exits, or on TERM or INT (a terminal's Ctrl-C, or `kill` of a background `make dev`).
 set -euo pipefail
+# Job control: background jobs of a script otherwise ignore SIGINT, and Dagster's processes then
+# ignore SIGTERM too (Dagster handles TERM as INT), so they would outlive this script.
+set -m
 cd "$(dirname "$0")/.."
 
 SIM_PORT="${SIM_PORT:-8750}"
@@ -26,10 +29,25 @@ cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"  # the demo's run queue limits
 # No registration step: on its first tick the tenant_registry sensor makes the demo tenants
 # partitions and starts their first syncs; the hourly and daily schedules take over from there.
 
-.venv/bin/tasklane-sim --config demo/sim.yaml --port "$SIM_PORT" &
-sim_pid=$!
-trap 'kill "$sim_pid" 2>/dev/null || true' EXIT INT TERM
+pids=()
+stop() {
+  # What a terminal's Ctrl-C does: SIGINT to each process group (dagster dev stops its webserver,
+  # daemon and code server on SIGINT, not on SIGTERM).
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 60); do
+    kill -0 "${pids[@]}" 2>/dev/null || return 0
+    sleep 1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
+trap stop EXIT INT TERM
+
+env --default-signal=INT .venv/bin/tasklane-sim --config demo/sim.yaml --port "$SIM_PORT" &
+pids+=($!)
 .venv/bin/python -c "from tasklane_sim.server import wait_until_healthy; wait_until_healthy('$TASKLANE_BASE_URL', 180)"
 echo "Tasklane simulator: $TASKLANE_BASE_URL (admin API: $TASKLANE_BASE_URL/_sim/docs)"
 echo "Dagster UI:         http://127.0.0.1:$DAGSTER_PORT"
-.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT"
+env --default-signal=INT .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
+pids+=($!)
+wait -n "${pids[@]}"

@@ -1,1 +1,3 @@
-"""Sensors: tenant registry, export status and per-tenant alerts."""
+"""What runs the assets by itself: the schedules (`tier_schedules.py`, `api_usage_schedule.py`) and
+the sensors (tenant registry, deferred syncs, export status, failure alerts, freshness). Each is
+thin: it reads state, asks the module that decides, and requests runs."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import requests
 import yaml
 
 from tasklane_sim.server import free_port, wait_until_healthy
-from tests.dagster_daemon import wait_for_webserver
+from tests.dagster_daemon import wait_for_webserver, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -59,7 +61,7 @@ def test_tasklane_sim_command_serves_the_config_on_the_given_port(tmp_path: Path
         assert process.wait(timeout=20) == 0
 
 
-def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui(tmp_path: Path) -> None:
+def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui_and_stops_on_term(tmp_path: Path) -> None:
     sim_port, ui_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -92,9 +94,19 @@ def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui(tmp_path: Path) -
         wait_for_webserver(f"http://127.0.0.1:{ui_port}", process, log.read_text, 180)
         info = requests.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=10).json()
         assert "dagster_webserver_version" in info
+        process.send_signal(signal.SIGTERM)  # `kill` of a `make dev` left in the background: make only
+        process.wait(timeout=60)
+        wait_until(lambda: not session_processes(process.pid), 60, "every process of make dev to stop")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        for left in session_processes(process.pid):
+            left.kill()
+
+
+def session_processes(session: int) -> list[psutil.Process]:
+    """The processes still running in a session (make dev's, started with start_new_session)."""
+    alive = []
+    for candidate in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getsid(candidate.pid) == session and candidate.status() != psutil.STATUS_ZOMBIE:
+                alive.append(candidate)
+    return alive
