@@ -13,12 +13,13 @@ import yaml
 
 from dripfeed.definitions import defs
 from pipeline_assets.history_exports import start_history_export
+from resources.alerts import Alerts
 from resources.control_store import ControlStore, export_jobs, rate_windows
 from resources.deferrals import Deferral
 from resources.export_jobs import ExportJobs
 from resources.tasklane_api import TasklaneAPI
 from sensors.deferred_syncs import deferred_syncs
-from sensors.export_status import export_status
+from sensors.export_status import export_status_sensor
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
 from sensors.tier_schedules import TIERS
@@ -57,7 +58,7 @@ def ticks(section: Section, scratch: Path) -> None:
     with dg.instance_for_test(temp_dir=str(scratch / "dagster_home")) as instance:
 
         def registry() -> dg.SensorResult | dg.SkipReason:
-            with dg.build_sensor_context(instance=instance, resources={"tasklane": api}) as context:
+            with dg.build_sensor_context(instance=instance, resources={"tasklane": api, "alerts": Alerts()}) as context:
                 result = tenant_registry(context)
             if isinstance(result, dg.SensorResult):  # applied as the daemon would
                 instance.add_dynamic_partitions("tenants", ids)
@@ -68,7 +69,7 @@ def ticks(section: Section, scratch: Path) -> None:
                 start = TIERS[tier].period_start(datetime.now(UTC))
                 with dg.build_schedule_context(
                     instance=instance,
-                    resources={"tasklane": api},
+                    resources={"tasklane": api, "alerts": Alerts()},
                     scheduled_execution_time=start + timedelta(minutes=tick * TIERS[tier].tick_minutes),
                     repository_def=defs.get_repository_def(),
                 ) as context:
@@ -84,7 +85,9 @@ def ticks(section: Section, scratch: Path) -> None:
         rows.append(["`tenant_registry`, a tick with nothing to change", f"{seconds:.2f} s", 0])
 
         def fresh(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+            with dg.build_sensor_context(
+                instance=instance, resources={"tasklane": api, "alerts": Alerts()}, cursor=cursor
+            ) as context:
                 return tenant_freshness(context)
 
         seconds, first_fresh = _timed(lambda: fresh(None))
@@ -124,7 +127,9 @@ def _deferred_tick(instance: dg.DagsterInstance, api: TasklaneAPI, ids: list[str
     for n, tenant in enumerate(ids):
         resume_at = now - 1 if n % 10 == 0 else now + 3600
         api.deferrals.defer(Deferral(tenant, resume_at, "bench", now - 60, run_id=f"run-{n}"))
-    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=str(now - 30)) as context:
+    with dg.build_sensor_context(
+        instance=instance, resources={"tasklane": api, "alerts": Alerts()}, cursor=str(now - 30)
+    ) as context:
         seconds, result = _timed(lambda: deferred_syncs(context))
     return [f"`deferred_syncs`, {len(ids)} tenants waiting, a tenth due", f"{seconds:.2f} s", len(result.run_requests)]
 
@@ -159,8 +164,8 @@ def _export_ticks(instance: dg.DagsterInstance, scratch: Path, ids: list[str]) -
             conn.execute(export_jobs.update().values(next_poll_at=0))
 
         def poll() -> dg.SensorResult | dg.SkipReason:
-            with dg.build_sensor_context(instance=instance, resources={"tasklane": api}) as context:
-                return export_status(context)
+            with dg.build_sensor_context(instance=instance, resources={"tasklane": api, "alerts": Alerts()}) as context:
+                return export_status_sensor()(context)
 
         all_due, _ = _timed(poll)
         none_due, _ = _timed(poll)

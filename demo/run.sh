@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SIM_PORT="${SIM_PORT:-8750}"
 DAGSTER_PORT="${DAGSTER_PORT:-3000}"
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dev/dagster_home}"
-export TASKLANE_BASE_URL="${TASKLANE_BASE_URL:-http://127.0.0.1:$SIM_PORT}"
+export TASKLANE_BASE_URL="http://127.0.0.1:$SIM_PORT"  # the demo syncs from its own simulator
 
 if [ ! -f .env ]; then
   # Random demo tokens, shared by the simulator and dripfeed; never committed.
@@ -22,6 +22,10 @@ for name in ("SIM_ADMIN", "ACME", "GLOBEX", "INITECH", "UMBRELLA", "HOOLI"):
 PY
   echo "wrote .env with fresh demo tokens"
 fi
+# Where the demo's Tasklane and tenants are, also for dagster commands run from this directory
+# (the dagster CLI reads ./.env): rewritten at every start, since SIM_PORT may change.
+sed -i '/^TASKLANE_BASE_URL=/d; /^DRIPFEED_TENANTS_FILE=/d' .env
+printf 'TASKLANE_BASE_URL=%s\nDRIPFEED_TENANTS_FILE=%s\n' "$TASKLANE_BASE_URL" "$PWD/demo/tenants.yaml" >> .env
 set -a; . ./.env; set +a
 
 mkdir -p "$DAGSTER_HOME"

@@ -1,4 +1,14 @@
-"""The code location: assembles assets, resources, schedules and sensors; defines nothing itself."""
+"""The code location: assembles assets, resources, schedules and sensors, and is the one place where
+settings are read from the environment (docs/configuration.md lists them).
+
+Resources get their settings as `dg.EnvVar`s, resolved when a run or tick uses them and shown by
+name in the UI's resource page (a secret's value never is). What Dagster must know when it loads
+the definitions (how often a sensor ticks, a tier's period) is read here, once. There is no demo
+default for where Tasklane is or which tenants to sync: the code location refuses to load without
+them, naming the variable (`make dev` sets the demo's in `.env`).
+"""
+
+import os
 
 import dagster as dg
 
@@ -6,23 +16,89 @@ from pipeline_assets.api_usage import api_usage
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.freshness import tasks_fresh
 from pipeline_assets.jobs import sync_tenant
+from resources.alerts import DEFAULT_WEBSERVER, Alerts
+from resources.control_store import DEFAULT_STATE
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
+from resources.warehouse.resource import DEFAULT_WAREHOUSE
 from sensors.api_usage_schedule import api_usage_daily
 from sensors.deferred_syncs import deferred_syncs
-from sensors.export_status import export_status
+from sensors.export_status import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_HOURS, export_status_sensor
 from sensors.tenant_alerts import tenant_failure_alerts
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
-from sensors.tier_schedules import tier_schedules
+from sensors.tier_schedules import TIERS, tier_schedules
+from sensors.tier_slots import Tier, make_tier
+
+REQUIRED = {
+    "TASKLANE_BASE_URL": "the Tasklane API root",
+    "DRIPFEED_TENANTS_FILE": "the path of tenants.yaml",
+}
+
+
+def required_settings() -> None:
+    """Refuse to load without the settings that have no safe default."""
+    missing = [f"{name} ({what})" for name, what in REQUIRED.items() if not os.environ.get(name)]
+    if missing:
+        raise RuntimeError(
+            f"dripfeed cannot load: set {', '.join(missing)}. docs/configuration.md lists every setting; "
+            "`make dev` sets the demo's in .env."
+        )
+
+
+def env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
+    """The variable, when it is set (shown by name in the UI), else the embedded default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def number(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise RuntimeError(f"{name}={raw!r} is not a number (docs/configuration.md)") from None
+
+
+def tier_setting(default: Tier) -> Tier:
+    """A tier's period, shortened for tests and demos by DRIPFEED_<TIER>_PERIOD_MINUTES."""
+    name = f"DRIPFEED_{default.name.upper()}_PERIOD_MINUTES"
+    raw = os.environ.get(name, str(default.period_minutes))
+    try:
+        return make_tier(default.name, int(raw), default.tick_minutes)
+    except ValueError:  # not a whole number, or a period that does not divide a day
+        raise RuntimeError(f"{name}={raw!r}: give a number of minutes that divides a day (1440), e.g. 60") from None
+
+
+required_settings()
+tiers = {name: tier_setting(default) for name, default in TIERS.items()}
 
 defs = dg.Definitions(
     assets=[users, projects, tasks, api_usage],
     asset_checks=[tasks_fresh],
     jobs=[sync_tenant],
-    schedules=[*tier_schedules, api_usage_daily],
-    sensors=[tenant_registry, export_status, deferred_syncs, tenant_failure_alerts, tenant_freshness],
-    resources={"tasklane": TasklaneAPI(), "warehouse": Warehouse()},
+    schedules=[*tier_schedules(tiers), api_usage_daily],
+    sensors=[
+        tenant_registry,
+        export_status_sensor(
+            poll_seconds=int(number("DRIPFEED_EXPORT_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
+            timeout_hours=number("DRIPFEED_EXPORT_TIMEOUT_HOURS", DEFAULT_TIMEOUT_HOURS),
+        ),
+        deferred_syncs,
+        tenant_failure_alerts,
+        tenant_freshness,
+    ],
+    resources={
+        "tasklane": TasklaneAPI(
+            base_url=dg.EnvVar("TASKLANE_BASE_URL"),
+            tenants_file=dg.EnvVar("DRIPFEED_TENANTS_FILE"),
+            state=env_or("DRIPFEED_STATE", DEFAULT_STATE),
+        ),
+        "warehouse": Warehouse(url=env_or("DRIPFEED_WAREHOUSE", DEFAULT_WAREHOUSE)),
+        "alerts": Alerts(
+            webhook_url=env_or("DRIPFEED_ALERT_WEBHOOK_URL", None),
+            webserver_url=env_or("DRIPFEED_WEBSERVER_URL", DEFAULT_WEBSERVER),
+        ),
+    },
     # Every run executes in its own process, its steps one after the other: a tenant's sync is I/O
     # and a few SQL statements, and a process per step cost ten times the work (BENCHMARKS.md).
     executor=dg.in_process_executor,

@@ -4,10 +4,12 @@ headless. (The tenant registry sensor keeps them in sync once it is running.)"""
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
-from dripfeed.tenants import Tenant, load_tenants
 from pipeline_assets.partitions import tenant_partitions
+from resources.tenants import Tenant, load_tenants
 
 
 def register_tenants(instance: dg.DagsterInstance, tenants: dict[str, Tenant]) -> list[str]:
@@ -20,8 +22,11 @@ def register_tenants(instance: dg.DagsterInstance, tenants: dict[str, Tenant]) -
 
 
 def main() -> None:
+    path = os.environ.get("DRIPFEED_TENANTS_FILE")
+    if not path:
+        raise SystemExit("set DRIPFEED_TENANTS_FILE to tenants.yaml's path (make dev keeps the demo's in .env)")
     with dg.DagsterInstance.get() as instance:
-        added = register_tenants(instance, load_tenants())
+        added = register_tenants(instance, load_tenants(path))
         print(f"registered {len(added)} new tenant partition(s): {', '.join(added) or 'none'}")
 
 

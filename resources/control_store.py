@@ -1,13 +1,13 @@
 """The control store every dripfeed process shares: rate windows, call leases, the call ledger, ETags,
 export jobs, deferred tenants.
 
-SQLite file by default (`DRIPFEED_STATE`), Postgres in production (a `postgresql://` URL). One
-schema through SQLAlchemy Core; the two dialects differ only in how a transaction takes its lock.
+A SQLite file in the embedded setup, Postgres in production (a `postgresql://` URL): the
+`TasklaneAPI` resource's `state` field. One schema through SQLAlchemy Core; the two dialects
+differ only in how a transaction takes its lock.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,9 +109,9 @@ def _use_wal(dbapi_connection: Any) -> None:
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
-def state_url(value: str | None = None) -> str:
-    """`DRIPFEED_STATE` as a SQLAlchemy URL: a `postgresql://` URL as is, anything else a SQLite path."""
-    value = value or os.environ.get("DRIPFEED_STATE", DEFAULT_STATE)
+def state_url(value: str) -> str:
+    """The control store's location as a SQLAlchemy URL: a `postgresql://` URL as is, anything else a
+    SQLite path."""
     if value.startswith("postgresql://"):
         # psycopg2 comes with dagster-postgres; SQLAlchemy 2.1 would otherwise look for psycopg 3.
         return "postgresql+psycopg2://" + value.removeprefix("postgresql://")
@@ -124,7 +124,7 @@ def state_url(value: str | None = None) -> str:
 class ControlStore:
     """Short, locked transactions on a shared database; safe across processes and threads."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str = DEFAULT_STATE) -> None:
         self.url = state_url(url)
         self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True, **self._engine_options())
         if self.dialect == "sqlite":

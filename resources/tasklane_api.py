@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from dripfeed.tenants import Tenant, TenantConfigError, load_tenants
-
-from .control_store import ControlStore
+from .control_store import DEFAULT_STATE, ControlStore
 from .deferrals import Deferrals
 from .rate_budget import RateBudget
 from .tasklane_client import ClientSettings, TenantClient
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8750"
+from .tenants import Tenant, TenantConfigError, load_tenants
 
 
 class TasklaneAPI(dg.ConfigurableResource):
-    """Per-tenant, budgeted, retried and counted access to the Tasklane API.
+    """Per-tenant, budgeted, retried and counted access to the Tasklane API. `definitions.py` sets
+    its fields from the environment (docs/configuration.md)."""
 
-    Unset fields come from the environment when the resource is used: `TASKLANE_BASE_URL`,
-    `DRIPFEED_TENANTS_FILE`, `DRIPFEED_STATE` (see docs/configuration.md)."""
-
-    base_url: str | None = Field(
-        None, description="Tasklane API root; default $TASKLANE_BASE_URL or the local simulator"
-    )
-    tenants_file: str | None = Field(None, description="tenants.yaml; default $DRIPFEED_TENANTS_FILE")
-    state: str | None = Field(
-        None, description="control store: a SQLite path or postgresql:// URL; default $DRIPFEED_STATE"
-    )
+    base_url: str = Field(description="the Tasklane API root, e.g. https://api.tasklane.example")
+    tenants_file: str = Field(description="tenants.yaml: the tenants, their tiers, budgets and token references")
+    state: str = Field(DEFAULT_STATE, description="the control store: a SQLite path, or a postgresql:// URL")
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
     max_attempts: int = Field(6, description="attempts per call for transient errors (5xx, timeouts, drops, 429)")
@@ -71,11 +60,9 @@ class TasklaneAPI(dg.ConfigurableResource):
         if tenant_id not in self._clients:
             tenants = self.tenants() if tenants is None else tenants
             if tenant_id not in tenants:
-                raise TenantConfigError(
-                    f"tenant {tenant_id!r} is not in {self.tenants_file or 'tenants.yaml'}; add it there first"
-                )
+                raise TenantConfigError(f"tenant {tenant_id!r} is not in {self.tenants_file}; add it there first")
             settings = ClientSettings(
-                base_url=self.base_url or os.environ.get("TASKLANE_BASE_URL", DEFAULT_BASE_URL),
+                base_url=self.base_url,
                 connect_timeout=self.connect_timeout_seconds,
                 read_timeout=self.read_timeout_seconds,
                 max_attempts=self.max_attempts,

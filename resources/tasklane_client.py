@@ -19,8 +19,6 @@ import sqlalchemy as sa
 import tenacity
 from requests.adapters import HTTPAdapter
 
-from dripfeed.tenants import MissingToken, Tenant
-
 from .call_ledger import CallOutcome, PendingLedger
 from .control_store import ControlStore, etags
 from .rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
@@ -32,6 +30,7 @@ from .tasklane_errors import (
     failure_for_status,
     parse_retry_after,
 )
+from .tenants import MissingToken, Tenant
 
 API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written against
 PAGE_SIZE = 100

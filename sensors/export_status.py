@@ -12,7 +12,6 @@ and alerted, and the tenant's next sync reads its history through the listing in
 
 from __future__ import annotations
 
-import os
 import time
 from itertools import groupby
 
@@ -21,16 +20,14 @@ import dagster as dg
 from pipeline_assets.export_lifecycle import Action, Decision, decide
 from pipeline_assets.history_exports import EXPORT_TAG, submit
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from resources.alerts import Alerts
 from resources.deferrals import Deferral
 from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
 from resources.tasklane_api import TasklaneAPI
 from resources.tasklane_client import TenantClient
 from resources.tasklane_errors import TasklaneFailure, TenantThrottled
 
-from .tenant_alerts import post_alert, webserver_link
-
-POLL_ENV = "DRIPFEED_EXPORT_POLL_SECONDS"
-TIMEOUT_ENV = "DRIPFEED_EXPORT_TIMEOUT_HOURS"
+DEFAULT_POLL_SECONDS = 30
 DEFAULT_TIMEOUT_HOURS = 6.0
 RETRY_TENANT_SECONDS = 300  # after a tenant's poll failed (a revoked token, an outage)
 LONGEST_WAIT_IN_TICK = 5.0  # a tick must end well within Dagster's 60 s: longer waits are looked at later
@@ -55,9 +52,15 @@ def load_request(job: ExportJob) -> dg.RunRequest:
 class _Poll:
     """One tick's work on the due jobs of one tenant."""
 
-    def __init__(self, context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, jobs: ExportJobs) -> None:
-        self.context, self.tasklane, self.jobs = context, tasklane, jobs
-        self.timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_HOURS)) * 3600
+    def __init__(
+        self,
+        context: dg.SensorEvaluationContext,
+        tasklane: TasklaneAPI,
+        alerts: Alerts,
+        jobs: ExportJobs,
+        timeout: float,
+    ) -> None:
+        self.context, self.tasklane, self.alerts, self.jobs, self.timeout = context, tasklane, alerts, jobs, timeout
         self.tenants = tasklane.tenants()  # read once per tick: 500 tenants must not mean 500 reads
         self.runs: list[dg.RunRequest] = []
 
@@ -110,7 +113,7 @@ class _Poll:
             "Its next sync reads the history through the listing instead."
         )
         self.context.log.warning(text)
-        post_alert(
+        self.alerts.post(
             self.context.log,
             text,
             {
@@ -118,7 +121,7 @@ class _Poll:
                 "asset": job.resource,
                 "error_class": "vendor_outage",
                 "reason": reason,
-                "url": webserver_link(f"/assets/{job.resource}"),
+                "url": self.alerts.link(f"/assets/{job.resource}"),
             },
         )
 
@@ -130,17 +133,36 @@ def poll_later(jobs: ExportJobs, batch: list[ExportJob], when: float) -> None:
             jobs.save(current.but(next_poll_at=when))
 
 
-@dg.sensor(
-    job=sync_tenant,
-    minimum_interval_seconds=int(os.environ.get(POLL_ENV, "30")),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Polls the open history exports (one listing call per tenant that has any) and loads finished ones.",
-)
-def export_status(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+def export_status_sensor(
+    poll_seconds: int = DEFAULT_POLL_SECONDS, timeout_hours: float = DEFAULT_TIMEOUT_HOURS
+) -> dg.SensorDefinition:
+    """The sensor, ticking every `poll_seconds`; a job not done `timeout_hours` after its submission
+    is abandoned. (definitions.py sets both from the environment.)"""
+
+    @dg.sensor(
+        name="export_status",
+        job=sync_tenant,
+        minimum_interval_seconds=poll_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Polls the open history exports (one listing call per tenant that has any) and loads "
+        "finished ones.",
+    )
+    def export_status(
+        context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts
+    ) -> dg.SensorResult | dg.SkipReason:
+        return poll_exports(context, tasklane, alerts, timeout_hours * 3600)
+
+    return export_status
+
+
+def poll_exports(
+    context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts, timeout: float
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick: each tenant with a due job on its own, so that one tenant's failure stops no other."""
     jobs = ExportJobs(tasklane.store)
     now = time.time()
-    poll = _Poll(context, tasklane, jobs)
-    due = sorted(jobs.due(now, poll.timeout), key=lambda job: job.tenant)
+    poll = _Poll(context, tasklane, alerts, jobs, timeout)
+    due = sorted(jobs.due(now, timeout), key=lambda job: job.tenant)
     if not due:
         return dg.SkipReason(f"no export job is due ({jobs.open_count()} open)")
     for tenant, tenant_jobs in groupby(due, key=lambda job: job.tenant):

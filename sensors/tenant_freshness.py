@@ -15,9 +15,8 @@ from pipeline_assets.assets import tasks
 from pipeline_assets.deferral import utc
 from pipeline_assets.freshness import FRESH_CHECK, freshness
 from pipeline_assets.partitions import tenant_partitions
+from resources.alerts import Alerts
 from resources.tasklane_api import TasklaneAPI
-
-from .tenant_alerts import post_alert, webserver_link
 
 
 @dg.sensor(
@@ -25,7 +24,7 @@ from .tenant_alerts import post_alert, webserver_link
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Evaluates tasks_fresh for every tenant between syncs and alerts once when a tenant turns stale.",
 )
-def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult:
+def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts) -> dg.SensorResult:
     # cursor: tenant -> {"fresh": its state at the last tick, "known_since": when first seen}
     seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
     registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
@@ -54,7 +53,7 @@ def tenant_freshness(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI)
         )
         if not fresh:
             context.log.warning(f"stale: {explanation}")
-            link = webserver_link("/assets/tasks")
+            link = alerts.link("/assets/tasks")
             fields = {"tenant": tenant.id, "asset": "tasks", "error_class": "stale", "reason": explanation}
-            post_alert(context.log, f":hourglass: dripfeed: {explanation} <{link}|tasks>", {**fields, "url": link})
+            alerts.post(context.log, f":hourglass: dripfeed: {explanation} <{link}|tasks>", {**fields, "url": link})
     return dg.SensorResult(asset_events=evaluations, cursor=json.dumps(state))

@@ -21,19 +21,19 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from dripfeed.tenants import Tenant
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
 from resources.tasklane_api import TasklaneAPI
+from resources.tenants import Tenant
 
-from .tier_slots import Tier, slots, tier_from_env
+from .tier_slots import Tier, make_tier, slots
 
 # One listing call per resource: less than that and a sync cannot even ask what changed.
 MIN_CALLS_FOR_A_SYNC = 3
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
-TIERS = {"hourly": tier_from_env("hourly", 60, 5), "daily": tier_from_env("daily", 1440, 15)}
+TIERS = {"hourly": make_tier("hourly", 60, 5), "daily": make_tier("daily", 1440, 15)}  # definitions.py may shorten them
 
 
 def run_key(tier: Tier, tick_time: datetime, tenant: str) -> str:
@@ -122,4 +122,5 @@ def tier_schedule(tier: Tier) -> dg.ScheduleDefinition:
     return _schedule
 
 
-tier_schedules = [tier_schedule(t) for t in TIERS.values()]
+def tier_schedules(tiers: dict[str, Tier] = TIERS) -> list[dg.ScheduleDefinition]:
+    return [tier_schedule(t) for t in tiers.values()]

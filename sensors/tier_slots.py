@@ -15,12 +15,11 @@ tenants.yaml pins its slot instead: the tick that holds that time of day, within
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dripfeed.tenants import Tenant
+from resources.tenants import Tenant
 
 MINUTES_PER_DAY = 1440
 TICK_CHOICES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)  # tick lengths a cron can express within an hour
@@ -58,17 +57,13 @@ class Tier:
         return self.period_start(moment).strftime("%Y-%m-%dT%H:%MZ")
 
 
-def tier_from_env(name: str, default_period: int, default_tick: int) -> Tier:
-    """The tier, its period read from DRIPFEED_<NAME>_PERIOD_MINUTES (for tests and demos; the
-    product's tiers are an hour and a day). The tick is the longest of TICK_CHOICES up to
-    `default_tick` that divides the period."""
-    variable = f"DRIPFEED_{name.upper()}_PERIOD_MINUTES"
-    raw = os.environ.get(variable, str(default_period))
-    if not raw.isdigit() or int(raw) < 1 or MINUTES_PER_DAY % int(raw):
-        raise ValueError(f"{variable}={raw!r}: give a number of minutes that divides a day (1440), e.g. 60")
-    period = int(raw)
-    tick = max(t for t in TICK_CHOICES if t <= default_tick and period % t == 0)
-    return Tier(name, period, tick)
+def make_tier(name: str, period_minutes: int, longest_tick: int) -> Tier:
+    """A tier syncing each tenant every `period_minutes` (which must divide a day), ticking every
+    `longest_tick` minutes, or the longest tick of TICK_CHOICES below it that divides the period."""
+    if period_minutes < 1 or MINUTES_PER_DAY % period_minutes:
+        raise ValueError(f"a tier's period must be a number of minutes that divides a day (1440), not {period_minutes}")
+    tick = max(t for t in TICK_CHOICES if t <= longest_tick and period_minutes % t == 0)
+    return Tier(name, period_minutes, tick)
 
 
 def _rank_key(tenant_id: str) -> str:

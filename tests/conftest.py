@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from tasklane_sim.config import deep_merge
 from tests.postgres_server import fresh_database, running_postgres
 
 ADMIN_TOKEN = "test-admin-token"
+# The code location refuses to load without these (dripfeed/definitions.py). Tests that import it
+# give each resource their own values; tests that start dagster processes set their own variables.
+os.environ.setdefault("TASKLANE_BASE_URL", "http://127.0.0.1:9")
+os.environ.setdefault("DRIPFEED_TENANTS_FILE", str(Path(__file__).resolve().parents[1] / "demo" / "tenants.yaml"))
 
 
 def workspace_config(workspace_id: str, **overrides: Any) -> dict[str, Any]:

@@ -75,6 +75,20 @@ def scratch_instance(directory: Path, instance_file: Path | None = None) -> Path
     return home
 
 
+def stop_schedules(directory: Path, env: dict[str, str]) -> None:
+    """Stop the tier schedules in the instance of `env`, before a daemon starts: a test whose tenants
+    have not synced yet would otherwise see them requested at the next tick (they are due)."""
+    for schedule in ("hourly_tenants", "daily_tenants"):
+        subprocess.run(
+            [str(BIN / "dagster"), "schedule", "stop", schedule, "-w", "workspace.yaml"],
+            cwd=directory,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
 SITECUSTOMIZE = """
 import os, sys, time
 if os.environ.get("DRIPFEED_TEST_PROCESS_LOG"):

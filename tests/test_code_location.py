@@ -4,6 +4,7 @@ warehouse driver its URL names."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.conftest import tenant_entry, workspace_config, write_tenants
 from tests.dagster_daemon import ROOT
 
 SYNC_AND_TICK = """
-import json, sys
+import json, os, sys
 from datetime import UTC, datetime
 import dagster as dg
 from dripfeed.definitions import defs
@@ -25,7 +26,8 @@ with dg.instance_for_test() as instance:
     instance.add_dynamic_partitions("tenants", ["acme"])
     sync = defs.resolve_job_def("sync_tenant").execute_in_process(partition_key="acme", instance=instance)
     assert sync.success and len(sync.get_asset_materialization_events()) == 3
-    resources = {"tasklane": TasklaneAPI()}  # what definitions.py wires, from the same environment
+    tasklane = TasklaneAPI(base_url=os.environ["TASKLANE_BASE_URL"], tenants_file=os.environ["DRIPFEED_TENANTS_FILE"])
+    resources = {"tasklane": tasklane}  # what definitions.py wires, from the same environment
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         tenant_registry(context)
     with dg.build_schedule_context(
@@ -63,3 +65,16 @@ def test_a_sync_and_a_tick_import_nothing_they_do_not_use(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("missing", ["TASKLANE_BASE_URL", "DRIPFEED_TENANTS_FILE"])
+def test_the_code_location_refuses_to_load_without_a_setting_that_has_no_safe_default(
+    tmp_path: Path, missing: str
+) -> None:
+    env = {name: value for name, value in os.environ.items() if name != missing}
+    validate = [str(ROOT / ".venv" / "bin" / "dagster"), "definitions", "validate", "-m", "dripfeed.definitions"]
+    # Not from the repository root: the dagster CLI reads ./.env, where make dev keeps the demo's settings.
+    done = subprocess.run(validate, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"dripfeed cannot load: set {missing} (" in output, output[-2000:]

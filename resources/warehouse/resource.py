@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,10 +40,6 @@ class TableFacts:
     dangling: list[dict[str, str | None]] = field(default_factory=list)  # tasks whose parent is missing
 
 
-def warehouse_url(value: str | None = None) -> str:
-    return value or os.environ.get("DRIPFEED_WAREHOUSE", DEFAULT_WAREHOUSE)
-
-
 def backend_for(url: str) -> Backend:
     """The back end a URL names; only its driver is imported."""
     if url.startswith(("postgresql://", "postgres://")):
@@ -59,14 +54,14 @@ def backend_for(url: str) -> Backend:
 class Warehouse(dg.ConfigurableResource):
     """Tables `users`, `projects`, `tasks` keyed by (tenant_id, id), plus sync state and drift."""
 
-    url: str | None = Field(None, description="a DuckDB file path or a postgresql:// URL; default $DRIPFEED_WAREHOUSE")
+    url: str = Field(DEFAULT_WAREHOUSE, description="a DuckDB file path, or a postgresql:// URL")
 
     _backend: Backend | None = PrivateAttr(default=None)
 
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = backend_for(warehouse_url(self.url))
+            self._backend = backend_for(self.url)
         return self._backend
 
     @contextmanager

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dripfeed.tenants import Tenant
 from resources.control_store import ControlStore
 from resources.rate_budget import PROBE_WAIT_SECONDS, Grant, RateBudget, Settlement, Wait
+from resources.tenants import Tenant
 
 TENANT = Tenant(id="acme", tier="hourly", token_env="TASKLANE_TOKEN_ACME", budget_share=0.5)
 R1 = 1_800_000_000  # a vendor reset, aligned to a 10 s window

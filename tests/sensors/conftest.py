@@ -1,4 +1,5 @@
-"""Fixtures for sensors: a local webhook receiver that alerts are posted to."""
+"""Fixtures for sensors: a local webhook receiver that alerts are posted to, and the alerts resource
+that posts to it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ from typing import Any
 
 import pytest
 
-from sensors.tenant_alerts import WEBHOOK_ENV
+from resources.alerts import Alerts
 from tests.pipeline_assets.conftest import duckdb_warehouse, tasklane_for  # noqa: F401 - shared fixtures
 
 
+class Webhook(list):
+    """The JSON bodies a receiver got, and where it listens."""
+
+    url: str
+
+
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+def webhook() -> Iterator[Webhook]:
     """A Slack-compatible receiver on a real socket; yields the JSON bodies it received."""
-    received: list[dict[str, Any]] = []
+    received = Webhook()
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -31,6 +38,11 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/hooks/dripfeed")
+    received.url = f"http://127.0.0.1:{server.server_port}/hooks/dripfeed"
     yield received
     server.shutdown()
+
+
+@pytest.fixture
+def alerts(webhook: Webhook) -> Alerts:
+    return Alerts(webhook_url=webhook.url, webserver_url="http://dagster.example")

@@ -7,16 +7,16 @@ import math
 import time
 
 import dagster as dg
-import pytest
 
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.export_lifecycle import MAX_ATTEMPTS
 from pipeline_assets.history_exports import EXPORT_TAG
 from pipeline_assets.incremental_sync import minus_overlap
+from resources.alerts import Alerts
 from resources.export_jobs import ExportJobs
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
-from sensors.export_status import TIMEOUT_ENV, export_status
+from sensors.export_status import export_status_sensor
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
 from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
@@ -25,9 +25,12 @@ RESOURCES = ("users", "projects", "tasks")
 HISTORY = {"history_since": "2000-01-01"}  # before every simulated record: the export is the whole history
 
 
-def tick(instance: dg.DagsterInstance, api: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
-    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}) as context:
-        return export_status(context)
+def tick(
+    instance: dg.DagsterInstance, api: TasklaneAPI, alerts: Alerts | None = None, timeout_hours: float = 6.0
+) -> dg.SensorResult | dg.SkipReason:
+    resources = {"tasklane": api, "alerts": alerts or Alerts()}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        return export_status_sensor(timeout_hours=timeout_hours)(context)
 
 
 def load(instance: dg.DagsterInstance, api: TasklaneAPI, warehouse: Warehouse, request: dg.RunRequest) -> None:
@@ -95,14 +98,14 @@ def test_history_arrives_through_exports_and_the_sensor_loads_it(
 
 
 def test_failed_exports_are_resubmitted_then_abandoned_with_one_alert_each(
-    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance, webhook
+    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance, webhook, alerts
 ) -> None:
     sim, api = first_sync_with_history(
         make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.2, failure_rate=1.0
     )
     for _ in range(MAX_ATTEMPTS):
         time.sleep(1.2)
-        assert isinstance(tick(instance, api), dg.SkipReason)  # nothing to load
+        assert isinstance(tick(instance, api, alerts), dg.SkipReason)  # nothing to load
     assert sim.admin.counters("acme")["exports_created"] == 3 * MAX_ATTEMPTS
     assert {job.status for job in (ExportJobs(api.store).get("acme", r) for r in RESOURCES)} == {"abandoned"}
     assert sorted(alert["asset"] for alert in webhook) == sorted(RESOURCES)
@@ -120,13 +123,12 @@ def test_an_export_not_done_in_time_is_abandoned_without_polling(
     duckdb_warehouse: Warehouse,
     instance: dg.DagsterInstance,
     webhook,
-    monkeypatch: pytest.MonkeyPatch,
+    alerts,
 ) -> None:
     sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=3600)
-    monkeypatch.setenv(TIMEOUT_ENV, str(0.5 / 3600))
     time.sleep(1)
     sim.admin.reset_counters("acme")
-    assert isinstance(tick(instance, api), dg.SkipReason)
+    assert isinstance(tick(instance, api, alerts, timeout_hours=0.5 / 3600), dg.SkipReason)
     assert endpoint_calls(sim, "exports.list") + endpoint_calls(sim, "exports.get") == 0
     assert len(webhook) == 3 and all("h after it was submitted" in alert["reason"] for alert in webhook)
     assert ExportJobs(api.store).open_count() == 0

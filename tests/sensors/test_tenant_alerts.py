@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from resources.alerts import Alerts
 from resources.tasklane_api import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_alerts import tenant_failure_alerts
@@ -16,7 +17,7 @@ from tests.conftest import tenant_entry, workspace_config, write_tenants
 from tests.pipeline_assets.conftest import materialize_tenant
 
 
-def alert_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+def alert_for(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: Alerts) -> None:
     """Evaluate the failure sensor on `run` the way the daemon does."""
     (failure,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
@@ -24,12 +25,13 @@ def alert_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
         dagster_instance=instance,
         dagster_run=run,
         dagster_event=failure.dagster_event,
+        resources={"alerts": alerts},
     ).for_run_failure()
     tenant_failure_alerts(context)
 
 
 def test_a_revoked_token_fails_only_that_tenant_and_posts_one_alert(
-    make_sim, instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook
+    make_sim, instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook, alerts
 ) -> None:
     sim: SimServer = make_sim(workspace_config("acme"), workspace_config("globex"))
     for tenant in ("acme", "globex"):
@@ -44,10 +46,10 @@ def test_a_revoked_token_fails_only_that_tenant_and_posts_one_alert(
     assert not failed.success and healthy.success
     assert sim.admin.counters("acme")["endpoints"]["users.list"]["requests"] == 1, "no retries on a revoked token"
 
-    alert_for(instance, instance.get_run_by_id(failed.run_id))
+    alert_for(instance, instance.get_run_by_id(failed.run_id), alerts)
     assert len(webhook) == 1
     alert = webhook[0]
     assert alert["tenant"] == "acme" and alert["error_class"] == "auth"
     assert alert["asset"] in ("users", "projects", "tasks")
-    assert alert["run_url"].endswith(f"/runs/{failed.run_id}")
+    assert alert["run_url"] == f"http://dagster.example/runs/{failed.run_id}"
     assert "acme" in alert["text"] and "token-acme" not in json.dumps(alert)

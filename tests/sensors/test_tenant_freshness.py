@@ -37,7 +37,7 @@ def test_a_tenant_is_stale_after_its_tier_plus_grace(
 
 
 def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
-    make_sim, instance, tmp_path: Path, monkeypatch, webhook
+    make_sim, instance, tmp_path: Path, monkeypatch, webhook, alerts
 ) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 20}), workspace_config("globex"))
     for tenant in ("acme", "globex"):
@@ -48,7 +48,8 @@ def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
     instance.add_dynamic_partitions("tenants", ["globex"])  # registered, never synced
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+        resources = {"tasklane": api, "alerts": alerts}
+        with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
             return tenant_freshness(context)
 
     first = tick(None)
@@ -65,7 +66,7 @@ def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
 
 
 def test_a_tenant_stale_because_it_waits_says_until_when_and_why(
-    instance, tmp_path: Path, monkeypatch, webhook
+    instance, tmp_path: Path, monkeypatch, webhook, alerts
 ) -> None:
     monkeypatch.setenv("TASKLANE_TOKEN_GLOBEX", "token-globex")
     path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("globex"))
@@ -73,7 +74,8 @@ def test_a_tenant_stale_because_it_waits_says_until_when_and_why(
     instance.add_dynamic_partitions("tenants", ["globex"])
     api.deferrals.defer(Deferral("globex", time.time() + 1800, "Tasklane answered 429 with Retry-After 1800s", 0.0))
     onboarded_long_ago = json.dumps({"globex": {"fresh": True, "known_since": time.time() - 3 * 3600}})
-    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=onboarded_long_ago) as context:
+    resources = {"tasklane": api, "alerts": alerts}
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=onboarded_long_ago) as context:
         result = tenant_freshness(context)
     (stale,) = result.asset_events
     assert not stale.passed and "its sync is deferred until " in stale.description

@@ -11,11 +11,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from dripfeed.definitions import tier_setting
 from pipeline_assets.jobs import TIER_TAG
 from resources.deferrals import Deferral
 from resources.tasklane_api import TasklaneAPI
 from sensors.tier_schedules import TIERS
-from sensors.tier_slots import Tier, pinned_tick, slots, tier_from_env
+from sensors.tier_slots import Tier, pinned_tick, slots
 from tests.conftest import tenant_entry, write_tenants
 from tests.sensors.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
 
@@ -138,13 +139,15 @@ def test_slots_are_stable_and_pinned_tenants_keep_theirs(tmp_path, monkeypatch) 
     assert max(per_tick) - min(per_tick) <= 2, per_tick
 
 
-@pytest.mark.parametrize(("minutes", "ok"), [("60", True), ("2", True), ("7", False), ("0", False), ("x", False)])
+@pytest.mark.parametrize(
+    ("minutes", "ok"), [("60", True), ("2", True), ("7", False), ("0", False), ("x", False), ("2.5", False)]
+)
 def test_a_tier_period_must_divide_the_day(monkeypatch, minutes: str, ok: bool) -> None:
     monkeypatch.setenv("DRIPFEED_HOURLY_PERIOD_MINUTES", minutes)
     if ok:
-        tier = tier_from_env("hourly", 60, 5)
+        tier = tier_setting(HOURLY)
         assert tier.period_minutes % tier.tick_minutes == 0 and tier.ticks >= 1
         assert tier.period_start(datetime(2026, 11, 30, 10, 47, tzinfo=UTC)).minute % tier.period_minutes == 0
     else:
-        with pytest.raises(ValueError, match="DRIPFEED_HOURLY_PERIOD_MINUTES"):
-            tier_from_env("hourly", 60, 5)
+        with pytest.raises(RuntimeError, match="DRIPFEED_HOURLY_PERIOD_MINUTES"):
+            tier_setting(HOURLY)

@@ -22,11 +22,14 @@ from playwright.sync_api import Page, expect, sync_playwright
 from tasklane_sim import SimServer
 from tasklane_sim.server import free_port
 from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import BIN, ROOT, dripfeed_env, scratch_instance, wait_for_webserver
+from tests.dagster_daemon import BIN, ROOT, dripfeed_env, scratch_instance, stop_schedules, wait_for_webserver
 
 TENANTS = ("acme", "globex", "initech")
 SCREENSHOTS = ROOT / "test-output" / "ui"
 UI_TIMEOUT_MS = 60_000  # the first page load of the UI takes 10-30 s on a 2-core machine
+
+
+WEBHOOK_SECRET = "T00000000-secret-hook-path"
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,10 @@ def dagster_ui(
     small = {"users": 10, "projects": 4, "tasks": 100}
     sim = make_sim(*(workspace_config(tenant, records=small) for tenant in TENANTS))
     home = scratch_instance(tmp_path)
-    # daily (03:00 UTC), not hourly: a test that spans the top of an hour would get a scheduled sync per tenant
     tenants = write_tenants(tmp_path / "tenants.yaml", *(tenant_entry(tenant, tier="daily") for tenant in TENANTS))
     env = dripfeed_env(tmp_path, home, tenants, sim.base_url, *TENANTS)
+    env["DRIPFEED_ALERT_WEBHOOK_URL"] = f"https://hooks.example/{WEBHOOK_SECRET}"  # a secret: shown by name only
+    stop_schedules(tmp_path, env)  # its tenants have not synced: a tier's next tick would request them
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     port, log = free_port(), tmp_path / "dagster-dev.log"
     with dg.DagsterInstance.get() as instance:

@@ -9,7 +9,7 @@ import re
 import dagster as dg
 from playwright.sync_api import Locator, Page, expect
 
-from tests.ui.conftest import SCREENSHOTS, DagsterUI
+from tests.ui.conftest import SCREENSHOTS, WEBHOOK_SECRET, DagsterUI
 
 RUN_TIMEOUT_MS = 150_000  # a small tenant's sync takes seconds; a loaded CI machine starts runs slowly
 
@@ -97,3 +97,10 @@ def test_a_person_sees_the_tenant_assets_syncs_one_tenant_and_can_backfill_two(
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
     assert ui.instance.get_backfills() == []  # cancelled: nothing was launched
+
+    # e. The resources' settings: where they come from, and never a secret's value.
+    for resource, variable in (("tasklane", "TASKLANE_BASE_URL"), ("alerts", "DRIPFEED_ALERT_WEBHOOK_URL")):
+        page.goto(f"{ui.url}/locations/dripfeed/resources/{resource}")
+        expect(page.get_by_text(variable).first).to_be_visible()
+        assert WEBHOOK_SECRET not in page.content()
+        screenshot(page, f"07_resource_{resource}")

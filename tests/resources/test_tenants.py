@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dripfeed.tenants import Tenant, TenantConfigError, load_tenants, parse_tenants
+from resources.tenants import Tenant, TenantConfigError, load_tenants, parse_tenants
 
 GOOD = {"id": "acme", "tier": "hourly", "token_env": "TASKLANE_TOKEN_ACME"}
 

@@ -1,7 +1,13 @@
-"""tenants.yaml: which Tasklane workspaces dripfeed syncs, their tier, budget and token reference."""
+"""tenants.yaml: which Tasklane workspaces dripfeed syncs, their tier, budget and token reference.
+
+The bottom layer: every other module may use it, it uses none of them. The file is parsed again
+only when its content changed, so a tick that asks for the tenants a thousand times parses it
+once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import date
@@ -14,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SYNC_AT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 DEFAULT_BUDGET_SHARE = 0.8
-DEFAULT_TENANTS_FILE = "demo/tenants.yaml"
 
 
 class TenantConfigError(ValueError):
@@ -94,10 +99,6 @@ class Tenant(BaseModel):
         return max(1, int(vendor_limit * (self.budget_share or DEFAULT_BUDGET_SHARE)))
 
 
-def tenants_file() -> Path:
-    return Path(os.environ.get("DRIPFEED_TENANTS_FILE", DEFAULT_TENANTS_FILE))
-
-
 def parse_tenants(raw: object, source: str = "tenants.yaml") -> dict[str, Tenant]:
     """Validate every entry; each problem names the entry (by id where it has one) and the fix."""
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
@@ -123,16 +124,28 @@ def parse_tenants(raw: object, source: str = "tenants.yaml") -> dict[str, Tenant
     return tenants
 
 
-def load_tenants(path: str | Path | None = None) -> dict[str, Tenant]:
-    path = Path(path) if path else tenants_file()
+def load_tenants(path: str | Path) -> dict[str, Tenant]:
+    """The tenants of `path`, validated; parsed again only when its content changed."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        content = path.read_bytes()
     except OSError as exc:
         raise TenantConfigError(
-            f"cannot read the tenants file {path}: {exc.strerror}; set DRIPFEED_TENANTS_FILE"
+            f"cannot read the tenants file {path}: {exc.strerror}; set DRIPFEED_TENANTS_FILE to tenants.yaml's path"
         ) from None
+    digest = hashlib.sha256(content).digest()
+    cached = _parsed.get(str(path))
+    if cached is None or cached[0] != digest:
+        cached = _parsed[str(path)] = (digest, _parse(content, path))
+    return dict(cached[1])
+
+
+_parsed: dict[str, tuple[bytes, dict[str, Tenant]]] = {}  # path -> (its content's digest, its tenants)
+
+
+def _parse(content: bytes, path: Path) -> dict[str, Tenant]:
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        raw = yaml.safe_load(content.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise TenantConfigError(f"{path} is not valid YAML: {exc}") from None
     return parse_tenants(raw, str(path))
