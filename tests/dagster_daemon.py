@@ -175,3 +175,13 @@ def running_daemon(directory: Path, env: dict[str, str]) -> Iterator[subprocess.
         if daemon.poll() is None:  # a test may have killed it already
             os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)
+
+
+def session_processes(session: int) -> list[psutil.Process]:
+    """The processes still running in a session (make dev's, started with start_new_session)."""
+    alive = []
+    for candidate in psutil.process_iter():
+        with suppress(psutil.Error, ProcessLookupError):
+            if os.getsid(candidate.pid) == session and candidate.status() != psutil.STATUS_ZOMBIE:
+                alive.append(candidate)
+    return alive

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 from pathlib import Path
 
-import psutil
 import requests
 import yaml
 
 from tasklane_sim.server import free_port, wait_until_healthy
-from tests.dagster_daemon import wait_for_webserver, wait_until
+from tests.dagster_daemon import session_processes, wait_for_webserver, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -100,13 +98,3 @@ def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui_and_stops_on_term
     finally:
         for left in session_processes(process.pid):
             left.kill()
-
-
-def session_processes(session: int) -> list[psutil.Process]:
-    """The processes still running in a session (make dev's, started with start_new_session)."""
-    alive = []
-    for candidate in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getsid(candidate.pid) == session and candidate.status() != psutil.STATUS_ZOMBIE:
-                alive.append(candidate)
-    return alive
