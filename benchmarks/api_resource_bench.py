@@ -11,8 +11,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from resources.tasklane_api import TasklaneAPI
-from resources.tasklane_errors import parse_retry_after
+from resources.tasklane import TasklaneAPI
+from resources.tasklane.errors import parse_retry_after
 from tasklane_sim import SimServer
 
 from .report import Section, run_parts

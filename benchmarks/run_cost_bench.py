@@ -28,7 +28,7 @@ import yaml
 from dagster._core.instance.ref import InstanceRef  # the instance the daemon uses, from its DAGSTER_HOME
 
 from pipeline_assets.incremental_sync import sync_resource
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.dagster_daemon import BIN, ProcessLog, running_daemon, wait_until

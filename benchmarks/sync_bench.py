@@ -15,7 +15,7 @@ import psutil
 import yaml
 
 from pipeline_assets.incremental_sync import sync_resource
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from pipeline_assets.incremental_sync import sync_resource
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 
 

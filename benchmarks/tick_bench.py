@@ -17,7 +17,7 @@ from resources.alerts import Alerts
 from resources.control_store import ControlStore, export_jobs, rate_windows
 from resources.deferrals import Deferral
 from resources.export_jobs import ExportJobs
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import export_status_sensor
 from sensors.tenant_freshness import tenant_freshness

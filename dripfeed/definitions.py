@@ -18,7 +18,7 @@ from pipeline_assets.freshness import tasks_fresh
 from pipeline_assets.jobs import sync_tenant
 from resources.alerts import DEFAULT_WEBSERVER, Alerts
 from resources.control_store import DEFAULT_STATE
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE
 from sensors.api_usage_schedule import api_usage_daily

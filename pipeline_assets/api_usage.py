@@ -12,7 +12,7 @@ from pydantic import Field
 
 from resources.call_ledger import ledger_rows
 from resources.rate_budget import CONTRACT_WINDOW_SECONDS, RateBudget
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.tenants import Tenant
 from resources.warehouse import USAGE_COLUMNS as TABLE_COLUMNS
 from resources.warehouse import Warehouse

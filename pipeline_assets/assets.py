@@ -7,8 +7,8 @@ import dagster as dg
 from pydantic import Field
 
 from resources.export_jobs import ExportJobs
-from resources.tasklane_api import TasklaneAPI
-from resources.tasklane_errors import TenantThrottled
+from resources.tasklane import TasklaneAPI
+from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 from resources.warehouse import TableFacts, Warehouse
 
 from .checks import check_results, check_specs
@@ -81,6 +81,8 @@ def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) ->
         except TenantThrottled as throttled:
             yield defer_run(context, tasklane, resource, throttled)
             return
+        except TasklaneFailure as failure:  # the step fails, and its metadata tells the alert what happened
+            raise dg.Failure(failure.description, metadata=failure.metadata, allow_retries=failure.retryable) from None
         tasklane.deferrals.clear(context.partition_key, context.run.run_id, time.time())
         yield result
 

@@ -17,8 +17,8 @@ import time
 import dagster as dg
 
 from resources.deferrals import Deferral
-from resources.tasklane_api import TasklaneAPI
-from resources.tasklane_errors import TenantThrottled
+from resources.tasklane import TasklaneAPI
+from resources.tasklane.errors import TenantThrottled
 
 DEFERRED_UNTIL_TAG = "dripfeed/deferred_until"  # on a run that ended early: when its tenant may resume
 RESUMES_TAG = "dripfeed/resumes"  # on a resumption run: the run it resumes

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 
 from .assets import tasks
 from .partitions import partitioned_checks, tenant_partitions

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
-from resources.tasklane_client import TenantClient
-from resources.tasklane_errors import TasklaneFailure
+from resources.tasklane.client import TenantClient
+from resources.tasklane.errors import TasklaneFailure
 from resources.warehouse import SyncState, Warehouse
 
 from .export_lifecycle import after_submission, loaded, new_job

@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from resources.tasklane_client import TenantClient
+from resources.tasklane.client import TenantClient
 from resources.warehouse import SyncState, Warehouse
 from resources.warehouse.schema import Drift
 

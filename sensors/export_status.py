@@ -23,9 +23,9 @@ from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from resources.alerts import Alerts
 from resources.deferrals import Deferral
 from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
-from resources.tasklane_api import TasklaneAPI
-from resources.tasklane_client import TenantClient
-from resources.tasklane_errors import TasklaneFailure, TenantThrottled
+from resources.tasklane import TasklaneAPI
+from resources.tasklane.client import TenantClient
+from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 
 DEFAULT_POLL_SECONDS = 30
 DEFAULT_TIMEOUT_HOURS = 6.0

@@ -16,7 +16,7 @@ from pipeline_assets.deferral import utc
 from pipeline_assets.freshness import FRESH_CHECK, freshness
 from pipeline_assets.partitions import tenant_partitions
 from resources.alerts import Alerts
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 
 
 @dg.sensor(

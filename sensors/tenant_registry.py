@@ -8,7 +8,7 @@ import dagster as dg
 
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 
 
 @dg.sensor(

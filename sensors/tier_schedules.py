@@ -23,7 +23,7 @@ import dagster as dg
 
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.tenants import Tenant
 
 from .tier_slots import Tier, make_tier, slots

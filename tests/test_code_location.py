@@ -19,7 +19,7 @@ import json, os, sys
 from datetime import UTC, datetime
 import dagster as dg
 from dripfeed.definitions import defs
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from sensors.tenant_registry import tenant_registry
 
 with dg.instance_for_test() as instance:

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.assets import projects, tasks, users
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.conftest import tenant_entry, write_tenants

@@ -6,7 +6,7 @@ import sys
 
 import dagster as dg
 
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tests.pipeline_assets.conftest import materialize_tenant
 

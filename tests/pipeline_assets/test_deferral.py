@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
 from resources.control_store import deferrals
-from resources.tasklane_errors import TenantThrottled
+from resources.tasklane.errors import TenantThrottled
 from sensors.deferred_syncs import deferred_syncs
 from tests.conftest import workspace_config
 from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant

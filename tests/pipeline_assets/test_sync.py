@@ -14,7 +14,7 @@ import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from pipeline_assets.incremental_sync import sync_resource
-from resources.tasklane_errors import TenantThrottled
+from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config

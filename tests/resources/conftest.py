@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from tasklane_sim import SimServer
 from tests.conftest import tenant_entry, write_tenants
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources.call_ledger import ledger_rows
-from resources.tasklane_errors import TasklaneFailure, TenantThrottled
+from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 from tests.conftest import tenant_entry, workspace_config, write_tenants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def test_a_revoked_token_fails_at_once_without_retries(make_sim, make_api) -> No
     sim.admin.revoke_token("acme", "token-acme")
     with pytest.raises(TasklaneFailure) as failure:
         records(client)
-    assert failure.value.allow_retries is False
+    assert not failure.value.retryable
     assert failure.value.error_class == "auth"
     assert "'acme'" in str(failure.value) and "TASKLANE_TOKEN_ACME" in str(failure.value)
     assert sim.admin.counters("acme")["totals"]["requests"] == 1
@@ -56,7 +56,7 @@ def test_a_wrong_or_missing_token_is_a_clear_error_naming_tenant_and_variable(
     monkeypatch.setenv("TASKLANE_TOKEN_ACME", status_token)
     with pytest.raises(TasklaneFailure) as failure:
         client.list_pages("users", None).__next__()
-    assert failure.value.error_class == error_class and failure.value.allow_retries is False
+    assert failure.value.error_class == error_class and not failure.value.retryable
     assert "TASKLANE_TOKEN_ACME" in str(failure.value)
     expected_calls = 1 if status_token else 0  # a missing secret fails before any call
     assert sim.admin.counters("acme")["totals"].get("requests", 0) == expected_calls
@@ -226,7 +226,7 @@ def test_a_dropped_submit_retried_creates_exactly_one_export_job(make_sim, make_
     client = make_api(sim, max_attempts=3).client("acme")
     with pytest.raises(TasklaneFailure) as outage:  # every answer lost: three attempts, then a retryable failure
         client.submit_export("tasks", "2026-01-01T00:00:00Z", KEY)
-    assert outage.value.error_class == "vendor_outage" and outage.value.allow_retries is not False
+    assert outage.value.error_class == "vendor_outage" and outage.value.retryable
     sim.admin.set_knobs("acme", faults={"drop_rate": 0})
     job = client.submit_export("tasks", "2026-01-01T00:00:00Z", KEY)  # the step's retry asks again
     counters = sim.admin.counters("acme")

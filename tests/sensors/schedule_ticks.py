@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dripfeed.definitions import defs
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from sensors.tier_schedules import TIERS
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.history_exports import EXPORT_TAG
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tests.conftest import tenant_entry, workspace_config, write_tenants
 from tests.dagster_daemon import dripfeed_env, running_daemon, scratch_instance, wait_until

@@ -18,7 +18,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef  # the instance the daemon uses, from its DAGSTER_HOME
 
 from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.conftest import ADMIN_TOKEN, tenant_entry, workspace_config, write_tenants

@@ -14,7 +14,7 @@ from pipeline_assets.history_exports import EXPORT_TAG
 from pipeline_assets.incremental_sync import minus_overlap
 from resources.alerts import Alerts
 from resources.export_jobs import ExportJobs
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor
 from tasklane_sim import SimServer

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer

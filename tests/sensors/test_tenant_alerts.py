@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from resources.alerts import Alerts
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_alerts import tenant_failure_alerts
 from tasklane_sim import SimServer

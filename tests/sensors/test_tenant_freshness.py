@@ -11,7 +11,7 @@ import pytest
 
 from pipeline_assets.freshness import freshness, last_synced
 from resources.deferrals import Deferral
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import tenant_freshness
 from tests.conftest import tenant_entry, workspace_config, write_tenants

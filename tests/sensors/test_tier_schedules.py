@@ -14,7 +14,7 @@ import pytest
 from dripfeed.definitions import tier_setting
 from pipeline_assets.jobs import TIER_TAG
 from resources.deferrals import Deferral
-from resources.tasklane_api import TasklaneAPI
+from resources.tasklane import TasklaneAPI
 from sensors.tier_schedules import TIERS
 from sensors.tier_slots import Tier, pinned_tick, slots
 from tests.conftest import tenant_entry, write_tenants

@@ -1,15 +1,15 @@
-"""The Dagster resource every Tasklane call goes through."""
+"""`TasklaneAPI`: the Dagster resource every Tasklane call goes through, a client per tenant."""
 
 from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from .control_store import DEFAULT_STATE, ControlStore
-from .deferrals import Deferrals
-from .rate_budget import RateBudget
-from .tasklane_client import ClientSettings, TenantClient
-from .tenants import Tenant, TenantConfigError, load_tenants
+from ..control_store import DEFAULT_STATE, ControlStore
+from ..deferrals import Deferrals
+from ..rate_budget import RateBudget
+from ..tenants import Tenant, TenantConfigError, load_tenants
+from .client import ClientSettings, TenantClient
 
 
 class TasklaneAPI(dg.ConfigurableResource):
@@ -69,12 +69,13 @@ class TasklaneAPI(dg.ConfigurableResource):
                 long_wait_seconds=self.long_wait_seconds if long_wait_seconds is None else long_wait_seconds,
                 max_concurrent=self.max_concurrent,
             )
-            self._clients[tenant_id] = TenantClient(tenants[tenant_id], settings, self.store, self.budget)
+            self._clients[tenant_id] = TenantClient(
+                tenants[tenant_id], settings, self.store, self.budget, dg.get_dagster_logger("dripfeed.tasklane")
+            )
         return self._clients[tenant_id]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for client in self._clients.values():
-            client.flush()
-            client.session.close()
+            client.close()
         if self._store is not None:
             self._store.dispose()

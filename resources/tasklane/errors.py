@@ -1,4 +1,8 @@
-"""How a failed Tasklane call reaches Dagster: what went wrong, for which tenant, and what to do."""
+"""What went wrong with a tenant's Tasklane calls, for which tenant, and what to do about it.
+
+These are the client's own errors: it knows no orchestrator. The asset and the sensors decide what
+each means to Dagster (a failed step that alerts, a deferred run, a job polled later).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,12 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-import dagster as dg
-
 ErrorClass = Literal["auth", "config", "schema_drift", "vendor_outage", "bug"]  # a throttle is no failure: it defers
 
 
-class TasklaneFailure(dg.Failure):
-    """A step failure that names the tenant, an error class for alerts, and the fix. Never a token."""
+class TasklaneFailure(Exception):
+    """A call that failed for good: names the tenant, an error class for alerts, and the fix. Never a
+    token. `retryable`: whether running the step again later can help (an outage, not a bad token)."""
 
     def __init__(
         self,
@@ -21,18 +24,17 @@ class TasklaneFailure(dg.Failure):
         message: str,
         *,
         status: int | None = None,
-        allow_retries: bool = False,
+        retryable: bool = False,
     ) -> None:
-        self.tenant, self.error_class, self.status = tenant, error_class, status
-        super().__init__(
-            description=f"tenant {tenant!r}: {message}",
-            metadata={
-                "tenant": tenant,
-                "error_class": error_class,
-                "http_status": status if status is not None else "none",
-            },
-            allow_retries=allow_retries,
-        )
+        self.tenant, self.error_class, self.status, self.retryable = tenant, error_class, status, retryable
+        self.description = f"tenant {tenant!r}: {message}"
+        super().__init__(self.description)
+
+    @property
+    def metadata(self) -> dict[str, str | int]:
+        """What an alert reads: the tenant, the error class, the HTTP status."""
+        status = self.status if self.status is not None else "none"
+        return {"tenant": self.tenant, "error_class": self.error_class, "http_status": status}
 
 
 class TenantThrottled(Exception):

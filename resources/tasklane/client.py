@@ -1,0 +1,180 @@
+"""One tenant's Tasklane client: each call metered, sent, understood, and retried where that helps.
+
+    request() ─► metering.acquire() ─► transport.send() ─► metering.record() ─► transport.meaning()
+        └─ TransientError: again after Retry-After or a backoff, up to max_attempts
+           (a Retry-After longer than long_wait_seconds: TenantThrottled, at once)
+
+The listing (`listing.py`) and the export endpoints (`exports.py`) are calls through `request()`.
+The client raises its own errors (`errors.py`) and knows no orchestrator: the same client serves
+a run's asset and a sensor's tick, and each decides what an error means to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import tenacity
+
+from ..control_store import ControlStore
+from ..etag_store import ETagStore
+from ..rate_budget import RateBudget
+from ..tenants import MissingToken, Tenant
+from . import exports, listing
+from .errors import TasklaneFailure, TransientError
+from .listing import Page
+from .metering import Meter
+from .transport import Reply, Transport, meaning
+
+CALL_LOG = logging.getLogger("dripfeed.tasklane")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    base_url: str
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_attempts: int = 6
+    long_wait_seconds: float = 60.0
+    max_concurrent: int = 8
+
+
+class TenantClient:
+    """Every call of one tenant goes through `request()`; `stats` says what this client spent."""
+
+    def __init__(
+        self,
+        tenant: Tenant,
+        settings: ClientSettings,
+        store: ControlStore,
+        budget: RateBudget,
+        log: logging.Logger = CALL_LOG,
+    ) -> None:
+        """`log` gets one DEBUG line per call; the Dagster resource passes a logger whose lines land
+        in the run's event log."""
+        self.tenant, self.settings = tenant, settings
+        timeouts = (settings.connect_timeout, settings.read_timeout)
+        self.transport = Transport(tenant, settings.base_url, timeouts, settings.max_concurrent)
+        self.meter = Meter(tenant, store, budget, settings.long_wait_seconds, log)
+        self.etags = ETagStore(store, tenant.id)
+        self._backoff = tenacity.wait_random_exponential(multiplier=0.2, max=20)
+
+    @property
+    def stats(self) -> Counter:
+        return self.meter.stats
+
+    @property
+    def base(self) -> str:
+        return self.transport.base
+
+    @property
+    def session(self) -> requests.Session:
+        return self.transport.session
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> Reply:
+        """One logical call, retried with backoff only where a retry can help."""
+        token = self._token()
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait_before_retry,
+            retry=tenacity.retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        request = {"params": params, "json_body": json_body, "headers": headers, "stream": stream}
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(method, path, token, endpoint, attempt.retry_state.attempt_number, request)
+        except TransientError as exc:
+            raise TasklaneFailure(
+                self.tenant.id,
+                "vendor_outage",
+                f"Tasklane kept failing on {endpoint} after {self.settings.max_attempts} attempts (last: {exc}). "
+                "Nothing already synced is lost; the step can be retried once Tasklane recovers.",
+                retryable=True,
+            ) from None
+        raise AssertionError("unreachable")
+
+    def _attempt(self, method: str, path: str, token: str, endpoint: str, attempt: int, request: dict) -> Reply:
+        grant, waited = self.meter.acquire()
+        started = time.perf_counter()
+        try:
+            response = self.transport.send(method, path, token, endpoint=endpoint, **request)
+        except TransientError:
+            self.meter.record(grant, endpoint, None, None, attempt, waited, started)
+            raise
+        self.meter.record(grant, endpoint, response.status_code, response.headers, attempt, waited, started)
+        try:
+            return meaning(response, self.tenant, endpoint, stream=request["stream"])
+        except TransientError as exc:
+            if exc.retry_after is not None and exc.retry_after > self.settings.long_wait_seconds:
+                why = f"Tasklane answered {response.status_code} with Retry-After {exc.retry_after:.0f}s"
+                self.meter.throttled(exc.retry_after, why, vendor=True)
+            raise
+
+    def _token(self) -> str:
+        try:
+            return self.tenant.read_token()
+        except MissingToken as exc:
+            raise TasklaneFailure(self.tenant.id, "config", exc.detail) from None
+
+    def _wait_before_retry(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return exc.retry_after
+        return self._backoff(state)
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        """Every public call ends by settling: reserved calls must not sit idle in one process."""
+        try:
+            yield
+        finally:
+            self.meter.flush()
+
+    def flush(self) -> None:
+        """Give back reserved calls not used and write the ledger."""
+        self.meter.flush()
+
+    def close(self) -> None:
+        self.meter.flush()
+        self.transport.close()
+
+    # --- what the product calls -------------------------------------------------------------
+    def list_pages(self, resource: str, updated_since: str | None, *, include_deleted: bool = True) -> Iterator[Page]:
+        """See listing.list_pages."""
+        with self._operation():
+            yield from listing.list_pages(self, self.etags, resource, updated_since, include_deleted=include_deleted)
+
+    def submit_export(self, resource: str, updated_before: str, key: str) -> dict[str, Any]:
+        with self._operation():
+            return exports.submit_export(self, resource, updated_before, key)
+
+    def get_export(self, export_id: str) -> dict[str, Any]:
+        with self._operation():
+            return exports.get_export(self, export_id)
+
+    def list_open_exports(self) -> list[dict[str, Any]]:
+        with self._operation():
+            return exports.list_open_exports(self)
+
+    def open_export_result(self, result_url: str) -> requests.Response:
+        """The gzip NDJSON result as a stream; the caller closes it."""
+        with self._operation():
+            return exports.open_export_result(self, result_url)

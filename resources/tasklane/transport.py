@@ -1,0 +1,129 @@
+"""One HTTP exchange with Tasklane for one tenant, and what its answer means.
+
+Knows the contract's answers (tasklane-api.md), not budgets or retries: a transport error or a
+`5xx`/`429` is a `TransientError` (with its `Retry-After`), an expired cursor is `CursorExpired`,
+another `4xx` a `TasklaneFailure` that says what to do. `client.py` retries, `metering.py` counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..tenants import Tenant
+from .errors import CursorExpired, TasklaneFailure, TransientError, failure_for_status, parse_retry_after
+
+API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written against
+TRANSPORT_ERRORS = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Any
+    body: Any
+    response: requests.Response
+
+
+class Transport:
+    """A keep-alive session to the tenant's workspace, which sends the token only to the API host."""
+
+    def __init__(self, tenant: Tenant, base_url: str, timeouts: tuple[float, float], max_concurrent: int) -> None:
+        self.tenant, self.timeouts = tenant, timeouts
+        self.base = f"{base_url.rstrip('/')}/v1/workspaces/{tenant.id}"
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_concurrent, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(
+            {"Tasklane-Version": API_VERSION, "Accept": "application/json", "User-Agent": "dripfeed"}
+        )
+        # Proxy and CA settings come from the environment once per session, not on every request:
+        # requests' per-call environment scan cost a tenth of a page's time.
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base))
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.trust_env = False
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        endpoint: str,
+        params: Any = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """The raw answer, its body read unless streamed (a cut body fails here, where it can be retried)."""
+        try:
+            response = self.session.request(
+                method,
+                self.url(path),
+                params=params,
+                json=json_body,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                timeout=self.timeouts,
+                stream=stream,
+            )
+            if not stream:
+                response.content  # noqa: B018 - read the body now
+        except TRANSPORT_ERRORS as exc:
+            raise TransientError(f"{type(exc).__name__} on {endpoint}") from None
+        return response
+
+    def url(self, path: str) -> str:
+        if not path.startswith("http"):
+            return f"{self.base}/{path}"
+        if urlsplit(path).netloc != urlsplit(self.base).netloc:  # never send the token to another host
+            raise TasklaneFailure(
+                self.tenant.id, "bug", f"refusing to call {urlsplit(path).netloc}, which is not the Tasklane API host"
+            )
+        return path
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def meaning(response: requests.Response, tenant: Tenant, endpoint: str, *, stream: bool) -> Reply:
+    """The answer as the contract defines it, or the error it stands for."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientError(f"HTTP {status} on {endpoint}", parse_retry_after(response.headers.get("Retry-After")))
+    if status == 410 and _error_code(response) == "cursor_expired":
+        raise CursorExpired()
+    if 400 <= status < 500:  # 400, 401, 403, 404, 409 ...: a retry cannot fix these
+        raise failure_for_status(tenant.id, tenant.token_source, endpoint, status, _error_message(response))
+    body = None
+    if not stream and status not in (204, 304):
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            raise TransientError(f"undecodable body on {endpoint}") from None
+    return Reply(status, response.headers, body, response)
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return ""
