@@ -14,9 +14,9 @@ import yaml
 from dripfeed.definitions import defs
 from pipeline_assets.history_exports import start_history_export
 from resources.alerts import Alerts
-from resources.control_store import ControlStore, export_jobs, rate_windows
-from resources.deferrals import Deferral
-from resources.export_jobs import ExportJobs
+from resources.control.deferrals import Deferral
+from resources.control.export_jobs import ExportJobs
+from resources.control.store import ControlStore, export_jobs, rate_windows
 from resources.tasklane import TasklaneAPI
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import export_status_sensor

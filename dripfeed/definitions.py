@@ -17,7 +17,7 @@ from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.freshness import tasks_fresh
 from pipeline_assets.jobs import sync_tenant
 from resources.alerts import DEFAULT_WEBSERVER, Alerts
-from resources.control_store import DEFAULT_STATE
+from resources.control.store import DEFAULT_STATE
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
-from resources.call_ledger import ledger_rows
-from resources.rate_budget import CONTRACT_WINDOW_SECONDS, RateBudget
+from resources.control.call_ledger import ledger_rows
+from resources.control.rate_budget import CONTRACT_WINDOW_SECONDS, RateBudget
 from resources.tasklane import TasklaneAPI
 from resources.tenants import Tenant
 from resources.warehouse import USAGE_COLUMNS as TABLE_COLUMNS

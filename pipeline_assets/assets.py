@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from resources.export_jobs import ExportJobs
+from resources.control.export_jobs import ExportJobs
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 from resources.warehouse import TableFacts, Warehouse

@@ -16,7 +16,7 @@ import time
 
 import dagster as dg
 
-from resources.deferrals import Deferral
+from resources.control.deferrals import Deferral
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.errors import TenantThrottled
 

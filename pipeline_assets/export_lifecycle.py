@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from resources.export_jobs import ExportJob, ExportStatus
+from resources.control.export_jobs import ExportJob, ExportStatus
 
 MAX_ATTEMPTS = 3
 MIN_POLL_SECONDS = 1

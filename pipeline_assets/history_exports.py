@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
-from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
+from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure
 from resources.warehouse import SyncState, Warehouse

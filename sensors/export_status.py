@@ -21,8 +21,8 @@ from pipeline_assets.export_lifecycle import Action, Decision, decide
 from pipeline_assets.history_exports import EXPORT_TAG, submit
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from resources.alerts import Alerts
-from resources.deferrals import Deferral
-from resources.export_jobs import ExportJob, ExportJobs, ExportStatus
+from resources.control.deferrals import Deferral
+from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled

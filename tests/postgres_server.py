@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from resources.control_store import state_url
+from resources.control.store import state_url
 from tasklane_sim.server import free_port
 
 

@@ -22,9 +22,9 @@ from typing import Any
 import requests
 import tenacity
 
-from ..control_store import ControlStore
-from ..etag_store import ETagStore
-from ..rate_budget import RateBudget
+from ..control.etag_store import ETagStore
+from ..control.rate_budget import RateBudget
+from ..control.store import ControlStore
 from ..tenants import MissingToken, Tenant
 from . import exports, listing
 from .errors import TasklaneFailure, TransientError

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from ..etag_store import ETagStore
+from ..control.etag_store import ETagStore
 from .errors import CursorExpired, TasklaneFailure
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import NoReturn
 
-from ..call_ledger import CallOutcome, PendingLedger
-from ..control_store import ControlStore
-from ..rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
+from ..control.call_ledger import CallOutcome, PendingLedger
+from ..control.rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
+from ..control.store import ControlStore
 from ..tenants import Tenant
 from .errors import TenantThrottled
 

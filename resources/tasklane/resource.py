@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..control_store import DEFAULT_STATE, ControlStore
-from ..deferrals import Deferrals
-from ..rate_budget import RateBudget
+from ..control.deferrals import Deferrals
+from ..control.rate_budget import RateBudget
+from ..control.store import DEFAULT_STATE, ControlStore
 from ..tenants import Tenant, TenantConfigError, load_tenants
 from .client import ClientSettings, TenantClient
 

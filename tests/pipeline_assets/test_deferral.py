@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
-from resources.control_store import deferrals
+from resources.control.store import deferrals
 from resources.tasklane.errors import TenantThrottled
 from sensors.deferred_syncs import deferred_syncs
 from tests.conftest import workspace_config

@@ -15,7 +15,7 @@ from pipeline_assets.export_lifecycle import (
     idempotency_key,
     new_job,
 )
-from resources.export_jobs import ExportJob, ExportStatus
+from resources.control.export_jobs import ExportJob, ExportStatus
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0

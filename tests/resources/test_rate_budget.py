@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from resources.control_store import ControlStore
-from resources.rate_budget import PROBE_WAIT_SECONDS, Grant, RateBudget, Settlement, Wait
+from resources.control.rate_budget import PROBE_WAIT_SECONDS, Grant, RateBudget, Settlement, Wait
+from resources.control.store import ControlStore
 from resources.tenants import Tenant
 
 TENANT = Tenant(id="acme", tier="hourly", token_env="TASKLANE_TOKEN_ACME", budget_share=0.5)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from resources.call_ledger import ledger_rows
+from resources.control.call_ledger import ledger_rows
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 from tests.conftest import tenant_entry, workspace_config, write_tenants
 

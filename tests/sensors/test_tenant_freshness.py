@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.freshness import freshness, last_synced
-from resources.deferrals import Deferral
+from resources.control.deferrals import Deferral
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import tenant_freshness

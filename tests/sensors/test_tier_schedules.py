@@ -13,7 +13,7 @@ import pytest
 
 from dripfeed.definitions import tier_setting
 from pipeline_assets.jobs import TIER_TAG
-from resources.deferrals import Deferral
+from resources.control.deferrals import Deferral
 from resources.tasklane import TasklaneAPI
 from sensors.tier_schedules import TIERS
 from sensors.tier_slots import Tier, pinned_tick, slots

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .control_store import ControlStore, call_ledger
+from .store import ControlStore, call_ledger
 
 FIELDS = ("calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds")
 

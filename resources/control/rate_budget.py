@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .control_store import ControlStore, call_leases, rate_windows
+from ..tenants import Tenant
 from .deferrals import Deferrals
-from .tenants import Tenant
+from .store import ControlStore, call_leases, rate_windows
 
 CONTRACT_WINDOW_SECONDS = 3600  # Tasklane's documented window, until the headers teach us another
 ROLL_GRACE_SECONDS = 0.5  # after a reset, wait this long so a slightly slow vendor clock has rolled too

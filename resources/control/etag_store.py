@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .control_store import ControlStore, etags
+from .store import ControlStore, etags
 
 
 class ETagStore:

@@ -75,7 +75,7 @@ export_jobs = sa.Table(
     sa.Column("updated_before", sa.String(40), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),  # 1, then one more per resubmission
     sa.Column("export_id", sa.String(100)),  # NULL until the vendor has answered the submission
-    sa.Column("status", sa.String(20), nullable=False),  # see resources/export_jobs.py
+    sa.Column("status", sa.String(20), nullable=False),  # see export_jobs.py
     sa.Column("submitted_at", sa.Float, nullable=False),  # Unix seconds of the first submission (the timeout's start)
     sa.Column("next_poll_at", sa.Float, nullable=False),
     sa.Column("completed_at", sa.Float),
@@ -87,7 +87,7 @@ export_jobs = sa.Table(
 deferrals = sa.Table(
     "dripfeed_deferrals",
     metadata,
-    sa.Column("tenant", sa.String(63), primary_key=True),  # see resources/deferrals.py
+    sa.Column("tenant", sa.String(63), primary_key=True),  # see deferrals.py
     sa.Column("resume_at", sa.Float, nullable=False),  # Unix seconds the tenant may call Tasklane again
     sa.Column("reason", sa.String(500), nullable=False),
     sa.Column("deferred_at", sa.Float, nullable=False),

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
-from .control_store import ControlStore, export_jobs
+from .store import ControlStore, export_jobs
 
 RESULT_TTL_SECONDS = 3600  # the contract: a result expires one hour after completion
 

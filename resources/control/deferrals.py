@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
-from .control_store import ControlStore, deferrals
+from .store import ControlStore, deferrals
 
 
 @dataclass(frozen=True)
