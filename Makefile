@@ -4,10 +4,15 @@ PYTHON ?= python3
 
 .PHONY: dev test system-packages lint format bench validate clean
 
-$(VENV)/.installed: pyproject.toml
+# The simulator is a distribution of its own (simulator/), absent from dripfeed's and from the
+# production image: installed here beside dripfeed for the demo, the tests and the benchmarks.
+$(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev,bench,deploy]'
+	@# A dripfeed installed before the simulator was its own distribution owns bin/tasklane-sim, and
+	@# pip would delete the script while replacing that dripfeed after installing tasklane-sim.
+	$(VENV)/bin/pip uninstall --quiet --yes dripfeed
+	$(VENV)/bin/pip install --quiet -e '.[dev,bench,deploy]' -e ./simulator
 	touch $@
 
 dev: $(VENV)/.installed
