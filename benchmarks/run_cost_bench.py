@@ -27,7 +27,8 @@ import psutil
 import yaml
 from dagster._core.instance.ref import InstanceRef  # the instance the daemon uses, from its DAGSTER_HOME
 
-from pipeline_assets.incremental_sync import sync_resource
+from pipeline_assets.incremental_sync import sync_stream
+from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
@@ -44,7 +45,6 @@ THROUGHPUT_TENANTS = int(os.environ.get("DRIPFEED_BENCH_THROUGHPUT_TENANTS", "20
 BASELINE_THROUGHPUT_TENANTS = 8
 HEALTHY, THROTTLED = 20, 10
 ROUNDS = 3
-RESOURCES = ("users", "projects", "tasks")
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,8 @@ class Location:
         for _ in range(2):  # the second reads the 60-second overlap once and remembers its ETags
             for tenant in self.tenants:
                 if tenant not in throttled:
-                    for stream in RESOURCES:
-                        sync_resource(self.api.client(tenant), warehouse, stream)
+                    for stream in STREAMS:
+                        sync_stream(self.api.client(tenant), warehouse, stream)
         for schedule in ("hourly_tenants", "daily_tenants"):  # only the runs the benchmark launches
             self.dagster("schedule", "stop", schedule, "-w", "workspace.yaml")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from pipeline_assets.incremental_sync import sync_resource
+from pipeline_assets.incremental_sync import sync_stream
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
@@ -180,11 +180,11 @@ def calls_per_sync(section: Section, scratch: Path) -> None:
         warehouse = Warehouse(url=str(scratch / "calls.duckdb"))
         for tenant, n in changes.items():
             client = api.client(tenant)
-            sync_resource(client, warehouse, "tasks")
-            second = _counted(sim, tenant, lambda c=client: sync_resource(c, warehouse, "tasks"))
+            sync_stream(client, warehouse, "tasks")
+            second = _counted(sim, tenant, lambda c=client: sync_stream(c, warehouse, "tasks"))
             if n:
                 sim.admin.mutate(tenant, updates=n, resource="tasks")
-            counted = _counted(sim, tenant, lambda c=client: sync_resource(c, warehouse, "tasks"))
+            counted = _counted(sim, tenant, lambda c=client: sync_stream(c, warehouse, "tasks"))
             bound = math.ceil(n / 100) + 1
             rows.append(
                 [

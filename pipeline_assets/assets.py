@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.control.export_jobs import ExportJobs
+from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 from resources.warehouse import TableFacts, Warehouse
@@ -14,16 +15,10 @@ from resources.warehouse import TableFacts, Warehouse
 from .checks import check_results, check_specs
 from .deferral import defer_run
 from .history_exports import EXPORT_TAG, load_export, start_history_export
-from .incremental_sync import SyncReport, sync_resource
+from .incremental_sync import SyncReport, sync_stream
 from .partitions import tenant_partitions
 
 FULL_RESYNC_TAG = "dripfeed/full_resync"
-DESCRIPTIONS = {
-    "users": "Tasklane users of each tenant workspace (email, name, role, active), with soft-deleted tombstones.",
-    "projects": "Tasklane projects of each tenant workspace (name, status, owner), with soft-deleted tombstones.",
-    "tasks": "Tasklane tasks of each tenant workspace (project, assignee, status, priority, estimates, tags, "
-    "custom fields), with soft-deleted tombstones.",
-}
 
 
 class SyncConfig(dg.Config):
@@ -54,22 +49,22 @@ def _metadata(report: SyncReport, facts: TableFacts) -> dict[str, object]:
     }
 
 
-def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> dg.AssetsDefinition:
+def tasklane_asset(stream: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> dg.AssetsDefinition:
     # A multi-asset of one, for `can_subset`: it makes the checks' outputs optional, so that a
     # deferred sync (deferral.py) ends with neither a materialization nor check results.
     @dg.multi_asset(
-        name=resource,
+        name=stream,
         specs=[
             dg.AssetSpec(
-                resource,
+                stream,
                 deps=deps,
                 group_name="tasklane",
                 kinds={"python", "sql"},
                 owners=["team:data-platform"],
-                description=DESCRIPTIONS[resource],
+                description=STREAMS[stream].description,
             )
         ],
-        check_specs=check_specs(resource),
+        check_specs=check_specs(stream),
         partitions_def=tenant_partitions,
         can_subset=True,
     )
@@ -77,9 +72,9 @@ def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) ->
         context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
         try:
-            result = _sync(context, config, tasklane, warehouse, resource)
+            result = _sync(context, config, tasklane, warehouse, stream)
         except TenantThrottled as throttled:
-            yield defer_run(context, tasklane, resource, throttled)
+            yield defer_run(context, tasklane, stream, throttled)
             return
         except TasklaneFailure as failure:  # the step fails, and its metadata tells the alert what happened
             raise dg.Failure(failure.description, metadata=failure.metadata, allow_retries=failure.retryable) from None
@@ -90,18 +85,18 @@ def tasklane_asset(resource: str, deps: tuple[dg.AssetsDefinition, ...] = ()) ->
 
 
 def _sync(
-    context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse, resource: str
+    context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse, stream: str
 ) -> dg.MaterializeResult:
-    """One tenant's sync of `resource`: a history load, a history export's submission, or the listing."""
+    """One tenant's sync of `stream`: a history load, a history export's submission, or the listing."""
     tenant = context.partition_key
     full = config.full_resync or context.run.tags.get(FULL_RESYNC_TAG, "").lower() == "true"
     client, jobs = tasklane.client(tenant), ExportJobs(tasklane.store)
     export_id = context.run.tags.get(EXPORT_TAG)
-    history = jobs.get(tenant, resource)
+    history = jobs.get(tenant, stream)
     if export_id:
         if history is None or history.export_id != export_id or not history.result_url:
             raise dg.Failure(
-                f"tenant {tenant!r}: export {export_id} is not the finished {resource} export dripfeed recorded "
+                f"tenant {tenant!r}: export {export_id} is not the finished {stream} export dripfeed recorded "
                 "for this tenant. Launch loads from the export_status sensor, not by hand."
             )
         report = load_export(client, warehouse, jobs, history, client.tenant.history_since)
@@ -109,12 +104,12 @@ def _sync(
         client.tenant.history_since
         and not full
         and (history is None or history.pending)
-        and (state := warehouse.state(tenant, resource)).watermark is None
+        and (state := warehouse.state(tenant, stream)).watermark is None
     ):
-        history = start_history_export(client, jobs, resource)
-        warehouse.write(tenant, resource, [], state)  # the (empty) tables exist, for the checks
+        history = start_history_export(client, jobs, stream)
+        warehouse.write(tenant, stream, [], state)  # the (empty) tables exist, for the checks
         context.log.info(
-            f"tenant {tenant!r} {resource}: history arrives through export {history.export_id} "
+            f"tenant {tenant!r} {stream}: history arrives through export {history.export_id} "
             f"({history.status}); the export_status sensor loads it when it is done"
         )
         return dg.MaterializeResult(
@@ -123,30 +118,37 @@ def _sync(
                 "history_export_status": str(history.status),
                 "history_updated_before": history.updated_before,
             },
-            check_results=_checks(context, resource, tenant, warehouse.facts(tenant, resource)),
+            check_results=_checks(context, stream, tenant, warehouse.facts(tenant, stream)),
         )
     else:
-        report = sync_resource(
-            client, warehouse, resource, full_resync=full, pages_per_checkpoint=config.pages_per_checkpoint
+        report = sync_stream(
+            client, warehouse, stream, full_resync=full, pages_per_checkpoint=config.pages_per_checkpoint
         )
     context.log.info(
-        f"tenant {tenant!r} {resource}: {report.records} records ({report.tombstones} tombstones), "
+        f"tenant {tenant!r} {stream}: {report.records} records ({report.tombstones} tombstones), "
         f"{report.pages} pages, {report.calls['counted']} counted calls, "
         f"watermark {report.watermark_before} -> {report.watermark_after}"
     )
-    facts = warehouse.facts(tenant, resource)
+    facts = warehouse.facts(tenant, stream)
     return dg.MaterializeResult(
-        metadata=_metadata(report, facts), check_results=_checks(context, resource, tenant, facts)
+        metadata=_metadata(report, facts), check_results=_checks(context, stream, tenant, facts)
     )
 
 
 def _checks(
-    context: dg.AssetExecutionContext, resource: str, tenant: str, facts: TableFacts
+    context: dg.AssetExecutionContext, stream: str, tenant: str, facts: TableFacts
 ) -> list[dg.AssetCheckResult]:
     """The run's selected checks of this asset (a history load selects only some), for this tenant."""
-    return check_results(resource, tenant, facts, set(context.selected_asset_check_keys))
+    return check_results(stream, tenant, facts, set(context.selected_asset_check_keys))
 
 
-users = tasklane_asset("users")
-projects = tasklane_asset("projects")
-tasks = tasklane_asset("tasks", deps=(users, projects))  # parents first, so references resolve in one run
+def _stream_assets() -> dict[str, dg.AssetsDefinition]:
+    """One asset per stream, each after the streams it references, so references resolve in one run."""
+    assets: dict[str, dg.AssetsDefinition] = {}
+    for name, stream in STREAMS.items():
+        assets[name] = tasklane_asset(name, deps=tuple(assets[parent] for parent in stream.parents))
+    return assets
+
+
+STREAM_ASSETS = _stream_assets()
+users, projects, tasks = STREAM_ASSETS["users"], STREAM_ASSETS["projects"], STREAM_ASSETS["tasks"]

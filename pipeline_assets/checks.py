@@ -11,50 +11,54 @@ from __future__ import annotations
 
 import dagster as dg
 
+from resources.streams import STREAMS
 from resources.warehouse import TableFacts
 
 from .partitions import partitioned_checks, tenant_partitions
 
 DESCRIPTIONS = {
-    "schema_drift": "Fails when a field of the tenant's {resource} arrived with another type than the contract's: "
+    "schema_drift": "Fails when a field of the tenant's {stream} arrived with another type than the contract's: "
     "the typed column holds null, the value is kept in _raw.",
-    "unique_keys": "No id appears twice among the tenant's {resource}.",
-    "references_resolve": "Every task's project_id and assignee_id names a project or user of the same tenant "
+    "unique_keys": "No id appears twice among the tenant's {stream}.",
+    "references_resolve": "Every reference of the tenant's {stream} ({references}) names a record of the same tenant "
     "(tombstones count).",
 }
 CHECKS = {
-    "users": ("schema_drift", "unique_keys"),
-    "projects": ("schema_drift", "unique_keys"),
-    "tasks": ("schema_drift", "unique_keys", "references_resolve"),
+    name: ("schema_drift", "unique_keys", *(("references_resolve",) if stream.references else ()))
+    for name, stream in STREAMS.items()
 }
 
 
-def check_name(resource: str, check: str) -> str:
-    return f"{resource}_{check}"
+def check_name(stream: str, check: str) -> str:
+    return f"{stream}_{check}"
 
 
-def check_specs(resource: str) -> list[dg.AssetCheckSpec]:
+def _references_text(stream: str) -> str:
+    return ", ".join(f"{field} → {parent}" for field, parent in STREAMS[stream].references.items())
+
+
+def check_specs(stream: str) -> list[dg.AssetCheckSpec]:
     with partitioned_checks():
         return [
             dg.AssetCheckSpec(
-                check_name(resource, check),
-                asset=resource,
+                check_name(stream, check),
+                asset=stream,
                 partitions_def=tenant_partitions,
-                description=DESCRIPTIONS[check].format(resource=resource),
+                description=DESCRIPTIONS[check].format(stream=stream, references=_references_text(stream)),
             )
-            for check in CHECKS[resource]
+            for check in CHECKS[stream]
         ]
 
 
 def check_results(
-    resource: str, tenant: str, facts: TableFacts, selected: set[dg.AssetCheckKey]
+    stream: str, tenant: str, facts: TableFacts, selected: set[dg.AssetCheckKey]
 ) -> list[dg.AssetCheckResult]:
-    """The results of the selected checks of `resource` for one tenant, from its table's facts."""
+    """The results of the selected checks of `stream` for one tenant, from its table's facts."""
     evaluate = {"schema_drift": _drift, "unique_keys": _unique_keys, "references_resolve": _references}
     results = []
-    for check in CHECKS[resource]:
-        name = check_name(resource, check)
-        if dg.AssetCheckKey(dg.AssetKey(resource), name) in selected:
+    for check in CHECKS[stream]:
+        name = check_name(stream, check)
+        if dg.AssetCheckKey(dg.AssetKey(stream), name) in selected:
             results.append(evaluate[check](name, tenant, facts))
     return results
 

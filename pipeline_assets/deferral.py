@@ -29,7 +29,7 @@ def utc(moment: float) -> str:
 
 
 def defer_run(
-    context: dg.AssetExecutionContext, tasklane: TasklaneAPI, resource: str, throttled: TenantThrottled
+    context: dg.AssetExecutionContext, tasklane: TasklaneAPI, stream: str, throttled: TenantThrottled
 ) -> dg.AssetObservation:
     """Record the deferral, mark the run, and say so; the caller then ends the step."""
     tenant = context.partition_key
@@ -46,11 +46,11 @@ def defer_run(
     until = utc(recorded.resume_at)
     context.instance.add_run_tags(context.run.run_id, {DEFERRED_UNTIL_TAG: until})
     context.log.warning(
-        f"tenant {tenant!r} {resource}: deferred until {until} ({throttled.reason}). What was fetched is "
+        f"tenant {tenant!r} {stream}: deferred until {until} ({throttled.reason}). What was fetched is "
         "committed; the run ends now and the deferred_syncs sensor resumes the tenant after that time."
     )
     return dg.AssetObservation(
-        asset_key=dg.AssetKey(resource),
+        asset_key=dg.AssetKey(stream),
         partition=tenant,
         metadata={"deferred_until": until, "reason": throttled.reason},
     )

@@ -42,19 +42,19 @@ class Decision:
     reason: str = ""
 
 
-def idempotency_key(tenant: str, resource: str, updated_before: str, attempt: int = 1) -> str:
+def idempotency_key(tenant: str, stream: str, updated_before: str, attempt: int = 1) -> str:
     """Derived from what is exported and the attempt: a retry, even from another run, names the
     same job; a resubmission after a failed job names a new one."""
-    digest = hashlib.sha256(f"{tenant}|{resource}|{updated_before}|{attempt}".encode()).hexdigest()[:32]
-    return f"dripfeed-export-{resource}-{digest}"
+    digest = hashlib.sha256(f"{tenant}|{stream}|{updated_before}|{attempt}".encode()).hexdigest()[:32]
+    return f"dripfeed-export-{stream}-{digest}"
 
 
-def new_job(tenant: str, resource: str, updated_before: str, now: float) -> ExportJob:
+def new_job(tenant: str, stream: str, updated_before: str, now: float) -> ExportJob:
     """A job recorded before its first submission: its key and `updated_before` are fixed from now on."""
     return ExportJob(
         tenant=tenant,
-        resource=resource,
-        idempotency_key=idempotency_key(tenant, resource, updated_before),
+        stream=stream,
+        idempotency_key=idempotency_key(tenant, stream, updated_before),
         updated_before=updated_before,
         attempt=1,
         status=ExportStatus.SUBMITTING,
@@ -106,7 +106,7 @@ def resubmission(job: ExportJob, reason: str) -> ExportJob:
     attempt = job.attempt + 1
     return job.but(
         attempt=attempt,
-        idempotency_key=idempotency_key(job.tenant, job.resource, job.updated_before, attempt),
+        idempotency_key=idempotency_key(job.tenant, job.stream, job.updated_before, attempt),
         status=ExportStatus.SUBMITTING,
         export_id=None,
         completed_at=None,

@@ -1,6 +1,6 @@
 """A tenant's history through the vendor's bulk exports, so that no run waits for one.
 
-A tenant with `history_since` has its first sync of each resource submit an export of everything
+A tenant with `history_since` has its first sync of each stream submit an export of everything
 updated before now and end. The export status sensor (`sensors/export_status.py`) polls the job
 and, once it has succeeded, launches a run of the same asset tagged with the export's id; that
 run streams the gzip NDJSON result into the same tables and sets the watermark to the export's
@@ -29,20 +29,20 @@ EXPORT_TAG = "dripfeed/export_id"  # on a run that loads an export's result
 RECORDS_PER_BATCH = 5000  # records per warehouse transaction while loading
 
 
-def start_history_export(client: TenantClient, jobs: ExportJobs, resource: str) -> ExportJob:
-    """The tenant's history export of `resource`: recorded, then submitted, unless it already is.
+def start_history_export(client: TenantClient, jobs: ExportJobs, stream: str) -> ExportJob:
+    """The tenant's history export of `stream`: recorded, then submitted, unless it already is.
     A retry after a crash between the two submits the recorded job again, with the same key."""
-    job = jobs.get(client.tenant.id, resource)
+    job = jobs.get(client.tenant.id, stream)
     if job is None:
         now = time.time()
-        job = new_job(client.tenant.id, resource, rfc3339(datetime.fromtimestamp(now, UTC)), now)
+        job = new_job(client.tenant.id, stream, rfc3339(datetime.fromtimestamp(now, UTC)), now)
         jobs.save(job)
     return submit(client, jobs, job) if job.status == ExportStatus.SUBMITTING else job
 
 
 def submit(client: TenantClient, jobs: ExportJobs, job: ExportJob) -> ExportJob:
     """POST a recorded job (again, after a crash: the vendor answers with the job it has) and record the answer."""
-    answer = client.submit_export(job.resource, job.updated_before, job.idempotency_key)
+    answer = client.submit_export(job.stream, job.updated_before, job.idempotency_key)
     job = after_submission(job, answer, time.time())
     jobs.save(job)
     return job
@@ -53,9 +53,9 @@ def load_export(
 ) -> SyncReport:
     """Stream the job's result into the warehouse, RECORDS_PER_BATCH records per transaction.
     Records updated before `history_since` are left out. Loading again is harmless (upserts)."""
-    tenant, resource = job.tenant, job.resource
-    state = warehouse.state(tenant, resource)
-    report = SyncReport(resource, state.watermark)
+    tenant, stream = job.tenant, job.stream
+    state = warehouse.state(tenant, stream)
+    report = SyncReport(stream, state.watermark)
     calls_before = Counter(client.stats)
     since = history_since.isoformat() if history_since else ""
     watermark = max(filter(None, (state.watermark, minus_overlap(job.updated_before))))
@@ -63,17 +63,17 @@ def load_export(
     with response, warehouse.writer() as batches:
         batch: list[str] = []
         for line_number, line in enumerate(_lines(response.raw), start=1):
-            record = _record(tenant, resource, line, line_number)
+            record = _record(tenant, stream, line, line_number)
             if record["updated_at"] < since:
                 continue
             batch.append(line)
             report.records += 1
             report.tombstones += record.get("deleted_at") is not None
             if len(batch) == RECORDS_PER_BATCH:
-                report.drift.extend(batches.write(tenant, resource, [_page(batch)], state).drift)
+                report.drift.extend(batches.write(tenant, stream, [_page(batch)], state).drift)
                 report.checkpoints += 1
                 batch = []
-        report.drift.extend(batches.write(tenant, resource, [_page(batch)], SyncState(watermark)).drift)
+        report.drift.extend(batches.write(tenant, stream, [_page(batch)], SyncState(watermark)).drift)
         report.checkpoints += 1
     jobs.save(loaded(job))
     report.watermark_after = watermark
@@ -89,7 +89,7 @@ def _lines(raw: object) -> Iterator[str]:
                 yield text
 
 
-def _record(tenant: str, resource: str, line: str, line_number: int) -> dict:
+def _record(tenant: str, stream: str, line: str, line_number: int) -> dict:
     try:
         record = json.loads(line)
     except ValueError:
@@ -98,7 +98,7 @@ def _record(tenant: str, resource: str, line: str, line_number: int) -> dict:
         raise TasklaneFailure(
             tenant,
             "vendor_outage",
-            f"line {line_number} of the {resource} export is not a record with id and updated_at. "
+            f"line {line_number} of the {stream} export is not a record with id and updated_at. "
             "Nothing from this load was lost; the rows before it are kept. Re-run the load, and report it to "
             "Tasklane if it fails again.",
         )

@@ -1,4 +1,4 @@
-"""One tenant's incremental sync of one resource: watermark, overlap, checkpoints, tombstones."""
+"""One tenant's incremental sync of one stream: watermark, overlap, checkpoints, tombstones."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def minus_overlap(stamp: str) -> str:
 
 @dataclass
 class SyncReport:
-    resource: str
+    stream: str
     watermark_before: str | None
     watermark_after: str | None = None
     resumed_from: str | None = None
@@ -38,24 +38,24 @@ class SyncReport:
     calls: Counter = field(default_factory=Counter)
 
 
-def sync_resource(
+def sync_stream(
     client: TenantClient,
     warehouse: Warehouse,
-    resource: str,
+    stream: str,
     *,
     full_resync: bool = False,
     pages_per_checkpoint: int = 10,
 ) -> SyncReport:
-    """Bring the warehouse in line with Tasklane for one tenant and resource.
+    """Bring the warehouse in line with Tasklane for one tenant and stream.
 
     Rows and the position they reach commit together every `pages_per_checkpoint` pages; a run
     that dies or is throttled resumes from its last checkpoint (minus the visibility overlap)."""
     tenant = client.tenant.id
-    state = warehouse.state(tenant, resource)
+    state = warehouse.state(tenant, stream)
     # A full re-sync resumes only its own checkpoint: an incremental run's would skip the records
     # before it. An incremental run may resume either kind.
     resume_from = state.resume_from if state.resume_full or not full_resync else None
-    report = SyncReport(resource, state.watermark, resumed_from=resume_from, full_resync=full_resync)
+    report = SyncReport(stream, state.watermark, resumed_from=resume_from, full_resync=full_resync)
     start = resume_from if full_resync else (resume_from or state.watermark)
     since = minus_overlap(start) if start else None
     calls_before = Counter(client.stats)
@@ -64,7 +64,7 @@ def sync_resource(
     pending: Future[None] | None = None
 
     def write(batch: list[str], position: SyncState) -> None:
-        report.drift.extend(batches.write(tenant, resource, batch, position).drift)
+        report.drift.extend(batches.write(tenant, stream, batch, position).drift)
 
     def position(final: bool) -> SyncState:
         if final:
@@ -76,10 +76,10 @@ def sync_resource(
     # previous write before handing over the next keeps commits in order and stops on a failure.
     with (
         warehouse.writer() as batches,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dripfeed-{tenant}-{resource}") as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dripfeed-{tenant}-{stream}") as writer,
     ):
         try:
-            for page in client.list_pages(resource, since):
+            for page in client.list_pages(stream, since):
                 if page.not_modified:
                     break
                 pages.append(page.body)
@@ -103,6 +103,6 @@ def sync_resource(
         if pending:
             pending.result()
         write(pages, position(final=True))
-    report.watermark_after = warehouse.state(tenant, resource).watermark
+    report.watermark_after = warehouse.state(tenant, stream).watermark
     report.calls = Counter(client.stats) - calls_before
     return report

@@ -34,16 +34,16 @@ LONGEST_WAIT_IN_TICK = 5.0  # a tick must end well within Dagster's 60 s: longer
 
 
 def load_request(job: ExportJob) -> dg.RunRequest:
-    """The run that loads a succeeded job: only its resource's asset, with the checks that need
+    """The run that loads a succeeded job: only its stream's asset, with the checks that need
     nothing else (the references check waits for the next sync, when every parent has loaded)."""
-    asset = dg.AssetKey(job.resource)
+    asset = dg.AssetKey(job.stream)
     return dg.RunRequest(
         run_key=f"export:{job.export_id}",
         partition_key=job.tenant,
         asset_selection=[asset],
         asset_check_keys=[
-            dg.AssetCheckKey(asset, f"{job.resource}_schema_drift"),
-            dg.AssetCheckKey(asset, f"{job.resource}_unique_keys"),
+            dg.AssetCheckKey(asset, f"{job.stream}_schema_drift"),
+            dg.AssetCheckKey(asset, f"{job.stream}_unique_keys"),
         ],
         tags={TENANT_TAG: job.tenant, TIER_TAG: "onboarding", EXPORT_TAG: job.export_id or ""},
     )
@@ -100,7 +100,7 @@ class _Poll:
         elif decision.action == Action.LOAD:
             self.jobs.save(job)
             self.runs.append(load_request(job))
-            self.context.log.info(f"tenant {job.tenant!r}: export {job.export_id} ({job.resource}) done; loading it")
+            self.context.log.info(f"tenant {job.tenant!r}: export {job.export_id} ({job.stream}) done; loading it")
         elif decision.action == Action.ABANDON:
             self.abandon(job, decision.reason)
         else:
@@ -109,7 +109,7 @@ class _Poll:
     def abandon(self, job: ExportJob, reason: str) -> None:
         self.jobs.save(job)
         text = (
-            f"dripfeed: tenant {job.tenant}'s {job.resource} history export was abandoned: {reason}. "
+            f"dripfeed: tenant {job.tenant}'s {job.stream} history export was abandoned: {reason}. "
             "Its next sync reads the history through the listing instead."
         )
         self.context.log.warning(text)
@@ -118,17 +118,17 @@ class _Poll:
             text,
             {
                 "tenant": job.tenant,
-                "asset": job.resource,
+                "asset": job.stream,
                 "error_class": "vendor_outage",
                 "reason": reason,
-                "url": self.alerts.link(f"/assets/{job.resource}"),
+                "url": self.alerts.link(f"/assets/{job.stream}"),
             },
         )
 
 
 def poll_later(jobs: ExportJobs, batch: list[ExportJob], when: float) -> None:
     for job in batch:
-        current = jobs.get(job.tenant, job.resource)  # this tick may have changed it before stopping
+        current = jobs.get(job.tenant, job.stream)  # this tick may have changed it before stopping
         if current is not None and not current.status.is_terminal:
             jobs.save(current.but(next_poll_at=when))
 

@@ -28,7 +28,7 @@ from resources.tenants import Tenant
 
 from .tier_slots import Tier, make_tier, slots
 
-# One listing call per resource: less than that and a sync cannot even ask what changed.
+# One listing call per stream: less than that and a sync cannot even ask what changed.
 MIN_CALLS_FOR_A_SYNC = 3
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"

@@ -18,7 +18,7 @@ from tests.postgres_server import fresh_database, running_postgres
 
 ADMIN_TOKEN = "test-admin-token"
 # The code location refuses to load without these (dripfeed/definitions.py). Tests that import it
-# give each resource their own values; tests that start dagster processes set their own variables.
+# give each stream their own values; tests that start dagster processes set their own variables.
 os.environ.setdefault("TASKLANE_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("DRIPFEED_TENANTS_FILE", str(Path(__file__).resolve().parents[1] / "demo" / "tenants.yaml"))
 
@@ -55,12 +55,12 @@ class TasklaneClient:
         kwargs.setdefault("timeout", 30)
         return self.session.post(self.url(path), **kwargs)
 
-    def list_all(self, resource: str, **params: Any) -> list[dict[str, Any]]:
+    def list_all(self, stream: str, **params: Any) -> list[dict[str, Any]]:
         """Page through a listing with the maximum page size; returns every record in order."""
         params = {"limit": 100, **params}
         records: list[dict[str, Any]] = []
         while True:
-            response = self.get(resource, params=params)
+            response = self.get(stream, params=params)
             assert response.status_code == 200, response.text
             body = response.json()
             records.extend(body["data"])

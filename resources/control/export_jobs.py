@@ -1,4 +1,4 @@
-"""The history exports of every tenant, one per resource, as the control store records them.
+"""The history exports of every tenant, one per stream, as the control store records them.
 
 A job is recorded before it is submitted (its idempotency key and `updated_before` fixed), so a
 run or tick that dies between the POST and the record submits the same job again, which the
@@ -39,7 +39,7 @@ class ExportStatus(StrEnum):
 @dataclass(frozen=True)
 class ExportJob:
     tenant: str
-    resource: str
+    stream: str
     idempotency_key: str
     updated_before: str
     attempt: int
@@ -54,7 +54,7 @@ class ExportJob:
 
     @property
     def pending(self) -> bool:
-        """Whether the tenant's history for this resource is still on its way through the export."""
+        """Whether the tenant's history for this stream is still on its way through the export."""
         return not self.status.is_terminal
 
     def but(self, **changes: object) -> ExportJob:
@@ -67,15 +67,15 @@ class ExportJobs:
     def __init__(self, store: ControlStore) -> None:
         self.store = store
 
-    def get(self, tenant: str, resource: str) -> ExportJob | None:
-        query = sa.select(export_jobs).where(export_jobs.c.tenant == tenant, export_jobs.c.resource == resource)
+    def get(self, tenant: str, stream: str) -> ExportJob | None:
+        query = sa.select(export_jobs).where(export_jobs.c.tenant == tenant, export_jobs.c.resource == stream)
         with self.store.engine.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
         return _job(row) if row else None
 
     def save(self, job: ExportJob) -> None:
-        values = {f.name: getattr(job, f.name) for f in fields(job)}
-        values["status"] = str(job.status)
+        values = {f.name: getattr(job, f.name) for f in fields(job) if f.name != "stream"}
+        values |= {"resource": job.stream, "status": str(job.status)}
         insert = self.store.insert(export_jobs).values(**values)
         with self.store.transaction() as conn:
             conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "resource"], set_=values))
@@ -104,4 +104,5 @@ OPEN = [str(status) for status in ExportStatus if status.is_open]
 
 
 def _job(row: sa.RowMapping) -> ExportJob:
-    return ExportJob(**{**row, "status": ExportStatus(row["status"])})
+    values = {name: value for name, value in row.items() if name not in ("resource", "status")}
+    return ExportJob(**values, stream=row["resource"], status=ExportStatus(row["status"]))

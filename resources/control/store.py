@@ -70,7 +70,7 @@ export_jobs = sa.Table(
     "dripfeed_export_jobs",
     metadata,
     sa.Column("tenant", sa.String(63), primary_key=True),
-    sa.Column("resource", sa.String(20), primary_key=True),  # one history export per tenant and resource
+    sa.Column("resource", sa.String(20), primary_key=True),  # the stream (the vendor calls it a resource)
     sa.Column("idempotency_key", sa.String(255), nullable=False),  # recorded before the POST: a retry reuses it
     sa.Column("updated_before", sa.String(40), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),  # 1, then one more per resubmission

@@ -3,7 +3,7 @@
 By concern: `transport.py` (one HTTP exchange and what its answer means), `metering.py` (the
 tenant's shared budget, the ledger), `client.py` (the request loop, retries), `listing.py` and
 `exports.py` (what the product calls), `errors.py` (the client's own errors), `resource.py` (the
-Dagster resource). Only `resource.py` imports Dagster.
+Dagster resource). Only `stream.py` imports Dagster.
 """
 
 from .client import ClientSettings, TenantClient

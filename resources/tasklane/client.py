@@ -157,14 +157,14 @@ class TenantClient:
         self.transport.close()
 
     # --- what the product calls -------------------------------------------------------------
-    def list_pages(self, resource: str, updated_since: str | None, *, include_deleted: bool = True) -> Iterator[Page]:
+    def list_pages(self, stream: str, updated_since: str | None, *, include_deleted: bool = True) -> Iterator[Page]:
         """See listing.list_pages."""
         with self._operation():
-            yield from listing.list_pages(self, self.etags, resource, updated_since, include_deleted=include_deleted)
+            yield from listing.list_pages(self, self.etags, stream, updated_since, include_deleted=include_deleted)
 
-    def submit_export(self, resource: str, updated_before: str, key: str) -> dict[str, Any]:
+    def submit_export(self, stream: str, updated_before: str, key: str) -> dict[str, Any]:
         with self._operation():
-            return exports.submit_export(self, resource, updated_before, key)
+            return exports.submit_export(self, stream, updated_before, key)
 
     def get_export(self, export_id: str) -> dict[str, Any]:
         with self._operation():

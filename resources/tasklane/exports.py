@@ -10,10 +10,10 @@ if TYPE_CHECKING:
     from .client import TenantClient
 
 
-def submit_export(client: TenantClient, resource: str, updated_before: str, key: str) -> dict[str, Any]:
-    """Submit (or, with the same key and arguments, find again) the export of `resource` before
+def submit_export(client: TenantClient, stream: str, updated_before: str, key: str) -> dict[str, Any]:
+    """Submit (or, with the same key and arguments, find again) the export of `stream` before
     `updated_before`."""
-    body = {"resource": resource, "updated_before": updated_before}
+    body = {"resource": stream, "updated_before": updated_before}
     headers = {"Idempotency-Key": key}
     return client.request("POST", "exports", endpoint="exports.create", json_body=body, headers=headers).body
 

@@ -28,7 +28,7 @@ class Page:
 
 
 def list_pages(
-    client: TenantClient, etags: ETagStore, resource: str, updated_since: str | None, *, include_deleted: bool = True
+    client: TenantClient, etags: ETagStore, stream: str, updated_since: str | None, *, include_deleted: bool = True
 ) -> Iterator[Page]:
     """Pages of 100 records with `updated_at >= updated_since`, tombstones included.
 
@@ -42,7 +42,7 @@ def list_pages(
         params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": str(include_deleted).lower()}
         if since:
             params["updated_since"] = since
-        query = f"{resource}?{urlencode(sorted(params.items()))}"
+        query = f"{stream}?{urlencode(sorted(params.items()))}"
         headers = {}
         if cursor is None:
             remembered = etags.get(query)
@@ -51,19 +51,19 @@ def list_pages(
         else:
             params["cursor"] = cursor
         try:
-            reply = client.request("GET", resource, endpoint=f"{resource}.list", params=params, headers=headers)
+            reply = client.request("GET", stream, endpoint=f"{stream}.list", params=params, headers=headers)
         except CursorExpired:
             restarts += 1
             if restarts > MAX_CURSOR_RESTARTS:
                 raise TasklaneFailure(
-                    tenant, "vendor_outage", f"cursors kept expiring while listing {resource}", retryable=True
+                    tenant, "vendor_outage", f"cursors kept expiring while listing {stream}", retryable=True
                 ) from None
             since, cursor = resume_from, None
             continue
         if reply.status == 304:
             yield Page([], None, not_modified=True)
             return
-        records, next_cursor = _page_body(tenant, resource, reply.body)
+        records, next_cursor = _page_body(tenant, stream, reply.body)
         if cursor is None:
             etags.remember(query, reply.headers.get("ETag") if next_cursor is None else None)
         yield Page(records, next_cursor, body=reply.response.content.decode())
@@ -75,7 +75,7 @@ def list_pages(
         cursor = next_cursor
 
 
-def _page_body(tenant: str, resource: str, body: Any) -> tuple[list[dict[str, Any]], str | None]:
+def _page_body(tenant: str, stream: str, body: Any) -> tuple[list[dict[str, Any]], str | None]:
     if (
         not isinstance(body, dict)
         or not isinstance(body.get("data"), list)
@@ -88,7 +88,7 @@ def _page_body(tenant: str, resource: str, body: Any) -> tuple[list[dict[str, An
         raise TasklaneFailure(
             tenant,
             "schema_drift",
-            f"Tasklane answered a {resource} listing with a page that is not in the contract's format "
+            f"Tasklane answered a {stream} listing with a page that is not in the contract's format "
             "(`data`: records with id and updated_at, `next_cursor`). Nothing from it was written; "
             "check the Tasklane-Version and the API changelog.",
         )

@@ -44,7 +44,7 @@ TYPES = {
 
 @dataclass(frozen=True)
 class SyncState:
-    """Where a tenant's sync of one resource stands: its high-watermark and, mid-run, its checkpoint."""
+    """Where a tenant's sync of one stream stands: its high-watermark and, mid-run, its checkpoint."""
 
     watermark: str | None = None
     resume_from: str | None = None
@@ -123,12 +123,12 @@ class Backend(ABC):
         return text
 
     # shared SQL ---------------------------------------------------------------------------------
-    def ensure_tables(self, conn: Any, resource: str) -> None:
-        """Create the resource's table and the bookkeeping tables if they are missing."""
+    def ensure_tables(self, conn: Any, stream: str) -> None:
+        """Create the stream's table and the bookkeeping tables if they are missing."""
         types = TYPES[self.dialect]
-        base = table_columns(resource)
+        base = table_columns(stream)
         defs = ", ".join(f"{quote(c)} {types[t]}" for c, t in base.items())
-        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {quote(resource)} ({defs}, PRIMARY KEY (tenant_id, id))")
+        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {quote(stream)} ({defs}, PRIMARY KEY (tenant_id, id))")
         self.execute(
             conn,
             f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
@@ -143,16 +143,16 @@ class Backend(ABC):
             f"seen_at {types['timestamp']}, PRIMARY KEY (tenant_id, resource, field))",
         )
 
-    def add_columns(self, conn: Any, resource: str, present: list[str], vendor_columns: Sequence[str]) -> None:
+    def add_columns(self, conn: Any, stream: str, present: list[str], vendor_columns: Sequence[str]) -> None:
         """Add a text column per new vendor field to the table and to `present`, its columns in order."""
         for column in vendor_columns:
             if column not in present:
                 self.execute(
-                    conn, f"ALTER TABLE {quote(resource)} ADD COLUMN {quote(column)} {TYPES[self.dialect]['text']}"
+                    conn, f"ALTER TABLE {quote(stream)} ADD COLUMN {quote(column)} {TYPES[self.dialect]['text']}"
                 )
                 present.append(column)
 
-    def write_state(self, conn: Any, tenant: str, resource: str, state: SyncState) -> None:
+    def write_state(self, conn: Any, tenant: str, stream: str, state: SyncState) -> None:
         self.execute(
             conn,
             self.sql(
@@ -161,10 +161,10 @@ class Backend(ABC):
                 "DO UPDATE SET watermark = excluded.watermark, resume_from = excluded.resume_from, "
                 "resume_full = excluded.resume_full, updated_at = excluded.updated_at"
             ),
-            (tenant, resource, state.watermark, state.resume_from, state.resume_full),
+            (tenant, stream, state.watermark, state.resume_from, state.resume_full),
         )
 
-    def write_drift(self, conn: Any, tenant: str, resource: str, drift: Sequence[Drift]) -> None:
+    def write_drift(self, conn: Any, tenant: str, stream: str, drift: Sequence[Drift]) -> None:
         for seen in {d.field: d for d in drift}.values():
             self.execute(
                 conn,
@@ -173,43 +173,43 @@ class Backend(ABC):
                     "ON CONFLICT (tenant_id, resource, field) DO UPDATE SET expected = excluded.expected, "
                     "seen = excluded.seen, example_id = excluded.example_id, seen_at = excluded.seen_at"
                 ),
-                (tenant, resource, seen.field, seen.expected, seen.seen, seen.example_id),
+                (tenant, stream, seen.field, seen.expected, seen.seen, seen.example_id),
             )
 
-    def has_rows(self, conn: Any, tenant: str, resource: str) -> bool:
-        found = self.execute(conn, self.sql(f"SELECT 1 FROM {quote(resource)} WHERE tenant_id = ? LIMIT 1"), (tenant,))
+    def has_rows(self, conn: Any, tenant: str, stream: str) -> bool:
+        found = self.execute(conn, self.sql(f"SELECT 1 FROM {quote(stream)} WHERE tenant_id = ? LIMIT 1"), (tenant,))
         return bool(found)
 
     def upsert_pages(
-        self, conn: Any, tenant: str, resource: str, pages: Sequence[str], present: list[str], *, new_keys: bool
+        self, conn: Any, tenant: str, stream: str, pages: Sequence[str], present: list[str], *, new_keys: bool
     ) -> Written:
         """Stage the pages' records, add columns for new vendor fields, record drift, upsert.
         `present` is the table's columns, in order; columns added here are appended to it. With
         `new_keys`, the rows go in by plain INSERT, which raises `duplicate_key` on a stored key."""
-        records = self.records(resource)
+        records = self.records(stream)
         self.execute(conn, records.shape(tenant), self.load_pages(conn, pages))
         staged, ids, *examples = self.execute(conn, records.batch_facts())[0]
         if staged > ids:  # a listing returned a record twice: keep its newest version, then look again
             self.execute(conn, records.dedupe())
             _, _, *examples = self.execute(conn, records.batch_facts())[0]
         vendor_fields = {column_for(f): f for (f,) in self.execute(conn, records.keys()) if f not in records.kinds}
-        self.add_columns(conn, resource, present, sorted(vendor_fields))
+        self.add_columns(conn, stream, present, sorted(vendor_fields))
         drift = [
             Drift(field, records.kinds[field], self.execute(conn, records.seen_type(field, example))[0][0], example)
             for field, example in zip(records.checked_fields(), examples, strict=True)
             if example is not None
         ]
-        self.execute(conn, self.upsert_sql(resource, present, records.rows(present, vendor_fields), new_keys=new_keys))
-        self.write_drift(conn, tenant, resource, drift)
+        self.execute(conn, self.upsert_sql(stream, present, records.rows(present, vendor_fields), new_keys=new_keys))
+        self.write_drift(conn, tenant, stream, drift)
         return Written(ids, drift)
 
-    def upsert_sql(self, resource: str, columns: list[str], source: str, *, new_keys: bool = False) -> str:
+    def upsert_sql(self, stream: str, columns: list[str], source: str, *, new_keys: bool = False) -> str:
         names = ", ".join(quote(c) for c in columns)
-        insert = f"INSERT INTO {quote(resource)} ({names}) {source}"
+        insert = f"INSERT INTO {quote(stream)} ({names}) {source}"
         if new_keys:
             return insert
         updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in ("tenant_id", "id"))
         return (
             f"{insert} ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} "
-            f"WHERE excluded.updated_at >= {quote(resource)}.updated_at"
+            f"WHERE excluded.updated_at >= {quote(stream)}.updated_at"
         )

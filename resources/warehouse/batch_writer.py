@@ -28,24 +28,24 @@ class BatchWriter:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._conn: Any = None
-        self._tables: dict[str, list[str]] = {}  # resource -> its table's columns, on this connection
-        self._new_keys: dict[tuple[str, str], bool] = {}  # (tenant, resource) -> whether to INSERT plainly
+        self._tables: dict[str, list[str]] = {}  # stream -> its table's columns, on this connection
+        self._new_keys: dict[tuple[str, str], bool] = {}  # (tenant, stream) -> whether to INSERT plainly
         self._opened = 0.0
         self._released = float("-inf")
 
-    def write(self, tenant: str, resource: str, pages: Sequence[str], state: SyncState) -> Written:
+    def write(self, tenant: str, stream: str, pages: Sequence[str], state: SyncState) -> Written:
         """Upsert the records of a batch of page bodies (`{"data": [...]}` JSON text) and record the
         position they reach, in one transaction."""
         conn = self._connection()
         try:
             try:
-                written = self._write(conn, tenant, resource, pages, state)
+                written = self._write(conn, tenant, stream, pages, state)
             except self.backend.duplicate_key:
-                if not self._new_keys.get((tenant, resource)):
+                if not self._new_keys.get((tenant, stream)):
                     raise
-                self._new_keys[(tenant, resource)] = False
+                self._new_keys[(tenant, stream)] = False
                 self._tables.clear()  # columns this transaction added were rolled back with it
-                written = self._write(conn, tenant, resource, pages, state)
+                written = self._write(conn, tenant, stream, pages, state)
         except BaseException:
             self.close()  # a broken connection is not reused, and what it knew of the tables is forgotten
             raise
@@ -54,25 +54,25 @@ class BatchWriter:
             self.close()
         return written
 
-    def _write(self, conn: Any, tenant: str, resource: str, pages: Sequence[str], state: SyncState) -> Written:
+    def _write(self, conn: Any, tenant: str, stream: str, pages: Sequence[str], state: SyncState) -> Written:
         with self.backend.transaction(conn):
-            columns = self._columns(conn, resource)
+            columns = self._columns(conn, stream)
             written = Written(0, [])
             if pages:
-                if (tenant, resource) not in self._new_keys:
-                    self._new_keys[(tenant, resource)] = not self.backend.has_rows(conn, tenant, resource)
-                new_keys = self._new_keys[(tenant, resource)]
-                written = self.backend.upsert_pages(conn, tenant, resource, pages, columns, new_keys=new_keys)
-            self.backend.write_state(conn, tenant, resource, state)
+                if (tenant, stream) not in self._new_keys:
+                    self._new_keys[(tenant, stream)] = not self.backend.has_rows(conn, tenant, stream)
+                new_keys = self._new_keys[(tenant, stream)]
+                written = self.backend.upsert_pages(conn, tenant, stream, pages, columns, new_keys=new_keys)
+            self.backend.write_state(conn, tenant, stream, state)
         return written
 
-    def _columns(self, conn: Any, resource: str) -> list[str]:
-        """The resource table's columns, creating the tables on first use. While a connection that
+    def _columns(self, conn: Any, stream: str) -> list[str]:
+        """The stream table's columns, creating the tables on first use. While a connection that
         shuts out other writers is held, they cannot change, so they are looked up once."""
-        if resource not in self._tables or not self.backend.exclusive:
-            self.backend.ensure_tables(conn, resource)
-            self._tables[resource] = list(self.backend.columns(conn, resource))
-        return self._tables[resource]
+        if stream not in self._tables or not self.backend.exclusive:
+            self.backend.ensure_tables(conn, stream)
+            self._tables[stream] = list(self.backend.columns(conn, stream))
+        return self._tables[stream]
 
     def close(self) -> None:
         if self._conn is not None:

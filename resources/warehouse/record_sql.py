@@ -20,8 +20,8 @@ ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
 
 
-def contract_kinds(resource: str) -> dict[str, str]:
-    return {**COMMON_FIELDS, **CONTRACT_FIELDS[resource]}
+def contract_kinds(stream: str) -> dict[str, str]:
+    return {**COMMON_FIELDS, **CONTRACT_FIELDS[stream]}
 
 
 def text_column(field: str) -> str:
@@ -42,8 +42,8 @@ class RecordSQL:
     (`seen()`): string, integer (one that fits a BIGINT), number, boolean, array, object, null;
     NULL when absent."""
 
-    def __init__(self, resource: str) -> None:
-        self.kinds = contract_kinds(resource)
+    def __init__(self, stream: str) -> None:
+        self.kinds = contract_kinds(stream)
 
     # per dialect -------------------------------------------------------------------------------
     def raw_type(self, field: str) -> str:
@@ -183,8 +183,8 @@ class DuckDBRecords(RecordSQL):
     contract fields and once for their text (multi-path json_type / json_extract_string, which
     answer lists); vendor fields are addressed by JSON pointer, so any name works."""
 
-    def __init__(self, resource: str) -> None:
-        super().__init__(resource)
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
         self._place = {field: n for n, field in enumerate(self.kinds, start=1)}  # DuckDB lists count from 1
 
     def raw_type(self, field: str) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from ..streams import STREAMS
 from .backend import DRIFT_TABLE, STATE_TABLE, TYPES, USAGE_TABLE, Backend, SyncState, Written
 from .batch_writer import BatchWriter
 from .schema import quote
@@ -73,31 +74,31 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             writer.close()
 
-    def write(self, tenant: str, resource: str, pages: Sequence[str], state: SyncState) -> Written:
+    def write(self, tenant: str, stream: str, pages: Sequence[str], state: SyncState) -> Written:
         """Write one batch over a connection of its own (see BatchWriter.write)."""
         with self.writer() as writer:
-            return writer.write(tenant, resource, pages, state)
+            return writer.write(tenant, stream, pages, state)
 
-    def state(self, tenant: str, resource: str) -> SyncState:
+    def state(self, tenant: str, stream: str) -> SyncState:
         try:
             found = self.query(
                 f"SELECT watermark, resume_from, coalesce(resume_full, false) FROM {STATE_TABLE} "
                 "WHERE tenant_id = ? AND resource = ?",
-                (tenant, resource),
+                (tenant, stream),
             )
         except self.backend.missing_table:
             return SyncState()
         return SyncState(*found[0]) if found else SyncState()
 
-    def facts(self, tenant: str, resource: str) -> TableFacts:
+    def facts(self, tenant: str, stream: str) -> TableFacts:
         """Row count, columns, duplicate ids, drifted fields and (for tasks) dangling references of a
         tenant's table, read over one connection."""
         backend = self.backend
         with backend.connection() as conn:
-            backend.ensure_tables(conn, resource)
+            backend.ensure_tables(conn, stream)
             rows, ids = backend.execute(
                 conn,
-                backend.sql(f"SELECT count(*), count(DISTINCT id) FROM {quote(resource)} WHERE tenant_id = ?"),
+                backend.sql(f"SELECT count(*), count(DISTINCT id) FROM {quote(stream)} WHERE tenant_id = ?"),
                 (tenant,),
             )[0]
             drifted = backend.execute(
@@ -106,36 +107,42 @@ class Warehouse(dg.ConfigurableResource):
                     f"SELECT field, expected, seen, example_id FROM {DRIFT_TABLE} "
                     "WHERE tenant_id = ? AND resource = ? ORDER BY field"
                 ),
-                (tenant, resource),
+                (tenant, stream),
             )
             return TableFacts(
                 rows=int(rows),
-                columns=list(backend.columns(conn, resource).items()),
+                columns=list(backend.columns(conn, stream).items()),
                 duplicates=int(rows - ids),
                 drift=[
                     {"field": f, "expected_type": e, "seen_type": s, "example_record_id": i} for f, e, s, i in drifted
                 ],
-                dangling=self._dangling_references(conn, tenant) if resource == "tasks" else [],
+                dangling=self._dangling_references(conn, tenant, stream) if STREAMS[stream].references else [],
             )
 
-    def _dangling_references(self, conn: Any, tenant: str) -> list[dict[str, str | None]]:
-        """Live tasks whose project_id or assignee_id names no project or user of the tenant (tombstones count)."""
+    def _dangling_references(self, conn: Any, tenant: str, stream: str) -> list[dict[str, str | None]]:
+        """Live records whose references name no record of the tenant's parent stream (tombstones count)."""
         backend = self.backend
-        for parent in ("users", "projects"):
+        references = STREAMS[stream].references
+        for parent in STREAMS[stream].parents:
             backend.ensure_tables(conn, parent)
+        joins = " ".join(
+            f"LEFT JOIN {quote(parent)} p{n} ON p{n}.tenant_id = r.tenant_id AND p{n}.id = r.{quote(field)}"
+            for n, (field, parent) in enumerate(references.items())
+        )
+        unresolved = " OR ".join(
+            f"(r.{quote(field)} IS NOT NULL AND p{n}.id IS NULL)" for n, field in enumerate(references)
+        )
+        fields = ", ".join(f"r.{quote(field)}" for field in references)
         found = backend.execute(
             conn,
             backend.sql(
-                "SELECT t.id, t.project_id, t.assignee_id FROM tasks t "
-                "LEFT JOIN projects p ON p.tenant_id = t.tenant_id AND p.id = t.project_id "
-                "LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.assignee_id "
-                "WHERE t.tenant_id = ? AND t._deleted_at IS NULL "
-                "AND ((t.project_id IS NOT NULL AND p.id IS NULL) OR (t.assignee_id IS NOT NULL AND u.id IS NULL)) "
-                f"ORDER BY t.id LIMIT {DANGLING_EXAMPLES}"
+                f"SELECT r.id, {fields} FROM {quote(stream)} r {joins} "
+                f"WHERE r.tenant_id = ? AND r._deleted_at IS NULL AND ({unresolved}) "
+                f"ORDER BY r.id LIMIT {DANGLING_EXAMPLES}"
             ),
             (tenant,),
         )
-        return [{"task": t, "project_id": p, "assignee_id": a} for t, p, a in found]
+        return [{"id": row[0], **dict(zip(references, row[1:], strict=True))} for row in found]
 
     def replace_api_usage(self, rows: Sequence[tuple], since_hour: str) -> None:
         """Replace table api_usage's hours from `since_hour` on with `rows` (USAGE_COLUMNS, in order),

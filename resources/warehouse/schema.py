@@ -11,34 +11,21 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from ..streams import STREAMS
+
 # The contract's fields and the type each is stored as.
-CONTRACT_FIELDS: dict[str, dict[str, str]] = {
-    "users": {"email": "text", "name": "text", "role": "text", "active": "boolean"},
-    "projects": {"name": "text", "status": "text", "owner_id": "text"},
-    "tasks": {
-        "project_id": "text",
-        "assignee_id": "text",
-        "title": "text",
-        "status": "text",
-        "priority": "integer",
-        "estimate_hours": "double",
-        "tags": "json",
-        "due_date": "date",
-        "custom_fields": "json",
-        "completed_at": "timestamp",
-    },
-}
+CONTRACT_FIELDS: dict[str, dict[str, str]] = {name: dict(stream.fields) for name, stream in STREAMS.items()}
 COMMON_FIELDS = {"id": "text", "created_at": "timestamp", "updated_at": "timestamp", "deleted_at": "timestamp"}
 BOOKKEEPING = {"tenant_id": "text", "_raw": "json", "_synced_at": "timestamp", "_deleted_at": "timestamp"}
 SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-def table_columns(resource: str) -> dict[str, str]:
+def table_columns(stream: str) -> dict[str, str]:
     """The columns every table starts with, in order; vendor-added fields are appended as text."""
     return {
         "tenant_id": "text",
         **COMMON_FIELDS,
-        **CONTRACT_FIELDS[resource],
+        **CONTRACT_FIELDS[stream],
         **{k: v for k, v in BOOKKEEPING.items() if k != "tenant_id"},
     }
 

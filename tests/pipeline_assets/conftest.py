@@ -11,13 +11,12 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.assets import projects, tasks, users
+from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.conftest import tenant_entry, write_tenants
 from tests.postgres_server import fresh_database
-
-RESOURCES = ("users", "projects", "tasks")
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -57,19 +56,17 @@ def materialize_tenant(
     )
 
 
-def warehouse_records(warehouse: Warehouse, tenant: str, resource: str) -> list[dict[str, Any]]:
-    rows = warehouse.query(f"SELECT _raw FROM {resource} WHERE tenant_id = ? ORDER BY id", (tenant,))
+def warehouse_records(warehouse: Warehouse, tenant: str, stream: str) -> list[dict[str, Any]]:
+    rows = warehouse.query(f"SELECT _raw FROM {stream} WHERE tenant_id = ? ORDER BY id", (tenant,))
     return [json.loads(raw) if isinstance(raw, str) else raw for (raw,) in rows]
 
 
 def assert_equals_ground_truth(sim: SimServer, warehouse: Warehouse, tenant: str) -> None:
-    for resource in RESOURCES:
-        truth = sim.admin.truth(tenant, resource)
-        assert warehouse_records(warehouse, tenant, resource) == truth, (
-            f"{tenant} {resource} differs from the simulator"
-        )
+    for stream in STREAMS:
+        truth = sim.admin.truth(tenant, stream)
+        assert warehouse_records(warehouse, tenant, stream) == truth, f"{tenant} {stream} differs from the simulator"
         soft_deleted = warehouse.query(
-            f"SELECT id FROM {resource} WHERE tenant_id = ? AND _deleted_at IS NOT NULL ORDER BY id", (tenant,)
+            f"SELECT id FROM {stream} WHERE tenant_id = ? AND _deleted_at IS NOT NULL ORDER BY id", (tenant,)
         )
         assert [r for (r,) in soft_deleted] == [r["id"] for r in truth if r["deleted_at"]]
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
-from pipeline_assets.incremental_sync import sync_resource
+from pipeline_assets.incremental_sync import sync_stream
+from resources.streams import STREAMS
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
 from tasklane_sim import SimServer
 from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import RESOURCES, assert_equals_ground_truth, materialize_tenant, warehouse_records
+from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant, warehouse_records
 
 ROOT = Path(__file__).resolve().parents[2]
 PAST = "2026-11-01T00:00:00Z"  # history ends well before now, outside the visibility overlap
@@ -64,7 +65,7 @@ def test_an_unchanged_tenant_costs_zero_counted_calls(make_sim, instance, taskla
     sim.admin.reset_counters("acme")
     assert materialize_tenant(instance, "acme", tasklane, duckdb_warehouse).success
     totals = sim.admin.counters("acme")["totals"]
-    assert totals["counted"] == 0 and totals["not_modified"] == len(RESOURCES)
+    assert totals["counted"] == 0 and totals["not_modified"] == len(STREAMS)
 
 
 def test_cursors_expiring_during_a_sync_are_survived(make_sim, instance, tasklane_for, warehouse) -> None:
@@ -183,7 +184,7 @@ def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, du
     sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
     client = tasklane_for(sim, "acme", budget_per_hour=4).client("acme")  # 4 calls, then a far reset
     with pytest.raises(TenantThrottled) as throttled:
-        sync_resource(client, duckdb_warehouse, "tasks", pages_per_checkpoint=50)
+        sync_stream(client, duckdb_warehouse, "tasks", pages_per_checkpoint=50)
     assert throttled.value.resume_at > time.time() + 60
     kept = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
     assert kept == 400, "the four pages fetched before the throttle were committed"
@@ -192,10 +193,10 @@ def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, du
     sim.admin.reset_counters("acme")
     # The operator raises the budget in tenants.yaml; the next run (same control store) resumes.
     resumed = tasklane_for(sim, "acme", budget_per_hour=10_000).client("acme")
-    sync_resource(resumed, duckdb_warehouse, "tasks")
+    sync_stream(resumed, duckdb_warehouse, "tasks")
     assert_equals_ground_truth_for(sim, duckdb_warehouse, "tasks")
     assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 6 + 1, "only the rest was fetched"
 
 
-def assert_equals_ground_truth_for(sim: SimServer, warehouse, resource: str) -> None:
-    assert warehouse_records(warehouse, "acme", resource) == sim.admin.truth("acme", resource)
+def assert_equals_ground_truth_for(sim: SimServer, warehouse, stream: str) -> None:
+    assert warehouse_records(warehouse, "acme", stream) == sim.admin.truth("acme", stream)

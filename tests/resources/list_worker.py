@@ -1,4 +1,4 @@
-"""A second process for budget tests: list a tenant's tasks through the resource, then report stats."""
+"""A second process for budget tests: list a tenant's tasks through the stream, then report stats."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from tests.conftest import tenant_entry, workspace_config, write_tenants
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def records(client, resource: str = "tasks", since: str | None = None) -> list[dict]:
-    return sorted((r for page in client.list_pages(resource, since) for r in page.records), key=lambda r: r["id"])
+def records(client, stream: str = "tasks", since: str | None = None) -> list[dict]:
+    return sorted((r for page in client.list_pages(stream, since) for r in page.records), key=lambda r: r["id"])
 
 
 def test_transient_faults_are_retried_and_the_listing_equals_the_ground_truth(make_sim, make_api) -> None:

@@ -29,12 +29,12 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
     return Warehouse(url=fresh_database(request.getfixturevalue("postgres_url"), "warehouse"))
 
 
-def write(warehouse: Warehouse, resource: str, records: list[dict[str, Any]], tenant: str = "acme") -> None:
-    warehouse.write(tenant, resource, [page_of(records)], SyncState(watermark=records[-1]["updated_at"]))
+def write(warehouse: Warehouse, stream: str, records: list[dict[str, Any]], tenant: str = "acme") -> None:
+    warehouse.write(tenant, stream, [page_of(records)], SyncState(watermark=records[-1]["updated_at"]))
 
 
-def raw_records(warehouse: Warehouse, resource: str, tenant: str = "acme") -> list[dict[str, Any]]:
-    rows = warehouse.query(f"SELECT _raw FROM {resource} WHERE tenant_id = ? ORDER BY id", (tenant,))
+def raw_records(warehouse: Warehouse, stream: str, tenant: str = "acme") -> list[dict[str, Any]]:
+    rows = warehouse.query(f"SELECT _raw FROM {stream} WHERE tenant_id = ? ORDER BY id", (tenant,))
     return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
 
 
@@ -58,13 +58,13 @@ def task(record_id: str, updated_at: str, **fields: Any) -> dict[str, Any]:
     return {**base, **fields}
 
 
-@pytest.mark.parametrize("resource", ["users", "projects", "tasks"])
-def test_simulator_records_round_trip_exactly(make_sim, warehouse: Warehouse, resource: str) -> None:
+@pytest.mark.parametrize("stream", ["users", "projects", "tasks"])
+def test_simulator_records_round_trip_exactly(make_sim, warehouse: Warehouse, stream: str) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 400}))
-    truth = sim.admin.truth("acme", resource)
-    write(warehouse, resource, truth)
-    assert raw_records(warehouse, resource) == truth
-    typed = warehouse.frame(f"SELECT * FROM {resource} WHERE tenant_id = ? ORDER BY id", ("acme",))
+    truth = sim.admin.truth("acme", stream)
+    write(warehouse, stream, truth)
+    assert raw_records(warehouse, stream) == truth
+    typed = warehouse.frame(f"SELECT * FROM {stream} WHERE tenant_id = ? ORDER BY id", ("acme",))
     assert list(typed["id"]) == [r["id"] for r in truth]
     deleted = typed[typed["_deleted_at"].notna()]
     assert set(deleted["id"]) == {r["id"] for r in truth if r["deleted_at"]}, "tombstones are soft deletes"

@@ -14,6 +14,7 @@ from pipeline_assets.history_exports import EXPORT_TAG
 from pipeline_assets.incremental_sync import minus_overlap
 from resources.alerts import Alerts
 from resources.control.export_jobs import ExportJobs
+from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor
@@ -21,7 +22,6 @@ from tasklane_sim import SimServer
 from tests.conftest import workspace_config
 from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
 
-RESOURCES = ("users", "projects", "tasks")
 HISTORY = {"history_since": "2000-01-01"}  # before every simulated record: the export is the whole history
 
 
@@ -66,7 +66,7 @@ def test_history_arrives_through_exports_and_the_sensor_loads_it(
 ) -> None:
     sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.5)
     jobs = {job["resource"]: job for job in sim.admin.exports("acme")}
-    assert sorted(jobs) == sorted(RESOURCES)  # one export per resource, and no rows yet: no run waited
+    assert sorted(jobs) == sorted(STREAMS)  # one export per stream, and no rows yet: no run waited
     assert duckdb_warehouse.query("SELECT count(*) FROM _dripfeed_sync_state WHERE watermark IS NOT NULL")[0][0] == 0
 
     time.sleep(1.5)  # the jobs finish, and the vendor's poll_after_seconds passes
@@ -78,15 +78,15 @@ def test_history_arrives_through_exports_and_the_sensor_loads_it(
     assert endpoint_calls(sim, "exports.get") == 3
     assert isinstance(tick(instance, api), dg.SkipReason)  # nothing is due until the loads have run
 
-    order = {resource: n for n, resource in enumerate(RESOURCES)}
+    order = {stream: n for n, stream in enumerate(STREAMS)}
     for request in sorted(result.run_requests, key=lambda r: order[r.asset_selection[0].path[-1]]):
         assert request.tags[EXPORT_TAG] == jobs[request.asset_selection[0].path[-1]]["id"]
         load(instance, api, duckdb_warehouse, request)
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
-    for resource in RESOURCES:
-        job = ExportJobs(api.store).get("acme", resource)
+    for stream in STREAMS:
+        job = ExportJobs(api.store).get("acme", stream)
         assert job is not None and job.status == "loaded"
-        assert duckdb_warehouse.state("acme", resource).watermark == minus_overlap(job.updated_before)
+        assert duckdb_warehouse.state("acme", stream).watermark == minus_overlap(job.updated_before)
     assert sim.admin.counters("acme")["exports_created"] == 3
 
     sim.admin.mutate("acme", updates=150, resource="tasks")  # then the incremental syncs take over
@@ -107,8 +107,8 @@ def test_failed_exports_are_resubmitted_then_abandoned_with_one_alert_each(
         time.sleep(1.2)
         assert isinstance(tick(instance, api, alerts), dg.SkipReason)  # nothing to load
     assert sim.admin.counters("acme")["exports_created"] == 3 * MAX_ATTEMPTS
-    assert {job.status for job in (ExportJobs(api.store).get("acme", r) for r in RESOURCES)} == {"abandoned"}
-    assert sorted(alert["asset"] for alert in webhook) == sorted(RESOURCES)
+    assert {job.status for job in (ExportJobs(api.store).get("acme", r) for r in STREAMS)} == {"abandoned"}
+    assert sorted(alert["asset"] for alert in webhook) == sorted(STREAMS)
     assert {alert["tenant"] for alert in webhook} == {"acme"}
     assert "token-acme" not in str(webhook)
 
@@ -139,8 +139,8 @@ def test_a_restart_between_recording_and_submitting_submits_the_same_job(
 ) -> None:
     sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.5)
     jobs = ExportJobs(api.store)
-    for resource in RESOURCES:  # as if every POST had been answered but the answers were lost
-        job = jobs.get("acme", resource)
+    for stream in STREAMS:  # as if every POST had been answered but the answers were lost
+        job = jobs.get("acme", stream)
         assert job is not None
         jobs.save(job.but(status="submitting", export_id=None))
     time.sleep(1.5)
@@ -169,6 +169,6 @@ def test_a_tenant_locked_out_during_the_tick_does_not_stop_the_others(
     assert sorted(r.partition_key for r in result.run_requests) == ["globex"] * 3, "globex loads in the same tick"
     locked = api.deferrals.waiting(time.time())["acme"]
     assert locked.vendor_block and 290 <= locked.resume_at - time.time() <= 300
-    assert {job.next_poll_at for job in (ExportJobs(api.store).get("acme", r) for r in RESOURCES)} == {
+    assert {job.next_poll_at for job in (ExportJobs(api.store).get("acme", r) for r in STREAMS)} == {
         locked.resume_at
     }, "acme's jobs are looked at again when the lockout ends"

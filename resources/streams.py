@@ -1,0 +1,59 @@
+"""The Tasklane streams dripfeed syncs, listed once: their contract fields and what they reference.
+
+Tasklane's API calls them resources (`GET /v1/workspaces/{ws}/{resource}`); dripfeed says
+*stream*, because a resource here is a Dagster resource. The warehouse's bookkeeping columns and
+the export API keep the vendor's word `resource`. A stream's asset, table, checks and exports all
+follow from its entry here; parents come before the streams that reference them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    description: str
+    fields: Mapping[str, str]  # the contract's fields (besides id and timestamps), each with its stored type
+    references: Mapping[str, str] = field(default_factory=dict)  # field -> the stream whose ids it holds
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.references.values()))
+
+
+STREAMS: dict[str, Stream] = {
+    stream.name: stream
+    for stream in (
+        Stream(
+            "users",
+            "Tasklane users of each tenant workspace (email, name, role, active), with soft-deleted tombstones.",
+            {"email": "text", "name": "text", "role": "text", "active": "boolean"},
+        ),
+        Stream(
+            "projects",
+            "Tasklane projects of each tenant workspace (name, status, owner), with soft-deleted tombstones.",
+            {"name": "text", "status": "text", "owner_id": "text"},
+        ),
+        Stream(
+            "tasks",
+            "Tasklane tasks of each tenant workspace (project, assignee, status, priority, estimates, tags, "
+            "custom fields), with soft-deleted tombstones.",
+            {
+                "project_id": "text",
+                "assignee_id": "text",
+                "title": "text",
+                "status": "text",
+                "priority": "integer",
+                "estimate_hours": "double",
+                "tags": "json",
+                "due_date": "date",
+                "custom_fields": "json",
+                "completed_at": "timestamp",
+            },
+            references={"project_id": "projects", "assignee_id": "users"},
+        ),
+    )
+}
