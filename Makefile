@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON ?= python3
 
-.PHONY: dev test system-packages lint format bench validate clean
+.PHONY: dev test test-fast system-packages lint format bench validate clean
 
 # The simulator is a distribution of its own (simulator/), absent from dripfeed's and from the
 # production image: installed here beside dripfeed for the demo, the tests and the benchmarks.
@@ -20,6 +20,9 @@ dev: $(VENV)/.installed
 
 test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest
+
+test-fast: system-packages $(VENV)/.installed  # every test but the slow end-to-end ones (marked e2e)
+	$(VENV)/bin/pytest -m "not e2e"
 
 system-packages:  # PostgreSQL and Chromium for the tests, with apt-get when missing
 	./tests/system-packages.sh

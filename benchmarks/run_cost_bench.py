@@ -32,7 +32,7 @@ from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
-from tests.dagster_daemon import BIN, ProcessLog, running_daemon, wait_until
+from tests.support.dagster_daemon import BIN, ProcessLog, running_daemon, wait_until
 
 from .report import Section, run_parts
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real simulator over a real socket, and a thin Tasklane client for assertions."""
+"""Shared fixtures: a real simulator over a real socket, a thin Tasklane client for assertions, a Dagster
+instance, Postgres, and the API resource and DuckDB warehouse the sync and sensor tests share."""
 
 from __future__ import annotations
 
@@ -9,64 +10,19 @@ from typing import Any
 
 import dagster as dg
 import pytest
-import requests
-import yaml
 
+from resources.tasklane import TasklaneAPI
+from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
-from tasklane_sim.config import deep_merge
-from tests.postgres_server import fresh_database, running_postgres
+from tests.support.postgres_server import fresh_database, running_postgres
+from tests.support.simulator import ADMIN_TOKEN, workspace_config
+from tests.support.tasklane_client import TasklaneClient
+from tests.support.tenants_files import tenant_entry, write_tenants
 
-ADMIN_TOKEN = "test-admin-token"
 # The code location refuses to load without these (dripfeed/definitions.py). Tests that import it
 # give each stream their own values; tests that start dagster processes set their own variables.
 os.environ.setdefault("TASKLANE_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("DRIPFEED_TENANTS_FILE", str(Path(__file__).resolve().parents[1] / "demo" / "tenants.yaml"))
-
-
-def workspace_config(workspace_id: str, **overrides: Any) -> dict[str, Any]:
-    """A small, quiet workspace: no lag, no mutations, no faults unless a test asks for them."""
-    base: dict[str, Any] = {
-        "id": workspace_id,
-        "tokens": [f"token-{workspace_id}"],
-        "records": {"users": 20, "projects": 8, "tasks": 430},
-        "deleted_fraction": 0.05,
-        "visibility_lag_seconds": 0,
-    }
-    return deep_merge(base, overrides)
-
-
-class TasklaneClient:
-    """What a test needs to speak the public API as a tenant would, with no retries or cleverness."""
-
-    def __init__(self, base_url: str, workspace: str, token: str | None) -> None:
-        self.base_url, self.workspace = base_url, workspace
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}/v1/workspaces/{self.workspace}/{path}"
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 30)
-        return self.session.get(self.url(path), **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 30)
-        return self.session.post(self.url(path), **kwargs)
-
-    def list_all(self, stream: str, **params: Any) -> list[dict[str, Any]]:
-        """Page through a listing with the maximum page size; returns every record in order."""
-        params = {"limit": 100, **params}
-        records: list[dict[str, Any]] = []
-        while True:
-            response = self.get(stream, params=params)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            records.extend(body["data"])
-            if body["next_cursor"] is None:
-                return records
-            params["cursor"] = body["next_cursor"]
 
 
 @pytest.fixture
@@ -89,15 +45,6 @@ def control_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "control.sqlite3")
     return fresh_database(request.getfixturevalue("postgres_url"), "control")
-
-
-def write_tenants(path: Path, *tenants: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump({"tenants": list(tenants)}))
-    return path
-
-
-def tenant_entry(tenant_id: str, **overrides: Any) -> dict[str, Any]:
-    return {"id": tenant_id, "tier": "hourly", "token_env": f"TASKLANE_TOKEN_{tenant_id.upper()}", **overrides}
 
 
 @pytest.fixture
@@ -125,3 +72,19 @@ def sim(make_sim: Callable[..., SimServer]) -> SimServer:
 @pytest.fixture
 def acme(sim: SimServer) -> TasklaneClient:
     return TasklaneClient(sim.base_url, "acme", "token-acme")
+
+
+@pytest.fixture
+def duckdb_warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse(url=str(tmp_path / "warehouse.duckdb"))
+
+
+@pytest.fixture
+def tasklane_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., TasklaneAPI]:
+    def make(sim: SimServer, *tenant_ids: str, **tenant: Any) -> TasklaneAPI:
+        for tenant_id in tenant_ids:
+            monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant_id.upper()}", f"token-{tenant_id}")
+        path = write_tenants(tmp_path / "tenants.yaml", *(tenant_entry(t, **tenant) for t in tenant_ids))
+        return TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+
+    return make

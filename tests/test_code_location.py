@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import ROOT
+from tests.support.dagster_daemon import ROOT
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 SYNC_AND_TICK = """
 import json, os, sys
@@ -39,11 +40,12 @@ print(json.dumps(sorted(m for m in sys.argv[1:] if m in sys.modules)))
 UNUSED = ["pandas", "numpy", "tasklane_sim", "fastapi", "uvicorn"]
 
 
+@pytest.mark.e2e  # a sync and a tick in a separate Python process
 @pytest.mark.parametrize(("backend", "unused_driver"), [("duckdb", "psycopg2"), ("postgres", "duckdb")])
 def test_a_sync_and_a_tick_import_nothing_they_do_not_use(
     make_sim, tmp_path: Path, postgres_url: str, backend: str, unused_driver: str
 ) -> None:
-    from tests.postgres_server import fresh_database
+    from tests.support.postgres_server import fresh_database
 
     sim = make_sim(workspace_config("acme"))
     warehouse = str(tmp_path / "w.duckdb") if backend == "duckdb" else fresh_database(postgres_url, "warehouse")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.dagster_daemon import ROOT
+from tests.support.dagster_daemon import ROOT
 
 CAPTURE = """
 import os, sys

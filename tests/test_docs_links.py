@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.dagster_daemon import ROOT
+from tests.support.dagster_daemon import ROOT
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 

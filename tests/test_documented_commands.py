@@ -26,7 +26,7 @@ import requests
 from dagster._core.instance.ref import InstanceRef  # the instance make dev's daemon uses
 
 from tasklane_sim.server import free_port, wait_until_healthy
-from tests.dagster_daemon import ROOT, session_processes, wait_for_webserver, wait_until
+from tests.support.dagster_daemon import ROOT, session_processes, wait_for_webserver, wait_until
 
 BLOCK = re.compile(r"(?:<!-- tested: (?P<how>.*?) -->\n)?```(?P<lang>bash|sh|shell)\n(?P<body>.*?)```", re.DOTALL)
 DOCUMENTS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
@@ -112,6 +112,7 @@ def run_as_written(block: Block, demo: Demo) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e  # beside a real make dev
 @pytest.mark.timeout(900)
 def test_the_commands_for_a_running_make_dev_work_as_written(demo: Demo) -> None:
     blocks = blocks_tested("with make dev running")
@@ -133,6 +134,7 @@ def test_the_commands_for_a_running_make_dev_work_as_written(demo: Demo) -> None
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs())
 
 
+@pytest.mark.e2e  # make dev's simulator, and the documented one
 def test_a_documented_server_serves_as_written(demo: Demo) -> None:
     for block in blocks_tested("serves "):
         url = block.how.removeprefix("serves ").strip()

@@ -7,11 +7,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
 from tasklane_sim.server import free_port, wait_until_healthy
-from tests.dagster_daemon import session_processes, wait_for_webserver, wait_until
+from tests.support.dagster_daemon import session_processes, wait_for_webserver, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -59,6 +60,7 @@ def test_tasklane_sim_command_serves_the_config_on_the_given_port(tmp_path: Path
         assert process.wait(timeout=20) == 0
 
 
+@pytest.mark.e2e  # a real make dev: the simulator and dagster dev
 def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui_and_stops_on_term(tmp_path: Path) -> None:
     sim_port, ui_port = free_port(), free_port()
     env = {

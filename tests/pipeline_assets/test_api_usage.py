@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from pipeline_assets.api_usage import api_usage
-from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import materialize_tenant
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
 
 
 def test_api_usage_matches_the_calls_the_simulator_counted(make_sim, instance, tasklane_for, warehouse) -> None:

@@ -7,11 +7,14 @@ import subprocess
 import time
 
 import dagster as dg
+import pytest
 
 from resources.warehouse import Warehouse
-from tests.conftest import workspace_config
-from tests.dagster_daemon import BIN, running_daemon, scratch_instance
-from tests.pipeline_assets.conftest import assert_equals_ground_truth
+from tests.support.dagster_daemon import BIN, running_daemon, scratch_instance
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.simulator import workspace_config
+
+pytestmark = pytest.mark.e2e  # the real dagster-daemon and the dagster CLI
 
 
 def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(

@@ -8,14 +8,12 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from pipeline_assets.assets import FULL_RESYNC_TAG
-from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import (
-    assert_equals_ground_truth,
-    check_results,
-    materialize_tenant,
-    warehouse_records,
-)
+from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
+from tests.support.runs import check_results, materialize_tenant
+from tests.support.simulator import workspace_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC = {FULL_RESYNC_TAG: "true"}
@@ -96,6 +94,7 @@ def test_hostile_and_long_vendor_field_names_survive_a_sync(make_sim, instance, 
     assert warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0] > 0, "tasks survived"
 
 
+@pytest.mark.e2e  # the dagster CLI, end to end
 def test_registered_tenants_materialize_headless_from_the_cli(make_sim, tasklane_for, tmp_path) -> None:
     sim = make_sim(workspace_config("acme"))
     tasklane = tasklane_for(sim, "acme")

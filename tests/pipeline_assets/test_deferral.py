@@ -11,8 +11,9 @@ from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
 from resources.control.store import deferrals
 from resources.tasklane.errors import TenantThrottled
 from sensors.deferred_syncs import deferred_syncs
-from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
 
 SMALL_PARENTS = {"users": 20, "projects": 8, "tasks": 1000}  # one page each, then ten pages of tasks
 

@@ -18,8 +18,9 @@ from resources.streams import STREAMS
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
 from tasklane_sim import SimServer
-from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant, warehouse_records
+from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PAST = "2026-11-01T00:00:00Z"  # history ends well before now, outside the visibility overlap
@@ -42,6 +43,7 @@ def test_a_first_sync_equals_the_ground_truth(make_sim, instance, tasklane_for, 
     }
 
 
+@pytest.mark.e2e  # paced by the real clock: a mutation stream, writes visible 2 s late
 def test_incremental_syncs_while_the_simulator_mutates_converge_to_the_ground_truth(
     make_sim, instance, tasklane_for, warehouse
 ) -> None:
@@ -127,7 +129,7 @@ def worker(
     command = [
         sys.executable,
         "-m",
-        "tests.pipeline_assets.sync_worker",
+        "tests.support.sync_worker",
         sim.base_url,
         str(tmp_path / "tenants.yaml"),
         str(tmp_path / "control.sqlite3"),
@@ -140,6 +142,7 @@ def worker(
     )
 
 
+@pytest.mark.e2e  # separate Python worker processes, one killed
 def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little(
     make_sim, instance, tasklane_for, warehouse, tmp_path
 ) -> None:
@@ -166,6 +169,7 @@ def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little
     )
 
 
+@pytest.mark.e2e  # separate Python worker processes
 def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succeed(
     make_sim, tasklane_for, duckdb_warehouse, tmp_path
 ) -> None:

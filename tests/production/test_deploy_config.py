@@ -13,7 +13,7 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster_docker import DockerRunLauncher
 from dagster_k8s import K8sRunLauncher
 
-from tests.dagster_daemon import ROOT
+from tests.support.dagster_daemon import ROOT
 
 DEPLOY = ROOT / "deploy"
 VARIABLES = {

@@ -17,10 +17,13 @@ from dagster_postgres import PostgresRunStorage
 
 from resources.warehouse import Warehouse
 from tasklane_sim.server import free_port
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import BIN, ROOT, wait_until
-from tests.pipeline_assets.conftest import assert_equals_ground_truth
-from tests.postgres_server import fresh_database
+from tests.support.dagster_daemon import BIN, ROOT, wait_until
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.postgres_server import fresh_database
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
+
+pytestmark = pytest.mark.e2e  # deploy/run.sh's daemon and webserver on a real Postgres
 
 TENANTS = ("acme", "globex")
 

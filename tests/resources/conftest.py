@@ -10,7 +10,7 @@ import pytest
 
 from resources.tasklane import TasklaneAPI
 from tasklane_sim import SimServer
-from tests.conftest import tenant_entry, write_tenants
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from resources.control.call_ledger import ledger_rows
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
-from tests.conftest import tenant_entry, workspace_config, write_tenants
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,7 @@ def records(client, stream: str = "tasks", since: str | None = None) -> list[dic
     return sorted((r for page in client.list_pages(stream, since) for r in page.records), key=lambda r: r["id"])
 
 
+@pytest.mark.e2e  # paced by the real clock: 1 s answers against read timeouts
 def test_transient_faults_are_retried_and_the_listing_equals_the_ground_truth(make_sim, make_api) -> None:
     faults = {"error_rate": 0.15, "drop_rate": 0.1, "truncate_rate": 0.15, "slow_rate": 0.2, "slow_seconds": 1.0}
     sim = make_sim(workspace_config("acme", records={"tasks": 1200}, faults=faults))
@@ -75,6 +77,7 @@ def test_a_token_file_is_read_at_call_time_so_rotation_needs_no_restart(make_sim
     assert sim.admin.counters("acme")["totals"].get("status_401", 0) == 0
 
 
+@pytest.mark.e2e  # paced by the real clock: waits out a 3 s rate window
 @pytest.mark.parametrize("retry_after_format", ["seconds", "http-date"])
 def test_retry_after_is_obeyed_in_both_formats(make_sim, make_api, retry_after_format: str) -> None:
     sim = make_sim(workspace_config("acme", rate_limit=30, window_seconds=3, retry_after_format=retry_after_format))
@@ -122,7 +125,7 @@ def run_worker(sim, tenants_file: Path, state: str, passes: int) -> subprocess.P
     command = [
         sys.executable,
         "-m",
-        "tests.resources.list_worker",
+        "tests.support.list_worker",
         sim.base_url,
         str(tenants_file),
         state,
@@ -132,6 +135,7 @@ def run_worker(sim, tenants_file: Path, state: str, passes: int) -> subprocess.P
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.e2e  # separate Python worker processes
 def test_two_processes_share_one_budget_and_stay_inside_it_in_every_window(
     make_sim, tmp_path, monkeypatch, control_state
 ) -> None:
@@ -151,6 +155,7 @@ def test_two_processes_share_one_budget_and_stay_inside_it_in_every_window(
     assert counters["totals"].get("rate_limited", 0) == 0 and counters["lockouts"] == 0
 
 
+@pytest.mark.e2e  # paced by the real clock: 6 s rate windows
 def test_calls_by_the_customers_other_client_shrink_what_dripfeed_spends(make_sim, make_api) -> None:
     window = 6
     sim = make_sim(workspace_config("acme", records={"tasks": 3000}, rate_limit=40, window_seconds=window))

@@ -14,8 +14,8 @@ import pytest
 
 from resources.warehouse import SyncState, Warehouse, page_of
 from resources.warehouse.schema import column_for
-from tests.conftest import workspace_config
-from tests.postgres_server import fresh_database
+from tests.support.postgres_server import fresh_database
+from tests.support.simulator import workspace_config
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = 'x"; DROP TABLE tasks; --'
@@ -171,11 +171,12 @@ def test_a_dropped_field_stays_a_column_and_fills_with_nulls(warehouse: Warehous
     assert warehouse.query("SELECT sprint FROM tasks") == [(None,)]
 
 
+@pytest.mark.e2e  # separate Python worker processes
 def test_several_processes_write_one_duckdb_file_at_once(tmp_path: Path) -> None:
     url = str(tmp_path / "shared.duckdb")
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.resources.warehouse_worker", url, tenant, "15"],
+            [sys.executable, "-m", "tests.support.warehouse_worker", url, tenant, "15"],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from resources.alerts import Alerts
-from tests.pipeline_assets.conftest import duckdb_warehouse, tasklane_for  # noqa: F401 - shared fixtures
 
 
 class Webhook(list):

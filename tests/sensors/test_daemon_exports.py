@@ -14,9 +14,13 @@ import pytest
 from pipeline_assets.history_exports import EXPORT_TAG
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import dripfeed_env, running_daemon, scratch_instance, wait_until
-from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
+from tests.support.dagster_daemon import dripfeed_env, running_daemon, scratch_instance, wait_until
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
+
+pytestmark = pytest.mark.e2e  # the real dagster-daemon, killed and restarted
 
 
 def finished_runs(instance: dg.DagsterInstance, **tags: str) -> list[dg.DagsterRun]:

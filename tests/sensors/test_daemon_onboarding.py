@@ -13,9 +13,12 @@ import pytest
 import yaml
 
 from resources.warehouse import Warehouse
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import ROOT, dripfeed_env, running_daemon, scratch_instance
-from tests.pipeline_assets.conftest import assert_equals_ground_truth
+from tests.support.dagster_daemon import ROOT, dripfeed_env, running_daemon, scratch_instance
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
+
+pytestmark = pytest.mark.e2e  # the real dagster-daemon
 
 
 def wait_for_successful_first_sync(instance: dg.DagsterInstance, tenant: str, timeout: float) -> dg.DagsterRun:

@@ -21,9 +21,12 @@ from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
-from tests.conftest import ADMIN_TOKEN, tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import ROOT, ProcessLog, dripfeed_env, running_daemon, scratch_instance, wait_until
-from tests.pipeline_assets.conftest import assert_equals_ground_truth
+from tests.support.dagster_daemon import ROOT, ProcessLog, dripfeed_env, running_daemon, scratch_instance, wait_until
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.simulator import ADMIN_TOKEN, workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
+
+pytestmark = pytest.mark.e2e  # the real dagster-daemon, its sensors and schedules
 
 HEALTHY = ("acme", "globex")
 LOCKED, BRIEF = "locked", "brief"  # reset ~15 minutes away; reset within the session

@@ -7,6 +7,7 @@ import math
 import time
 
 import dagster as dg
+import pytest
 
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.export_lifecycle import MAX_ATTEMPTS
@@ -19,8 +20,11 @@ from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor
 from tasklane_sim import SimServer
-from tests.conftest import workspace_config
-from tests.pipeline_assets.conftest import assert_equals_ground_truth, materialize_tenant
+from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
+
+pytestmark = pytest.mark.e2e  # sensor ticks waiting on export jobs that finish on the real clock
 
 HISTORY = {"history_since": "2000-01-01"}  # before every simulated record: the export is the whole history
 

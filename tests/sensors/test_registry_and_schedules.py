@@ -14,9 +14,10 @@ from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.pipeline_assets.conftest import materialize_tenant
-from tests.sensors.schedule_ticks import evaluate_period, period_start
+from tests.support.runs import materialize_tenant
+from tests.support.schedule_ticks import evaluate_period, period_start
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 SMALL = {"users": 5, "projects": 3, "tasks": 50}  # one page each: a sync costs 3 counted calls
 TENANTS = {"acme": "hourly", "globex": "hourly", "initech": "daily", "umbrella": "daily"}
@@ -62,6 +63,7 @@ def test_a_removed_or_disabled_tenant_loses_its_partition(instance, tmp_path, mo
     assert not result.run_requests, "nothing new to sync"
 
 
+@pytest.mark.e2e  # whole periods tick by tick: the daily tier's 96 ticks
 def test_each_tier_schedule_targets_exactly_its_tenants_once_per_period(instance, tmp_path, monkeypatch) -> None:
     entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
     api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
@@ -74,6 +76,7 @@ def test_each_tier_schedule_targets_exactly_its_tenants_once_per_period(instance
         assert len({r.run_key for r in requests}) == len(wanted), "one run key per tenant and period"
 
 
+@pytest.mark.e2e  # whole periods tick by tick: the daily tier's 96 ticks
 def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp_path, monkeypatch) -> None:
     entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
     registry_tick(instance, tasklane(tmp_path, monkeypatch, "http://unused", *entries))

@@ -13,8 +13,9 @@ from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_alerts import tenant_failure_alerts
 from tasklane_sim import SimServer
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.pipeline_assets.conftest import materialize_tenant
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 
 def alert_for(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: Alerts) -> None:

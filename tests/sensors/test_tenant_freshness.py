@@ -14,8 +14,9 @@ from resources.control.deferrals import Deferral
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import tenant_freshness
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.pipeline_assets.conftest import materialize_tenant
+from tests.support.runs import materialize_tenant
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 MINUTE = 60
 

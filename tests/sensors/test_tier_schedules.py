@@ -17,8 +17,8 @@ from resources.control.deferrals import Deferral
 from resources.tasklane import TasklaneAPI
 from sensors.tier_schedules import TIERS
 from sensors.tier_slots import Tier, pinned_tick, slots
-from tests.conftest import tenant_entry, write_tenants
-from tests.sensors.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
+from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 HOURLY = TIERS["hourly"]
 
@@ -37,6 +37,7 @@ def registered(instance: dg.DagsterInstance, tenants: list[str]) -> None:
     instance.add_dynamic_partitions("tenants", tenants)
 
 
+@pytest.mark.e2e  # whole periods, tick by tick, a thousand tenants
 def test_a_thousand_hourly_tenants_are_requested_once_per_period_evenly_over_its_ticks(
     instance, tmp_path, monkeypatch
 ) -> None:
@@ -53,6 +54,7 @@ def test_a_thousand_hourly_tenants_are_requested_once_per_period_evenly_over_its
     assert next_period.tenants == ids, "and once more in the next period"
 
 
+@pytest.mark.e2e  # a whole period, tick by tick, 240 tenants
 def test_tenants_added_and_removed_mid_period_still_get_one_run_each(instance, tmp_path, monkeypatch) -> None:
     ids = [f"tenant-{n:03d}" for n in range(240)]
     api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
@@ -78,6 +80,7 @@ def test_tenants_added_and_removed_mid_period_still_get_one_run_each(instance, t
     assert evaluate_period(instance, api, "hourly", start + timedelta(hours=1)).tenants == sorted(remaining + joined)
 
 
+@pytest.mark.e2e  # whole periods tick by tick: the daily tier's 96 ticks
 def test_a_tenant_moved_between_tiers_follows_its_new_tier_from_the_next_period(
     instance, tmp_path, monkeypatch
 ) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tasklane_sim import SimServer
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tasklane_sim import ConfigError, SimServer, parse_config
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 
 @pytest.mark.parametrize(

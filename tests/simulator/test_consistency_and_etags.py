@@ -6,7 +6,8 @@ import time
 
 from tasklane_sim import SimServer
 from tasklane_sim.timestamps import format_ms, parse_ms
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 LAG = 1.5
 

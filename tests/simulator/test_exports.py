@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tasklane_sim import SimServer
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 BEFORE = "2099-01-01T00:00:00Z"
 

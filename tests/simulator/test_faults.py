@@ -7,7 +7,8 @@ import json
 import pytest
 import requests
 
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 
 def faulty(make_sim, **faults: float) -> TasklaneClient:

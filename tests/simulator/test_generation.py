@@ -7,7 +7,8 @@ import time
 import yaml
 
 from tasklane_sim import SimServer
-from tests.conftest import ADMIN_TOKEN, TasklaneClient, workspace_config
+from tests.support.simulator import ADMIN_TOKEN, workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 AS_OF = "2026-11-01T00:00:00Z"
 

@@ -9,7 +9,8 @@ import pytest
 
 from tasklane_sim import SimServer
 from tasklane_sim.records import BASE_FIELDS, COMMON_FIELDS
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

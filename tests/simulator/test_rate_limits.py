@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from tasklane_sim import SimServer
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 
 def wait_for_fresh_window(window: int, needed: float) -> None:

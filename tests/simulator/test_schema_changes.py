@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasklane_sim import SimServer
-from tests.conftest import TasklaneClient
+from tests.support.tasklane_client import TasklaneClient
 
 HOSTILE = 'x"; DROP TABLE tasks; --' + "y" * 300
 

@@ -13,7 +13,8 @@ import pytest
 
 from tasklane_sim import SimServer, verify_signature
 from tasklane_sim.webhooks import sign
-from tests.conftest import TasklaneClient, workspace_config
+from tests.support.simulator import workspace_config
+from tests.support.tasklane_client import TasklaneClient
 
 
 class Receiver:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -21,23 +20,13 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tasklane_sim import SimServer
 from tasklane_sim.server import free_port
-from tests.conftest import tenant_entry, workspace_config, write_tenants
-from tests.dagster_daemon import BIN, ROOT, dripfeed_env, scratch_instance, stop_schedules, wait_for_webserver
+from tests.support.dagster_daemon import BIN, dripfeed_env, scratch_instance, stop_schedules, wait_for_webserver
+from tests.support.dagster_ui import SCREENSHOTS, WEBHOOK_SECRET, DagsterUI
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 TENANTS = ("acme", "globex", "initech")
-SCREENSHOTS = ROOT / "test-output" / "ui"
 UI_TIMEOUT_MS = 60_000  # the first page load of the UI takes 10-30 s on a 2-core machine
-
-
-WEBHOOK_SECRET = "T00000000-secret-hook-path"
-
-
-@dataclass(frozen=True)
-class DagsterUI:
-    """A running `dagster dev`: where its UI is, and the instance it writes to."""
-
-    url: str
-    instance: dg.DagsterInstance
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -48,7 +37,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def stop_process_group(process: subprocess.Popen, grace: float = 20) -> None:
+def _stop_process_group(process: subprocess.Popen, grace: float = 20) -> None:
     """SIGTERM the group, then SIGKILL what is left.
 
     Dagster maps SIGTERM to SIGINT's handler, so a `dagster dev` started from a process that ignores
@@ -96,12 +85,12 @@ def dagster_ui(
             wait_for_webserver(url, process, log.read_text)
             yield DagsterUI(url=url, instance=instance)
         finally:
-            stop_process_group(process)
+            _stop_process_group(process)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, SCREENSHOTS / "dagster-dev.log")  # what CI keeps when a step fails
 
 
-def chromium_path() -> str:
+def _chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
         pytest.fail("Debian's chromium is not installed: run tests/system-packages.sh (make test does)")
@@ -116,7 +105,7 @@ def ui_page(request: pytest.FixtureRequest) -> Iterator[Page]:
         old.unlink()
     with sync_playwright() as playwright:
         # --no-sandbox: CI runs as root, where Chromium refuses its sandbox.
-        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=_chromium_path(), headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.set_default_timeout(UI_TIMEOUT_MS)
         expect.set_options(timeout=UI_TIMEOUT_MS)

@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 
 import dagster as dg
+import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.ui.conftest import SCREENSHOTS, WEBHOOK_SECRET, DagsterUI
+from tests.support.dagster_ui import SCREENSHOTS, WEBHOOK_SECRET, DagsterUI
+
+pytestmark = pytest.mark.e2e  # `dagster dev` and a browser
 
 RUN_TIMEOUT_MS = 150_000  # a small tenant's sync takes seconds; a loaded CI machine starts runs slowly
 

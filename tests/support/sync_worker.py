@@ -8,7 +8,7 @@ import dagster as dg
 
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
-from tests.pipeline_assets.conftest import materialize_tenant
+from tests.support.runs import materialize_tenant
 
 
 def main() -> None:

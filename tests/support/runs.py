@@ -1,0 +1,29 @@
+"""Materialising a tenant's assets in process, and reading what the run's checks said."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from pipeline_assets.assets import projects, tasks, users
+from resources.tasklane import TasklaneAPI
+from resources.warehouse import Warehouse
+
+
+def materialize_tenant(
+    instance: dg.DagsterInstance, tenant: str, tasklane: TasklaneAPI, warehouse: Warehouse, **kwargs: Any
+) -> dg.ExecuteInProcessResult:
+    if not instance.has_dynamic_partition("tenants", tenant):
+        instance.add_dynamic_partitions("tenants", [tenant])
+    return dg.materialize(
+        [users, projects, tasks],  # with the checks their steps evaluate
+        partition_key=tenant,
+        instance=instance,
+        resources={"tasklane": tasklane, "warehouse": warehouse},
+        **kwargs,
+    )
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
