@@ -30,6 +30,7 @@ system-packages:  # PostgreSQL and Chromium for the tests, with apt-get when mis
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
