@@ -26,6 +26,9 @@ fi
 # (the dagster CLI reads ./.env): rewritten at every start, since SIM_PORT may change.
 sed -i '/^TASKLANE_BASE_URL=/d; /^DRIPFEED_TENANTS_FILE=/d' .env
 printf 'TASKLANE_BASE_URL=%s\nDRIPFEED_TENANTS_FILE=%s\n' "$TASKLANE_BASE_URL" "$PWD/demo/tenants.yaml" >> .env
+# The demo's other settings (demo/settings.env), replacing what an earlier start wrote.
+for name in $(grep -o '^[A-Z_]*=' demo/settings.env | tr -d =); do sed -i "/^$name=/d" .env; done
+grep '^[A-Z_]*=' demo/settings.env >> .env
 set -a; . ./.env; set +a
 
 mkdir -p "$DAGSTER_HOME"

@@ -21,7 +21,7 @@ from resources.control.store import DEFAULT_STATE
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE
-from sensors.api_usage_schedule import api_usage_daily
+from sensors.api_usage_schedule import DEFAULT_CRON, api_usage_schedule
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_HOURS, export_status_sensor
 from sensors.tenant_alerts import tenant_failure_alerts
@@ -69,6 +69,14 @@ def tier_setting(default: Tier) -> Tier:
         raise RuntimeError(f"{name}={raw!r}: give a number of minutes that divides a day (1440), e.g. 60") from None
 
 
+def usage_schedule() -> dg.ScheduleDefinition:
+    cron = os.environ.get("DRIPFEED_API_USAGE_CRON", DEFAULT_CRON)
+    try:
+        return api_usage_schedule(cron)
+    except dg.DagsterInvalidDefinitionError:
+        raise RuntimeError(f"DRIPFEED_API_USAGE_CRON={cron!r} is not a cron schedule, e.g. {DEFAULT_CRON!r}") from None
+
+
 required_settings()
 tiers = {name: tier_setting(default) for name, default in TIERS.items()}
 
@@ -76,7 +84,7 @@ defs = dg.Definitions(
     assets=[users, projects, tasks, api_usage],
     asset_checks=[tasks_fresh],
     jobs=[sync_tenant],
-    schedules=[*tier_schedules(tiers), api_usage_daily],
+    schedules=[*tier_schedules(tiers), usage_schedule()],
     sensors=[
         tenant_registry,
         export_status_sensor(

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from tests.support.dagster_daemon import ROOT
 from tests.support.simulator import workspace_config
@@ -80,3 +81,65 @@ def test_the_code_location_refuses_to_load_without_a_setting_that_has_no_safe_de
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert f"dripfeed cannot load: set {missing} (" in output, output[-2000:]
+
+
+USAGE_SCHEDULE = """
+import json
+from datetime import UTC, datetime
+import dagster as dg
+from dripfeed.definitions import defs
+
+schedule = defs.resolve_schedule_def("api_usage_refresh")
+job = defs.resolve_job_def(schedule.job_name)
+with dg.instance_for_test() as instance, dg.build_schedule_context(
+    instance=instance, scheduled_execution_time=datetime.now(UTC)
+) as context:
+    requests = schedule.evaluate_tick(context).run_requests or []
+print(json.dumps({
+    "cron": schedule.cron_schedule,
+    "running": schedule.default_status == dg.DefaultScheduleStatus.RUNNING,
+    "runs": len(requests),
+    "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "cron"),
+    [({}, "15 0 * * *"), (dotenv_values(ROOT / "demo" / "settings.env"), "*/5 * * * *")],
+    ids=["production", "demo"],
+)
+def test_api_usage_is_refreshed_daily_and_in_the_demo_from_its_first_minutes(
+    tmp_path: Path, settings: dict[str, str | None], cron: str
+) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "DRIPFEED_API_USAGE_CRON"}
+    env.update({name: value for name, value in settings.items() if value is not None})
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", USAGE_SCHEDULE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "cron": cron,
+        "running": True,
+        "runs": 1,
+        "assets": ["api_usage"],
+    }
+
+
+def test_a_bad_api_usage_cron_fails_the_load_naming_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "DRIPFEED_API_USAGE_CRON": "every day"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import dripfeed.definitions"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "DRIPFEED_API_USAGE_CRON='every day' is not a cron schedule" in done.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from dotenv import dotenv_values
 
 from tasklane_sim.server import free_port, wait_until_healthy
 from tests.support.dagster_daemon import session_processes, wait_for_webserver, wait_until
@@ -76,7 +77,7 @@ def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui_and_stops_on_term
         )
     try:
         wait_until_healthy(f"http://127.0.0.1:{sim_port}", 240, process)
-        tokens = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().split())
+        tokens = dotenv_values(ROOT / ".env")  # as the dagster CLI reads it
         admin = requests.get(
             f"http://127.0.0.1:{sim_port}/_sim/workspaces",
             headers={"Authorization": f"Bearer {tokens['TASKLANE_SIM_ADMIN_TOKEN']}"},
