@@ -284,20 +284,25 @@ def _sim(workspaces: list[dict[str, object]]) -> SimServer:
     return SimServer(config, subprocess_mode=True)
 
 
-def _import_cpu(module: str) -> float:
+def _import_cpu(module: str, scratch: Path) -> float:
     """CPU-seconds of a fresh interpreter that imports `module` (median of 5)."""
+    tenants = scratch / "import_tenants.yaml"
+    tenants.write_text("tenants: []\n")
+    env = {**os.environ, "TASKLANE_BASE_URL": "http://127.0.0.1:9", "DRIPFEED_TENANTS_FILE": str(tenants)}
     costs = []
     for _ in range(5):
-        process = subprocess.Popen([str(BIN / "python"), "-W", "ignore", "-c", f"import {module}"], cwd=ROOT)
+        command = [str(BIN / "python"), "-W", "ignore", "-c", f"import {module}"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"importing {module} failed")
         costs.append(usage.ru_utime + usage.ru_stime)
     return statistics.median(costs)
 
 
 def code_location(section: Section, scratch: Path) -> None:
     """What every run process and code server pays before doing anything: loading the code location."""
-    dagster, location = _import_cpu("dagster"), _import_cpu("dripfeed.definitions")
+    dagster, location = _import_cpu("dagster", scratch), _import_cpu("dripfeed.definitions", scratch)
     section.table(
         ["a fresh Python process that imports (median of 5)", "CPU"],
         [["`dagster`", f"{dagster:.2f} s"], ["`dripfeed.definitions` (the code location)", f"{location:.2f} s"]],

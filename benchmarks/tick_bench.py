@@ -11,7 +11,6 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from dripfeed.definitions import defs
 from pipeline_assets.history_exports import start_history_export
 from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
@@ -53,6 +52,10 @@ def ticks(section: Section, scratch: Path) -> None:
             [{"tenant": t, "window_reset": reset, "spent": n % 100, "vendor_limit": 100} for n, t in enumerate(ids)],
         )
     api = TasklaneAPI(base_url="http://unused", tenants_file=str(scratch / "tenants.yaml"), state=state)
+    # The code location refuses to load without these; the ticks get the resources above.
+    os.environ.update({"TASKLANE_BASE_URL": "http://unused", "DRIPFEED_TENANTS_FILE": str(scratch / "tenants.yaml")})
+    from dripfeed.definitions import defs
+
     rows = []
     (scratch / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(scratch / "dagster_home")) as instance:
