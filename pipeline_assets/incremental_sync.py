@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from resources.streams import VISIBILITY_OVERLAP
 from resources.tasklane.client import TenantClient
 from resources.warehouse import SyncState, Warehouse
 from resources.warehouse.schema import Drift
-
-VISIBILITY_OVERLAP = timedelta(seconds=60)  # the contract: writes become visible up to 60 s late
 
 
 def rfc3339(moment: datetime) -> str:

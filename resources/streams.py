@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+# The contract: a write becomes visible up to 60 s after its updated_at. A sync re-reads that much
+# before its watermark, and a reference younger than that may name a parent not listed yet.
+VISIBILITY_OVERLAP = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)

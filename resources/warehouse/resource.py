@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..streams import STREAMS
+from ..streams import STREAMS, VISIBILITY_OVERLAP
 from .backend import DRIFT_TABLE, STATE_TABLE, TYPES, USAGE_TABLE, Backend, SyncState, Written
 from .batch_writer import BatchWriter
 from .schema import quote
@@ -38,7 +39,8 @@ class TableFacts:
     columns: list[tuple[str, str]]
     duplicates: int
     drift: list[dict[str, str]] = field(default_factory=list)  # field, expected_type, seen_type, example_record_id
-    dangling: list[dict[str, str | None]] = field(default_factory=list)  # tasks whose parent is missing
+    dangling: list[dict[str, str | None]] = field(default_factory=list)  # records whose parent should be here, is not
+    waiting_references: int = 0  # records naming a parent too new for the parent's last sync to have listed
 
 
 def backend_for(url: str) -> Backend:
@@ -109,6 +111,9 @@ class Warehouse(dg.ConfigurableResource):
                 ),
                 (tenant, stream),
             )
+            dangling, waiting = (
+                self._dangling_references(conn, tenant, stream) if STREAMS[stream].references else ([], 0)
+            )
             return TableFacts(
                 rows=int(rows),
                 columns=list(backend.columns(conn, stream).items()),
@@ -116,33 +121,63 @@ class Warehouse(dg.ConfigurableResource):
                 drift=[
                     {"field": f, "expected_type": e, "seen_type": s, "example_record_id": i} for f, e, s, i in drifted
                 ],
-                dangling=self._dangling_references(conn, tenant, stream) if STREAMS[stream].references else [],
+                dangling=dangling,
+                waiting_references=waiting,
             )
 
-    def _dangling_references(self, conn: Any, tenant: str, stream: str) -> list[dict[str, str | None]]:
-        """Live records whose references name no record of the tenant's parent stream (tombstones count)."""
+    def _dangling_references(self, conn: Any, tenant: str, stream: str) -> tuple[list[dict[str, str | None]], int]:
+        """Live records whose references name no record of the tenant's parent stream (tombstones
+        count): the ones that are errors, as examples, and how many wait for the parent's next sync.
+
+        A reference is an error only when its parent should already be here: the record is older
+        than the parent stream's watermark minus the contract's visibility lag, so the parent's
+        last sync would have listed a parent that existed when the record was written. A task
+        created after the `projects` step ran may name a project that step could not see yet.
+        """
         backend = self.backend
         references = STREAMS[stream].references
         for parent in STREAMS[stream].parents:
             backend.ensure_tables(conn, parent)
-        joins = " ".join(
-            f"LEFT JOIN {quote(parent)} p{n} ON p{n}.tenant_id = r.tenant_id AND p{n}.id = r.{quote(field)}"
-            for n, (field, parent) in enumerate(references.items())
-        )
-        unresolved = " OR ".join(
-            f"(r.{quote(field)} IS NOT NULL AND p{n}.id IS NULL)" for n, field in enumerate(references)
-        )
-        fields = ", ".join(f"r.{quote(field)}" for field in references)
+        timestamp = TYPES[backend.dialect]["timestamp"]
+        joins, due, unresolved, cutoffs = [], [], [], []
+        for n, (column, parent) in enumerate(references.items()):
+            joins.append(
+                f"LEFT JOIN {quote(parent)} p{n} ON p{n}.tenant_id = r.tenant_id AND p{n}.id = r.{quote(column)}"
+            )
+            unresolved.append(f"(r.{quote(column)} IS NOT NULL AND p{n}.id IS NULL)")
+            due.append(
+                f"(r.{quote(column)} IS NOT NULL AND p{n}.id IS NULL AND r.updated_at <= CAST(? AS {timestamp}))"
+            )
+            cutoffs.append(self._settled_before(conn, tenant, parent))
+        base = f"FROM {quote(stream)} r {' '.join(joins)} WHERE r.tenant_id = ? AND r._deleted_at IS NULL"
+        fields = ", ".join(f"r.{quote(column)}" for column in references)
         found = backend.execute(
             conn,
             backend.sql(
-                f"SELECT r.id, {fields} FROM {quote(stream)} r {joins} "
-                f"WHERE r.tenant_id = ? AND r._deleted_at IS NULL AND ({unresolved}) "
-                f"ORDER BY r.id LIMIT {DANGLING_EXAMPLES}"
+                f"SELECT r.id, {fields} {base} AND ({' OR '.join(due)}) ORDER BY r.id LIMIT {DANGLING_EXAMPLES}"
             ),
-            (tenant,),
+            (tenant, *cutoffs),
         )
-        return [{"id": row[0], **dict(zip(references, row[1:], strict=True))} for row in found]
+        waiting = backend.execute(
+            conn,
+            backend.sql(f"SELECT count(*) {base} AND ({' OR '.join(unresolved)}) AND NOT ({' OR '.join(due)})"),
+            (tenant, *cutoffs),
+        )[0][0]
+        examples = [{"id": row[0], **dict(zip(references, row[1:], strict=True))} for row in found]
+        return examples, int(waiting)
+
+    def _settled_before(self, conn: Any, tenant: str, parent: str) -> str:
+        """The moment before which every record of `parent` has been synced: its watermark minus the
+        visibility lag (the epoch when the parent was never synced, so nothing is due yet)."""
+        found = self.backend.execute(
+            conn,
+            self.backend.sql(f"SELECT watermark FROM {STATE_TABLE} WHERE tenant_id = ? AND resource = ?"),
+            (tenant, parent),
+        )
+        if not found or found[0][0] is None:
+            return "1970-01-01T00:00:00Z"
+        settled = datetime.fromisoformat(found[0][0]) - VISIBILITY_OVERLAP
+        return settled.isoformat()
 
     def replace_api_usage(self, rows: Sequence[tuple], since_hour: str) -> None:
         """Replace table api_usage's hours from `since_hour` on with `rows` (USAGE_COLUMNS, in order),
