@@ -86,13 +86,15 @@ def _references(name: str, tenant: str, facts: TableFacts) -> dg.AssetCheckResul
     """Fails only for a reference whose parent should already be here; one to a parent newer than
     the parent's last sync waits for its next one (warehouse `_dangling_references`)."""
     waiting = facts.waiting_references
+    if facts.dangling:
+        said = f"{len(facts.dangling)}+ reference(s) name a record the parent's last sync should have brought"
+    elif waiting:
+        said = f"every reference resolves; {waiting} to records newer than the parent's last sync wait for its next"
+    else:
+        said = "every reference resolves"
     return dg.AssetCheckResult(
         check_name=name,
         passed=not facts.dangling,
-        description=f"{len(facts.dangling)}+ reference(s) name a record the parent's last sync should have brought"
-        if facts.dangling
-        else f"every reference resolves; {waiting} to records newer than the parent's last sync wait for its next"
-        if waiting
-        else "every reference resolves",
+        description=said,
         metadata={"examples": dg.MetadataValue.json(facts.dangling), "waiting_for_next_sync": waiting},
     )
