@@ -17,6 +17,7 @@ from itertools import groupby
 
 import dagster as dg
 
+from pipeline_assets.checks import check_name
 from pipeline_assets.export_lifecycle import Action, Decision, decide
 from pipeline_assets.history_exports import EXPORT_TAG, submit
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
@@ -41,10 +42,7 @@ def load_request(job: ExportJob) -> dg.RunRequest:
         run_key=f"export:{job.export_id}",
         partition_key=job.tenant,
         asset_selection=[asset],
-        asset_check_keys=[
-            dg.AssetCheckKey(asset, f"{job.stream}_schema_drift"),
-            dg.AssetCheckKey(asset, f"{job.stream}_unique_keys"),
-        ],
+        asset_check_keys=[dg.AssetCheckKey(asset, check_name(job.stream, c)) for c in ("schema_drift", "unique_keys")],
         tags={TENANT_TAG: job.tenant, TIER_TAG: "onboarding", EXPORT_TAG: job.export_id or ""},
     )
 
