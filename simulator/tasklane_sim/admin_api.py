@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .config import RESOURCES, ConfigError, Knobs, WorkspaceSpec, deep_merge
+from .crafted_replies import CraftedReply
 from .errors import ApiError
 from .records import SchemaChange
 from .simulator import Simulator
@@ -56,6 +57,11 @@ class SpendBody(_Body):
 
 class HoldBody(_Body):
     hold: bool
+
+
+class CraftedRepliesBody(_Body):
+    resource: Literal["users", "projects", "tasks"]
+    replies: list[CraftedReply] = Field(min_length=1)
 
 
 def _validated(model: type[BaseModel], payload: Any) -> Any:
@@ -235,6 +241,16 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         ws = workspace(workspace_id)
         (ws.exports.hold if body.hold else ws.exports.release)(time.time())
         return {"held": body.hold}
+
+    @admin.post("/workspaces/{workspace_id}/crafted-replies")
+    async def craft_replies(workspace_id: str, request: Request) -> dict:
+        """Queue hostile answers for the resource's next listing requests (see crafted_replies.py)."""
+        body = _validated(CraftedRepliesBody, await _payload(request))
+        return {"queued": workspace(workspace_id).crafted.add(body.resource, body.replies)}
+
+    @admin.delete("/workspaces/{workspace_id}/crafted-replies")
+    def clear_crafted_replies(workspace_id: str) -> dict:
+        return {"unused": workspace(workspace_id).crafted.clear()}
 
     router.include_router(admin)
     return router

@@ -73,5 +73,16 @@ class SimAdminClient:
     def exports(self, workspace: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/workspaces/{workspace}/exports")["data"]
 
+    def craft_replies(self, workspace: str, resource: str, *replies: dict[str, Any]) -> int:
+        """Queue hostile answers for the resource's next listing requests, one each (e.g.
+        `{"mode": "cursor_loop"}`, `{"status": 200, "body": "not json"}`); returns how many are queued."""
+        return self._call(
+            "POST", f"/workspaces/{workspace}/crafted-replies", json={"resource": resource, "replies": list(replies)}
+        )["queued"]
+
+    def clear_crafted_replies(self, workspace: str) -> dict[str, int]:
+        """Drop every queued crafted reply; returns how many answers each resource had left."""
+        return self._call("DELETE", f"/workspaces/{workspace}/crafted-replies")["unused"]
+
     def add_workspace(self, spec: dict[str, Any]) -> None:
         self._call("POST", "/workspaces", json=spec)

@@ -238,7 +238,12 @@ def build_api_app(sim: Simulator) -> Starlette:
         if resource not in RESOURCES:
             unknown = ApiError(404, "not_found", f"unknown resource {resource!r}; use one of {', '.join(RESOURCES)}")
             return await gate(request, workspace_id, "unrouted", unknown.raise_for)
-        return await gate(request, workspace_id, f"{resource}.list", lambda ws: _listing(request, ws, resource))
+        first = "cursor" not in request.query_params
+
+        def handle(ws: Workspace) -> Response:
+            return ws.crafted.answer(resource, first, lambda conditional: _listing(request, ws, resource, conditional))
+
+        return await gate(request, workspace_id, f"{resource}.list", handle)
 
     async def unrouted(request: Request, exc: Exception) -> Response:
         """A path or method the API does not have: counted, with the rate-limit headers, when it
@@ -280,8 +285,9 @@ def _result_url(request: Request, ws: Workspace, export_id: str) -> str:
     return str(request.base_url).rstrip("/") + f"/v1/workspaces/{ws.id}/exports/{export_id}/result"
 
 
-def _listing(request: Request, ws: Workspace, resource: str) -> Response:
-    """One keyset page; its ETag covers the query, the position and every record's bytes."""
+def _listing(request: Request, ws: Workspace, resource: str, conditional: bool = True) -> Response:
+    """One keyset page; its ETag covers the query, the position and every record's bytes.
+    `conditional=False` ignores If-None-Match (a crafted reply reshapes the full page)."""
     limit = _query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     since_text = request.query_params.get("updated_since")
     since_ms = _timestamp(since_text, "updated_since") if since_text is not None else NO_LOWER_BOUND
@@ -305,7 +311,7 @@ def _listing(request: Request, ws: Workspace, resource: str) -> Response:
     digest = hashlib.blake2b(f"{fingerprint}|{position}|{more}|".encode(), digest_size=16)
     digest.update(data)
     etag = f'"{digest.hexdigest()}"'
-    wanted = _etags(request.headers.get("if-none-match"))
+    wanted = _etags(request.headers.get("if-none-match")) if conditional else set()
     if etag in wanted or "*" in wanted:
         return Response(status_code=304, headers={"ETag": etag})
     body = b'{"data":[' + data + b'],"next_cursor":' + json.dumps(next_cursor).encode() + b"}"

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from .config import RESOURCES, Knobs, WorkspaceSpec
+from .crafted_replies import CraftedReplies
 from .cursors import CursorCodec
 from .exports import ExportService
 from .rate_limit import FixedWindowLimiter
@@ -58,6 +59,7 @@ class Workspace:
         self.revoked: set[str] = set()
         self.limiter = FixedWindowLimiter()
         self.cursors = CursorCodec(random.Random(f"{seed}:{spec.id}:cursor").randbytes(32))
+        self.crafted = CraftedReplies()
         self.exports = ExportService(spec.id, db_path, data_dir, random.Random(f"{seed}:{spec.id}:exports"))
         self.counters: defaultdict[str, Counter] = defaultdict(Counter)
         self.in_flight = 0
