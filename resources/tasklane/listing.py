@@ -1,9 +1,17 @@
-"""A tenant's records, page by page: conditional first pages, cursors that expire, malformed pages."""
+"""A tenant's records, page by page: conditional first pages, cursors that expire, hostile pages.
+
+Every page is checked before anything is yielded: its size, its encoding, its format, and that the
+listing moves on (a `next_cursor` already followed, or a page repeating the previous one, would
+otherwise page forever). A page that fails gets a `TasklaneFailure` naming the tenant, the stream
+and what to do, and is never yielded; the pages before it were.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -15,6 +23,15 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 100
 MAX_CURSOR_RESTARTS = 5
+# A contract page holds at most 100 records; a simulated tasks page is about 50 KB, so 16 MiB
+# allows 160 KB a record, far beyond any record the contract describes, while bounding what a
+# sync holds: a checkpoint keeps up to pages_per_checkpoint bodies (default 10) and hands them to
+# the database as one parameter, next to the previous batch being written: about 20 pages,
+# here 320 MiB at worst, well under Postgres' 1 GB limit on a value.
+MAX_PAGE_BYTES = 16 * 2**20
+# The contract's timestamp, exactly: the watermark is the greatest updated_at compared as text,
+# which orders time only when every stamp has this one form.
+CONTRACT_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 @dataclass(frozen=True)
@@ -34,10 +51,12 @@ def list_pages(
 
     An unchanged listing answers 304 and yields one empty `not_modified` page. A cursor that
     expires mid-listing restarts the listing from the last `updated_at` already yielded; five
-    restarts in a row without a new page give up."""
+    restarts in a row that bring nothing newer give up. A listing that does not move on fails."""
     tenant = client.tenant.id
     since, cursor, restarts = updated_since, None, 0
     resume_from = since  # where a restart begins: the last updated_at already yielded
+    followed: set[str] = set()  # the cursors of this pass of the listing
+    previous: list[tuple[str, str]] | None = None  # the previous page's (id, updated_at)
     while True:
         params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": str(include_deleted).lower()}
         if since:
@@ -58,38 +77,81 @@ def list_pages(
                 raise TasklaneFailure(
                     tenant, "vendor_outage", f"cursors kept expiring while listing {stream}", retryable=True
                 ) from None
-            since, cursor = resume_from, None
+            since, cursor, followed, previous = resume_from, None, set(), None
             continue
+        except RecursionError:  # the transport's JSON parser, on a body nested deeper than Python recurses
+            raise _malformed(tenant, stream, "nested deeper than dripfeed can parse") from None
         if reply.status == 304:
             yield Page([], None, not_modified=True)
             return
+        text = _page_text(tenant, stream, reply.response.content)
         records, next_cursor = _page_body(tenant, stream, reply.body)
+        keys = [(record["id"], record["updated_at"]) for record in records]
+        if keys == previous:
+            raise _stuck(tenant, stream, "a page repeated the previous page's records exactly")
+        if next_cursor is not None and next_cursor in followed:
+            raise _stuck(tenant, stream, "a page's next_cursor pointed back at a page already read")
         if cursor is None:
             etags.remember(query, reply.headers.get("ETag") if next_cursor is None else None)
-        yield Page(records, next_cursor, body=reply.response.content.decode())
-        if records:
-            resume_from = max(resume_from or "", records[-1]["updated_at"])
-            restarts = 0  # only restarts that make no progress count towards giving up
+        yield Page(records, next_cursor, body=text)
+        if records and records[-1]["updated_at"] > (resume_from or ""):
+            resume_from = records[-1]["updated_at"]
+            restarts = 0  # only restarts that bring something newer start the count again
         if next_cursor is None:
             return
-        cursor = next_cursor
+        cursor, previous = next_cursor, keys
+        followed.add(cursor)
+
+
+def _page_text(tenant: str, stream: str, content: bytes) -> str:
+    """The body as text for the warehouse: at most MAX_PAGE_BYTES, and UTF-8 as the contract says."""
+    if len(content) > MAX_PAGE_BYTES:
+        raise _malformed(tenant, stream, f"{len(content):,} bytes, over dripfeed's limit of {MAX_PAGE_BYTES:,}")
+    try:
+        return content.decode()
+    except UnicodeDecodeError:
+        raise _malformed(tenant, stream, "not UTF-8") from None
 
 
 def _page_body(tenant: str, stream: str, body: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The records and next cursor of a parsed page, if it has the contract's format."""
     if (
         not isinstance(body, dict)
         or not isinstance(body.get("data"), list)
-        or not all(
-            isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("updated_at"), str)
-            for r in body["data"]
-        )
+        or not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in body["data"])
+        or not all(_is_contract_timestamp(r.get("updated_at")) for r in body["data"])
         or not isinstance(body.get("next_cursor"), (str, type(None)))
     ):
-        raise TasklaneFailure(
-            tenant,
-            "schema_drift",
-            f"Tasklane answered a {stream} listing with a page that is not in the contract's format "
-            "(`data`: records with id and updated_at, `next_cursor`). Nothing from it was written; "
-            "check the Tasklane-Version and the API changelog.",
-        )
+        raise _malformed(tenant, stream, "not in the contract's format")
     return body["data"], body["next_cursor"]
+
+
+def _is_contract_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or not CONTRACT_TIMESTAMP.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # 2026-02-30 and the like
+        return False
+    return True
+
+
+def _malformed(tenant: str, stream: str, what: str) -> TasklaneFailure:
+    return TasklaneFailure(
+        tenant,
+        "schema_drift",
+        f"Tasklane answered a {stream} listing with a page that is {what} (the contract's format: `data`, "
+        "records with an id and an updated_at like 2026-11-21T10:00:00.123Z, and `next_cursor`). Nothing from "
+        "that page was written; check the Tasklane-Version and the API changelog, and report the answer to "
+        "Tasklane if it persists.",
+    )
+
+
+def _stuck(tenant: str, stream: str, what: str) -> TasklaneFailure:
+    return TasklaneFailure(
+        tenant,
+        "vendor_outage",
+        f"the {stream} listing stopped moving on: {what}, and following it would page forever. Nothing from "
+        "that page was written; the step can be retried later, and if this persists, report it to Tasklane.",
+        retryable=True,
+    )
