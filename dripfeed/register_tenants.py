@@ -1,18 +1,22 @@
 """`python -m dripfeed.register_tenants`: make tenants.yaml's enabled tenants partitions of the
 Dagster instance in $DAGSTER_HOME, so `dagster asset materialize --partition <tenant>` works
-headless. (The tenant registry sensor keeps them in sync once it is running.)"""
+headless. (The tenant registry sensor keeps them in sync once it is running.) An entry that is
+not valid is skipped and named on stderr, and the command exits with status 1 once the others
+are registered."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 
 import dagster as dg
 
 from pipeline_assets.partitions import tenant_partitions
-from resources.tenants import Tenant, load_tenants
+from resources.tenants import Tenant, TenantConfigError, load_tenants
 
 
-def register_tenants(instance: dg.DagsterInstance, tenants: dict[str, Tenant]) -> list[str]:
+def register_tenants(instance: dg.DagsterInstance, tenants: Mapping[str, Tenant]) -> list[str]:
     """Add the enabled tenants that are not partitions yet; returns the ones added."""
     existing = set(instance.get_dynamic_partitions(tenant_partitions.name))
     added = [tenant_id for tenant_id, tenant in tenants.items() if tenant.enabled and tenant_id not in existing]
@@ -25,9 +29,17 @@ def main() -> None:
     path = os.environ.get("DRIPFEED_TENANTS_FILE")
     if not path:
         raise SystemExit("set DRIPFEED_TENANTS_FILE to tenants.yaml's path (make dev keeps the demo's in .env)")
+    try:
+        loaded = load_tenants(path)
+    except TenantConfigError as error:
+        raise SystemExit(str(error)) from None
     with dg.DagsterInstance.get() as instance:
-        added = register_tenants(instance, load_tenants(path))
-        print(f"registered {len(added)} new tenant partition(s): {', '.join(added) or 'none'}")
+        added = register_tenants(instance, loaded.tenants)
+    print(f"registered {len(added)} new tenant partition(s): {', '.join(added) or 'none'}")
+    for entry in loaded.skipped:
+        print(f"{loaded.path}: {entry}; skipped", file=sys.stderr)
+    if loaded.skipped:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

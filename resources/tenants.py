@@ -3,6 +3,11 @@
 The bottom layer: every other module may use it, it uses none of them. The file is parsed again
 only when its content changed, so a tick that asks for the tenants a thousand times parses it
 once.
+
+One bad entry stops no other tenant: `load_tenants` keeps the valid tenants and names each
+skipped entry (its position, its id escaped and cut, what to fix), and the sensors say so in
+every tick. An id listed twice skips every entry with it: dripfeed never syncs a workspace with
+a token that may be the wrong one. Only a file with nothing to read is an error.
 """
 
 from __future__ import annotations
@@ -10,8 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import yaml
@@ -71,6 +80,15 @@ class Tenant(BaseModel):
     def token_source(self) -> str:
         return f"environment variable {self.token_env}" if self.token_env else f"secret file {self.token_file}"
 
+    def missing_token(self) -> str | None:
+        """Why the tenant has no token now, naming the variable or file (never a value); None when
+        it has one. Sensors ask before they request a run that could only fail."""
+        try:
+            self.read_token()
+        except MissingToken as missing:
+            return missing.detail
+        return None
+
     def read_token(self) -> str:
         """The tenant's token, read now so a rotated secret is picked up without a restart."""
         if self.token_env:
@@ -99,33 +117,88 @@ class Tenant(BaseModel):
         return max(1, int(vendor_limit * (self.budget_share or DEFAULT_BUDGET_SHARE)))
 
 
-def parse_tenants(raw: object, source: str = "tenants.yaml") -> dict[str, Tenant]:
-    """Validate every entry; each problem names the entry (by id where it has one) and the fix."""
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry of tenants.yaml that is not synced, and why. `tenant_id` is the id as written (when
+    it is a string), for matching partitions only: messages show it through `shown_id`."""
+
+    position: int  # 1 for the first entry of the `tenants:` list
+    tenant_id: str | None
+    reason: str
+
+    @property
+    def name(self) -> str:
+        """How every message names the entry: `entry 3 (id 'acme')`."""
+        return f"entry {self.position}" + (f" (id {shown_id(self.tenant_id)})" if self.tenant_id is not None else "")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TenantsFile:
+    """What tenants.yaml holds: the valid tenants by id, and the entries skipped."""
+
+    path: str
+    tenants: Mapping[str, Tenant]  # read-only: one parse serves every caller until the file changes
+    skipped: tuple[SkippedEntry, ...] = ()
+
+    @property
+    def skipped_ids(self) -> set[str]:
+        """The ids written on skipped entries: a tenant whose entry broke keeps its partition."""
+        return {entry.tenant_id for entry in self.skipped if entry.tenant_id is not None}
+
+
+def parse_tenants(raw: object, source: str = "tenants.yaml") -> TenantsFile:
+    """Validate every entry. A bad entry is skipped and named, and the others are kept; only a
+    file with no `tenants:` list to read (or a top-level key dripfeed does not know, which may be
+    a setting its author expects to apply) is an error, since then nothing can be trusted."""
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
         raise TenantConfigError(f"{source}: expected a top-level `tenants:` list")
-    unknown_top = set(raw) - {"tenants"}
+    unknown_top = sorted(printable(str(key), 60) for key in raw if key != "tenants")
     if unknown_top:
-        raise TenantConfigError(f"{source}: unknown top-level key(s) {sorted(unknown_top)}; only `tenants:` is read")
+        raise TenantConfigError(f"{source}: unknown top-level key(s) {unknown_top}; only `tenants:` is read")
+    entries: list[object] = raw["tenants"]
+    written_ids = Counter(
+        entry["id"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+    )
     tenants: dict[str, Tenant] = {}
-    for index, entry in enumerate(raw["tenants"], start=1):
-        label = f"entry {index}" + (f" ({entry.get('id')!r})" if isinstance(entry, dict) and entry.get("id") else "")
-        if not isinstance(entry, dict):
-            raise TenantConfigError(f"{source}: {label} must be a mapping of keys like id, tier, token_env")
-        try:
+    skipped: list[SkippedEntry] = []
+    for position, entry in enumerate(entries, start=1):
+        tenant_id = entry.get("id") if isinstance(entry, dict) else None
+        tenant_id = tenant_id if isinstance(tenant_id, str) else None
+        reason = _entry_problem(entry, written_ids)
+        if reason is None:
             tenant = Tenant.model_validate(entry)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}" for err in exc.errors()
-            )
-            raise TenantConfigError(f"{source}: {label}: {problems}") from None
-        if tenant.id in tenants:
-            raise TenantConfigError(f"{source}: {label}: tenant id {tenant.id!r} is listed twice; ids must be unique")
-        tenants[tenant.id] = tenant
-    return tenants
+            tenants[tenant.id] = tenant
+        else:
+            skipped.append(SkippedEntry(position, tenant_id, reason))
+    return TenantsFile(source, MappingProxyType(tenants), tuple(skipped))
 
 
-def load_tenants(path: str | Path) -> dict[str, Tenant]:
-    """The tenants of `path`, validated; parsed again only when its content changed."""
+def _entry_problem(entry: object, written_ids: Counter) -> str | None:
+    """What is wrong with one entry and how to fix it, or None when it is a valid tenant."""
+    if not isinstance(entry, dict):
+        return "must be a mapping of keys like id, tier, token_env"
+    tenant_id = entry.get("id")
+    if isinstance(tenant_id, str) and written_ids[tenant_id] > 1:
+        return (
+            f"id {shown_id(tenant_id)} is listed {written_ids[tenant_id]} times; none of them is synced "
+            "until it is listed once (each could hold another token)"
+        )
+    try:
+        Tenant.model_validate(entry)
+    except ValidationError as exc:
+        return "; ".join(
+            f"{printable('.'.join(str(p) for p in err['loc']), 80) or 'entry'}: {printable(err['msg'], 200)}"
+            for err in exc.errors()[:5]
+        )
+    return None
+
+
+def load_tenants(path: str | Path) -> TenantsFile:
+    """The tenants of `path` and its skipped entries; parsed again only when its content changed.
+    Raises TenantConfigError, naming the file, only when the file as a whole cannot be read."""
     path = Path(path)
     try:
         content = path.read_bytes()
@@ -137,15 +210,36 @@ def load_tenants(path: str | Path) -> dict[str, Tenant]:
     cached = _parsed.get(str(path))
     if cached is None or cached[0] != digest:
         cached = _parsed[str(path)] = (digest, _parse(content, path))
-    return dict(cached[1])
+    return cached[1]
 
 
-_parsed: dict[str, tuple[bytes, dict[str, Tenant]]] = {}  # path -> (its content's digest, its tenants)
+_parsed: dict[str, tuple[bytes, TenantsFile]] = {}  # path -> (its content's digest, what it holds)
 
 
-def _parse(content: bytes, path: Path) -> dict[str, Tenant]:
+def _parse(content: bytes, path: Path) -> TenantsFile:
     try:
         raw = yaml.safe_load(content.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TenantConfigError(f"{path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise TenantConfigError(f"{path} is not UTF-8 text") from None
+    except yaml.MarkedYAMLError as exc:  # the problem and where, not the snippet of the file PyYAML quotes
+        where = (
+            f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}" if exc.problem_mark else ""
+        )
+        raise TenantConfigError(f"{path} is not valid YAML: {printable(str(exc.problem), 200)}{where}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # PyYAML raises ValueError for a date like 2024-13-45
+        raise TenantConfigError(f"{path} is not valid YAML: {printable(str(exc), 200)}") from None
     return parse_tenants(raw, str(path))
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` safe to show in a log line or a terminal: control characters (newlines, ANSI escapes,
+    bidirectional overrides) escaped, and cut to `limit` characters with the length said."""
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    if len(text) <= limit and len(escaped) <= limit:
+        return escaped
+    return f"{escaped[:limit]}… ({len(text)} characters)"
+
+
+def shown_id(tenant_id: str) -> str:
+    """A tenant id as messages quote it: escaped and cut, so a hostile id forges no log line."""
+    return f"'{printable(tenant_id, 70)}'"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from itertools import groupby
+from logging import INFO
 
 import dagster as dg
 
@@ -27,6 +28,8 @@ from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
+
+from .tick_report import TickReport
 
 DEFAULT_POLL_SECONDS = 30
 DEFAULT_TIMEOUT_HOURS = 6.0
@@ -57,9 +60,11 @@ class _Poll:
         alerts: Alerts,
         jobs: ExportJobs,
         timeout: float,
+        report: TickReport,
     ) -> None:
         self.context, self.tasklane, self.alerts, self.jobs, self.timeout = context, tasklane, alerts, jobs, timeout
-        self.tenants = tasklane.tenants()  # read once per tick: 500 tenants must not mean 500 reads
+        self.report = report
+        self.tenants = report.read_tenants(tasklane).tenants  # once per tick: 500 tenants must not mean 500 reads
         self.runs: list[dg.RunRequest] = []
 
     def tenant(self, tenant: str, due: list[ExportJob], now: float) -> None:
@@ -73,11 +78,11 @@ class _Poll:
         if not live:
             return
         if tenant not in self.tenants:
-            self.context.log.warning(f"tenant {tenant!r} has open exports but is no longer in tenants.yaml; skipped")
+            self.report.leave_out(f"tenant {tenant!r} has open exports but is not a valid tenant of tenants.yaml now")
             return
         left, _ = self.tasklane.budget.calls_left(self.tenants[tenant], now)
         if left is not None and left < 1:
-            self.context.log.info(f"tenant {tenant!r}: no call left in its rate window; polls its exports later")
+            self.report.leave_out(f"tenant {tenant!r}: no call left in its rate window; polls its exports later", INFO)
             return
         client = self.tasklane.client(tenant, self.tenants, long_wait_seconds=LONGEST_WAIT_IN_TICK)
         open_now = {answer["id"]: answer for answer in client.list_open_exports()}
@@ -159,23 +164,27 @@ def poll_exports(
     """One tick: each tenant with a due job on its own, so that one tenant's failure stops no other."""
     jobs = ExportJobs(tasklane.store)
     now = time.time()
-    poll = _Poll(context, tasklane, alerts, jobs, timeout)
     due = sorted(jobs.due(now, timeout), key=lambda job: job.tenant)
     if not due:
         return dg.SkipReason(f"no export job is due ({jobs.open_count()} open)")
+    report = TickReport(context)
+    poll = _Poll(context, tasklane, alerts, jobs, timeout, report)
     for tenant, tenant_jobs in groupby(due, key=lambda job: job.tenant):
         batch = list(tenant_jobs)
-        try:
+        try:  # each tenant on its own: whatever happens to it, the others are polled as usual
             poll.tenant(tenant, batch, now)
-        except TenantThrottled as throttled:  # this tenant waits; the others are polled as usual
+        except TenantThrottled as throttled:
             if throttled.vendor:  # every caller of the tenant must wait, syncs included
                 reason = f"{throttled.reason} (met by the export_status sensor)"
                 tasklane.deferrals.defer(Deferral(tenant, throttled.resume_at, reason, now, vendor_block=True))
-            context.log.info(f"{throttled}; its exports are polled again then")
+            report.leave_out(f"{throttled}; its exports are polled again then", INFO)
             poll_later(jobs, batch, throttled.resume_at)
-        except TasklaneFailure as failure:  # this tenant only; the others are polled as usual
-            context.log.warning(f"{failure.description}; its exports are polled again in {RETRY_TENANT_SECONDS} s")
+        except TasklaneFailure as failure:
+            report.leave_out(f"{failure.description}; its exports are polled again in {RETRY_TENANT_SECONDS} s")
+            poll_later(jobs, batch, now + RETRY_TENANT_SECONDS)
+        except Exception as error:  # a malformed answer, a bug: reported, and this tenant waits like a failure
+            report.unexpected(tenant, error)
             poll_later(jobs, batch, now + RETRY_TENANT_SECONDS)
     if not poll.runs:
-        return dg.SkipReason(f"polled {len(due)} export jobs; none finished")
+        return dg.SkipReason(report.skip_reason(f"polled {len(due)} export jobs; none finished"))
     return dg.SensorResult(run_requests=poll.runs)

@@ -1,14 +1,18 @@
 """The tenant registry sensor: the `tenants` partitions follow the enabled tenants of tenants.yaml.
 
-A tenant that appears gets its partition and its first sync; one that is removed or disabled
-loses its partition, so no schedule or backfill picks it any more. Its rows stay in the
-warehouse, and its run history stays in Dagster."""
+A tenant that appears gets its partition and its first sync, once its token is there (before, the
+tick says which variable or file to set). One that is removed or disabled loses its partition, so
+no schedule or backfill picks it any more. Its rows stay in the warehouse, and its run history
+stays in Dagster. A tenant whose entry is merely broken (a typo, its id listed twice) keeps its
+partition: every tick names the entry until it is fixed."""
 
 import dagster as dg
 
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
 from resources.tasklane import TasklaneAPI
+
+from .tick_report import TickReport
 
 
 @dg.sensor(
@@ -18,12 +22,19 @@ from resources.tasklane import TasklaneAPI
     description="Keeps the tenant partitions equal to tenants.yaml's enabled tenants; starts new tenants' first sync.",
 )
 def tenant_registry(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
-    tenants = tasklane.tenants()  # a broken file fails the tick with an error naming the entry
-    wanted = {tenant_id for tenant_id, tenant in tenants.items() if tenant.enabled}
+    report = TickReport(context)
+    loaded = report.read_tenants(tasklane)  # an unreadable file fails the tick with an error naming it
+    enabled = {tenant_id: tenant for tenant_id, tenant in loaded.tenants.items() if tenant.enabled}
     current = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
-    added, removed = sorted(wanted - current), sorted(current - wanted)
+    added = []
+    for tenant_id in sorted(enabled.keys() - current):
+        if missing := enabled[tenant_id].missing_token():
+            report.leave_out(f"{tenant_id}: not added yet, {missing}")
+        else:
+            added.append(tenant_id)
+    removed = sorted(current - enabled.keys() - loaded.skipped_ids)
     if not added and not removed:
-        return dg.SkipReason(f"the {len(current)} tenant partitions match tenants.yaml")
+        return dg.SkipReason(report.skip_reason(f"the {len(current)} tenant partitions match tenants.yaml"))
     generation = int(context.cursor or 0) + 1  # a re-added tenant gets a new first sync; a repeated tick does not
     requests = []
     if added:

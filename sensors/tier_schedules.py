@@ -9,13 +9,15 @@ budget or because it was waiting, or moved into an earlier tick by a change to t
 requested at the next tick, unless it has had a run of any kind since the period began (a new
 tenant's first sync, a tenant that changed tiers: it follows its new tier from then on).
 
-A tenant that is waiting (a deferred sync, pipeline_assets/deferral.py) or whose rate window has
-too little budget left is skipped for this tick, with the reason in the tick's log, instead of
-launching a run that would only end at once or collect 429s.
+A tenant that is waiting (a deferred sync, pipeline_assets/deferral.py), whose rate window has
+too little budget left, or whose token is missing is skipped for this tick, with the reason in
+the tick's log, instead of launching a run that would only end at once, fail or collect 429s. So
+is an entry of tenants.yaml that is not valid (`tick_report.py`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -26,6 +28,7 @@ from pipeline_assets.partitions import tenant_partitions
 from resources.tasklane import TasklaneAPI
 from resources.tenants import Tenant
 
+from .tick_report import TickReport
 from .tier_slots import Tier, make_tier, slots
 
 # One listing call per stream: less than that and a sync cannot even ask what changed.
@@ -47,7 +50,8 @@ def tier_run_requests(
     without a run this period) and that has the budget for a sync."""
     tick_time = context.scheduled_execution_time.astimezone(UTC)
     tick, period_start = tier.tick_of(tick_time), tier.period_start(tick_time)
-    tenants = tasklane.tenants()
+    report = TickReport(context)
+    tenants = report.read_tenants(tasklane).tenants
     due = {tenant_id for tenant_id, slot in slots(tier, tenants.values()).items() if slot <= tick}
     prefix = run_key(tier, tick_time, "")
     requested = {
@@ -58,25 +62,26 @@ def tier_run_requests(
     waiting = tasklane.deferrals.waiting(now)
     candidates = sorted(due - requested)
     ran = _ran_since(context.instance, candidates, period_start)
-    requests, skipped = [], []
+    requests = []
     for tenant_id in candidates:
         if tenant_id in ran:
             continue
-        reason = _skip_reason(tenants[tenant_id], registered, waiting, tasklane, now)
-        if reason:
-            skipped.append(f"{tenant_id}: {reason}")
-            continue
-        requests.append(
-            dg.RunRequest(
-                run_key=run_key(tier, tick_time, tenant_id),
-                partition_key=tenant_id,
-                tags={TENANT_TAG: tenant_id, TIER_TAG: tier.name},
-            )
-        )
-    for reason in skipped:
-        context.log.info(f"skipped {reason}")
+        with report.on_its_own(tenant_id):
+            tenant = tenants[tenant_id]
+            if reason := _skip_reason(tenant, registered, waiting, tasklane, now):
+                report.leave_out(f"{tenant_id}: {reason}", logging.INFO)
+            elif missing := tenant.missing_token():
+                report.leave_out(f"{tenant_id}: {missing}")
+            else:
+                requests.append(
+                    dg.RunRequest(
+                        run_key=run_key(tier, tick_time, tenant_id),
+                        partition_key=tenant_id,
+                        tags={TENANT_TAG: tenant_id, TIER_TAG: tier.name},
+                    )
+                )
     if not requests:
-        return dg.SkipReason("; ".join(skipped) or f"no {tier.name} tenant's slot is at tick {tick} of this period")
+        return dg.SkipReason(report.skip_reason(f"no {tier.name} tenant to request at tick {tick} of this period"))
     return requests
 
 

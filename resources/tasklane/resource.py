@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr
 from ..control.deferrals import Deferrals
 from ..control.rate_budget import RateBudget
 from ..control.store import DEFAULT_STATE, ControlStore
-from ..tenants import Tenant, TenantConfigError, load_tenants
+from ..tenants import Tenant, TenantConfigError, TenantsFile, load_tenants, shown_id
 from .client import ClientSettings, TenantClient
 
 
@@ -31,6 +31,12 @@ class TasklaneAPI(dg.ConfigurableResource):
     _clients: dict[str, TenantClient] = PrivateAttr(default_factory=dict)
 
     def tenants(self) -> dict[str, Tenant]:
+        """The valid tenants of tenants.yaml; `read_tenants()` also says which entries it skipped."""
+        return dict(self.read_tenants().tenants)
+
+    def read_tenants(self) -> TenantsFile:
+        """tenants.yaml: its valid tenants and its skipped entries. Raises TenantConfigError only
+        when the file as a whole cannot be read."""
         return load_tenants(self.tenants_file)
 
     @property
@@ -60,7 +66,7 @@ class TasklaneAPI(dg.ConfigurableResource):
         if tenant_id not in self._clients:
             tenants = self.tenants() if tenants is None else tenants
             if tenant_id not in tenants:
-                raise TenantConfigError(f"tenant {tenant_id!r} is not in {self.tenants_file}; add it there first")
+                raise TenantConfigError(self._not_a_tenant(tenant_id))
             settings = ClientSettings(
                 base_url=self.base_url,
                 connect_timeout=self.connect_timeout_seconds,
@@ -73,6 +79,12 @@ class TasklaneAPI(dg.ConfigurableResource):
                 tenants[tenant_id], settings, self.store, self.budget, dg.get_dagster_logger("dripfeed.tasklane")
             )
         return self._clients[tenant_id]
+
+    def _not_a_tenant(self, tenant_id: str) -> str:
+        skipped = [entry for entry in self.read_tenants().skipped if entry.tenant_id == tenant_id]
+        if skipped:
+            return f"{self.tenants_file} skips tenant {shown_id(tenant_id)}: " + "; ".join(map(str, skipped))
+        return f"tenant {shown_id(tenant_id)} is not in {self.tenants_file}; add it there first"
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for client in self._clients.values():

@@ -1,4 +1,5 @@
-"""tenants.yaml: every bad entry is one clear error naming the entry and what to do."""
+"""tenants.yaml: a bad entry is skipped and named, the others load; only a file with nothing to read
+is an error, and it names the file."""
 
 from __future__ import annotations
 
@@ -10,39 +11,80 @@ import yaml
 from resources.tenants import Tenant, TenantConfigError, load_tenants, parse_tenants
 
 GOOD = {"id": "acme", "tier": "hourly", "token_env": "TASKLANE_TOKEN_ACME"}
+GLOBEX = {"id": "globex", "tier": "daily", "token_env": "TASKLANE_TOKEN_GLOBEX"}
+LONG_ID = "a" * 10_000
 
 
 @pytest.mark.parametrize(
-    ("entries", "message"),
+    ("entry", "message"),
     [
-        ([{**GOOD, "colour": "blue"}], "entry 1 ('acme'): colour: Extra inputs are not permitted"),
-        ([{**GOOD, "id": "Acme Corp"}], "entry 1 ('Acme Corp'): id: String should match pattern"),
-        ([{"id": "acme", "tier": "hourly"}], "give exactly one of token_env (a variable name) or token_file"),
-        ([{**GOOD, "token_file": "/run/secrets/acme"}], "give exactly one of token_env"),
-        ([GOOD, {**GOOD, "tier": "daily"}], "entry 2 ('acme'): tenant id 'acme' is listed twice"),
-        ([{**GOOD, "tier": "weekly"}], "tier: Input should be 'hourly' or 'daily'"),
-        ([{**GOOD, "budget_per_hour": 100, "budget_share": 0.5}], "budget_per_hour or budget_share, not both"),
-        ([{**GOOD, "budget_share": 1.5}], "budget_share: Input should be less than or equal to 1"),
-        (["acme"], "entry 1 must be a mapping"),
+        ({**GOOD, "colour": "blue"}, "entry 1 (id 'acme'): colour: Extra inputs are not permitted"),
+        ({**GOOD, "id": "Acme Corp"}, "entry 1 (id 'Acme Corp'): id: String should match pattern"),
+        ({"id": "acme", "tier": "hourly"}, "give exactly one of token_env (a variable name) or token_file"),
+        ({**GOOD, "token_file": "/run/secrets/acme"}, "give exactly one of token_env"),
+        ({**GOOD, "tier": "weekly"}, "tier: Input should be 'hourly' or 'daily'"),
+        ({**GOOD, "budget_per_hour": 100, "budget_share": 0.5}, "budget_per_hour or budget_share, not both"),
+        ({**GOOD, "budget_share": 1.5}, "budget_share: Input should be less than or equal to 1"),
+        ({**GOOD, "sync_at": "25:00"}, "sync_at: Value error, '25:00' is not a time of day"),
+        ("acme", "entry 1: must be a mapping"),
+        (None, "entry 1: must be a mapping"),
     ],
 )
-def test_a_bad_entry_is_one_clear_error_naming_it(entries: list, message: str) -> None:
+def test_a_bad_entry_is_skipped_and_named_and_the_others_load(entry: object, message: str) -> None:
+    loaded = parse_tenants({"tenants": [entry, GLOBEX]})
+    assert list(loaded.tenants) == ["globex"]
+    assert len(loaded.skipped) == 1 and message in str(loaded.skipped[0])
+    assert loaded.skipped[0].position == 1
+
+
+def test_an_id_listed_twice_skips_every_entry_with_it(tmp_path: Path) -> None:
+    loaded = parse_tenants({"tenants": [GOOD, GLOBEX, {**GOOD, "tier": "daily", "token_env": "OTHER"}]})
+    assert list(loaded.tenants) == ["globex"], "never synced with a token that may be the wrong one"
+    assert [entry.position for entry in loaded.skipped] == [1, 3]
+    assert all("id 'acme' is listed 2 times" in entry.reason for entry in loaded.skipped)
+    assert loaded.skipped_ids == {"acme"}, "its partition stays"
+
+
+@pytest.mark.parametrize(
+    "hostile_id",
+    [
+        "../../etc",
+        "a'; DROP TABLE tasks;--",
+        LONG_ID,
+        "acme\n2026-11-30 INFO all good",
+        "\x1b[2J\x1b[31mred",
+        "ácmé",
+        "acme\u202e",
+    ],
+)
+def test_a_hostile_id_is_skipped_and_shown_escaped_and_cut(hostile_id: str) -> None:
+    loaded = parse_tenants({"tenants": [{**GOOD, "id": hostile_id}, GLOBEX]})
+    assert list(loaded.tenants) == ["globex"]
+    shown = str(loaded.skipped[0])
+    assert shown.isprintable(), "no newline, escape or bidirectional override reaches a log line"
+    assert len(shown) < 400
+    assert loaded.skipped_ids == {hostile_id}, "matched against partitions as written, never shown so"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"tenants: [", "is not valid YAML: expected"),
+        (b"tenants:\n  - id: acme\n    history_since: 2024-13-45\n", "is not valid YAML: month must be in 1..12"),
+        (b"[" * 5000 + b"]" * 5000, "is not valid YAML"),
+        (b"\xff\xfe not utf-8", "is not UTF-8 text"),
+        (b"", "expected a top-level `tenants:` list"),
+        (b"tenant: []", "expected a top-level `tenants:` list"),
+        (b"tenants: {acme: {}}", "expected a top-level `tenants:` list"),
+        (b"tenants: []\ndefaults: {tier: daily}", "unknown top-level key(s) ['defaults']"),
+    ],
+)
+def test_a_file_with_nothing_to_read_is_one_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_bytes(content)
     with pytest.raises(TenantConfigError) as error:
-        parse_tenants({"tenants": entries})
-    assert message in str(error.value)
-
-
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [
-        (None, "expected a top-level `tenants:` list"),
-        ({"tenant": []}, "expected a top-level"),
-        ({"tenants": [], "x": 1}, "unknown top-level"),
-    ],
-)
-def test_a_malformed_file_says_what_shape_is_expected(raw: object, message: str) -> None:
-    with pytest.raises(TenantConfigError, match=message):
-        parse_tenants(raw)
+        load_tenants(path)
+    assert str(path) in str(error.value) and message in str(error.value)
 
 
 def test_a_missing_file_names_the_variable_to_set(tmp_path: Path) -> None:
@@ -51,8 +93,9 @@ def test_a_missing_file_names_the_variable_to_set(tmp_path: Path) -> None:
 
 
 def test_the_demo_tenants_file_is_valid() -> None:
-    tenants = load_tenants("demo/tenants.yaml")
-    assert {t.tier for t in tenants.values()} == {"hourly", "daily"}
+    loaded = load_tenants("demo/tenants.yaml")
+    assert {t.tier for t in loaded.tenants.values()} == {"hourly", "daily"}
+    assert loaded.skipped == ()
 
 
 @pytest.mark.parametrize(
@@ -78,12 +121,22 @@ def test_a_token_in_a_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
     secret.write_text("  s3cret\n")
     tenant = Tenant(id="acme", tier="daily", token_file=secret)
     assert tenant.read_token() == "s3cret"
+    assert tenant.missing_token() is None
     secret.write_text("")
     with pytest.raises(TenantConfigError, match=f"tenant 'acme'.*secret file {secret}"):
         tenant.read_token()
+    assert f"secret file {secret}" in (tenant.missing_token() or "")
+
+
+def test_a_missing_token_is_named_by_its_variable_never_by_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = Tenant.model_validate(GOOD)
+    monkeypatch.delenv("TASKLANE_TOKEN_ACME", raising=False)
+    assert "set the environment variable TASKLANE_TOKEN_ACME" in (tenant.missing_token() or "")
+    monkeypatch.setenv("TASKLANE_TOKEN_ACME", "s3cret-value")
+    assert tenant.missing_token() is None
 
 
 def test_yaml_dates_become_dates(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"tenants": [{**GOOD, "history_since": "2024-01-01"}]}))
-    assert str(load_tenants(path)["acme"].history_since) == "2024-01-01"
+    assert str(load_tenants(path).tenants["acme"].history_since) == "2024-01-01"
