@@ -180,7 +180,9 @@ def poll_exports(
             report.leave_out(f"{throttled}; its exports are polled again then", INFO)
             poll_later(jobs, batch, throttled.resume_at)
         except TasklaneFailure as failure:
-            report.leave_out(f"{failure.description}; its exports are polled again in {RETRY_TENANT_SECONDS} s")
+            report.leave_out(
+                f"{failure.description.rstrip('.')}; its exports are polled again in {RETRY_TENANT_SECONDS} s"
+            )
             poll_later(jobs, batch, now + RETRY_TENANT_SECONDS)
         except Exception as error:  # a malformed answer, a bug: reported, and this tenant waits like a failure
             report.unexpected(tenant, error)

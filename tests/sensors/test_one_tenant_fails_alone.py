@@ -1,0 +1,154 @@
+"""A tick never fails for all tenants because of one. Tenant `acme` meets one failure per case, on a
+real simulator, while `globex` is healthy; every tick that calls Tasklane or reads a tenant's state
+serves globex as usual and names acme, in the tick's log or skip reason, without its token.
+
+The simulator cannot yet send a well-formed but malformed export answer (crafted replies are being
+added to it elsewhere): "malformed" is covered by cut bodies (`truncate_rate: 1.0`), which the
+client cannot decode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from pipeline_assets.history_exports import start_history_export
+from resources.alerts import Alerts
+from resources.control.export_jobs import ExportJobs
+from resources.streams import STREAMS
+from resources.tasklane import TasklaneAPI
+from sensors.export_status import export_status_sensor
+from sensors.tenant_freshness import tenant_freshness
+from sensors.tier_schedules import TIERS
+from tasklane_sim import SimServer
+from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
+from tests.support.ticks import schedule_tick, sensor_tick
+
+SMALL = {"users": 5, "projects": 3, "tasks": 40}
+EXPORTS = {"duration_seconds": 0.2}  # done before the vendor's shortest poll_after_seconds (1 s)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How acme fails, what the export sensor's tick says of it, and whether its schedule skips it."""
+
+    name: str
+    inflict: Callable[[SimServer, TasklaneAPI, pytest.MonkeyPatch], Any]
+    export_tick_says: str
+    schedule_skips_it: bool  # a vendor block or a missing token is known before any call; a bad token is not
+    workspace: dict[str, Any] = field(default_factory=dict)
+
+
+FAILURES = [
+    Failure(
+        "throttled: the customer's scripts spent the window",
+        lambda sim, _, __: sim.admin.spend("acme", 100),
+        "Tasklane answered 429 with Retry-After",
+        schedule_skips_it=True,
+        workspace={"rate_limit": 100},
+    ),
+    Failure(
+        "locked out by the vendor",
+        lambda sim, _, __: sim.admin.spend("acme", 100),
+        "Tasklane answered 429 with Retry-After 300s",
+        schedule_skips_it=True,
+        workspace={"rate_limit": 100, "lockout_threshold": 0},
+    ),
+    Failure(
+        "token revoked",
+        lambda sim, _, __: sim.admin.revoke_token("acme", "token-acme"),
+        "Tasklane rejected the token from the environment variable TASKLANE_TOKEN_ACME",
+        schedule_skips_it=False,
+    ),
+    Failure(
+        "vendor 5xx storm on its workspace",
+        lambda sim, _, __: sim.admin.set_knobs("acme", faults={"error_rate": 1.0}),
+        "Tasklane kept failing on exports.list",
+        schedule_skips_it=False,
+    ),
+    Failure(
+        "malformed answers: every body cut short",
+        lambda sim, _, __: sim.admin.set_knobs("acme", faults={"truncate_rate": 1.0}),
+        "Tasklane kept failing on exports.list",
+        schedule_skips_it=False,
+    ),
+    Failure(
+        "token variable unset",
+        lambda _, __, env: env.delenv("TASKLANE_TOKEN_ACME"),
+        "set the environment variable TASKLANE_TOKEN_ACME",
+        schedule_skips_it=True,
+    ),
+    Failure(
+        "a corrupt row of its own in the control store",
+        lambda _, api, __: corrupt_rate_window(api, "acme"),
+        "TypeError",
+        schedule_skips_it=True,
+    ),
+]
+
+
+def corrupt_rate_window(api: TasklaneAPI, tenant: str) -> None:
+    """A hand-edited row: the calls spent in the tenant's rate window as text (SQLite keeps it)."""
+    with api.store.transaction() as conn:
+        conn.exec_driver_sql(
+            "UPDATE dripfeed_rate_windows SET spent = 'many', vendor_limit = 100, window_reset = ? WHERE tenant = ?",
+            (int(time.time()) + 3600, tenant),
+        )
+
+
+def two_tenants_with_open_exports(
+    make_sim: Callable[..., SimServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Failure
+) -> TasklaneAPI:
+    """acme and globex, registered, each with a history export of every stream that is done now."""
+    sim = make_sim(
+        workspace_config("acme", records=SMALL, exports=EXPORTS, **failure.workspace),
+        workspace_config("globex", records=SMALL, exports=EXPORTS),
+    )
+    for tenant in ("acme", "globex"):
+        monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
+    entries = [tenant_entry(t, history_since="2000-01-01") for t in ("acme", "globex")]
+    api = TasklaneAPI(  # 3 attempts, not 6: the 5xx storm's retries end sooner, the same way
+        base_url=sim.base_url,
+        tenants_file=str(write_tenants(tmp_path / "tenants.yaml", *entries)),
+        state=str(tmp_path / "control.sqlite3"),
+        max_attempts=3,
+    )
+    jobs = ExportJobs(api.store)
+    for tenant in ("acme", "globex"):
+        for stream in STREAMS:
+            start_history_export(api.client(tenant), jobs, stream)
+    time.sleep(1.1)  # the exports are done, and due
+    failure.inflict(sim, api, monkeypatch)
+    return api
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=[f.name for f in FAILURES])
+def test_one_failing_tenant_is_named_in_each_tick_and_the_others_are_served(
+    make_sim, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Failure
+) -> None:
+    api = two_tenants_with_open_exports(make_sim, tmp_path, monkeypatch, failure)
+    instance.add_dynamic_partitions("tenants", ["acme", "globex"])
+    resources = {"tasklane": api, "alerts": Alerts()}
+
+    exports = sensor_tick(export_status_sensor(), instance, resources)
+    assert exports.tenants == ["globex"] * 3, "globex's three finished exports are loaded in the same tick"
+    assert "tenant 'acme'" in exports.text and failure.export_tick_says in exports.text, exports.text
+
+    last_tick = TIERS["hourly"].period_start(datetime.now(UTC)) + timedelta(minutes=55)  # every slot is due
+    hourly = schedule_tick("hourly_tenants", instance, resources, last_tick)
+    assert hourly.tenants == (["globex"] if failure.schedule_skips_it else ["acme", "globex"])
+    if failure.schedule_skips_it:
+        assert "acme" in hourly.text, "the tick says why acme was left out"
+
+    freshness = sensor_tick(tenant_freshness, instance, resources)
+    assert sorted(event.partition for event in freshness.asset_events) == ["acme", "globex"]
+
+    for tick in (exports, hourly, freshness):
+        assert "token-acme" not in tick.text and "token-globex" not in tick.text
