@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -22,7 +23,10 @@ FULL_RESYNC_TAG = "dripfeed/full_resync"
 
 
 class SyncConfig(dg.Config):
-    full_resync: bool = Field(False, description="ignore the watermark and re-read everything (still by upsert)")
+    full_resync: bool = Field(
+        False,
+        description="reconcile: re-read everything (by upsert) and soft-delete the rows Tasklane no longer has",
+    )
     pages_per_checkpoint: int = Field(10, ge=1, description="commit rows and position every this many pages")
 
 
@@ -45,6 +49,8 @@ def _metadata(report: SyncReport, facts: TableFacts) -> dict[str, object]:
         "watermark_after": report.watermark_after or "none",
         "resumed_from_checkpoint": report.resumed_from or "none",
         "full_resync": report.full_resync,
+        "reconciled_because": report.reconcile_reason or "not reconciled",
+        "soft_deleted_missing_upstream": report.soft_deleted,
         "schema_drift_fields": ", ".join(sorted({d.field for d in report.drift})) or "none",
     }
 
@@ -121,8 +127,14 @@ def _sync(
             check_results=_checks(context, stream, tenant, warehouse.facts(tenant, stream)),
         )
     else:
+        every = client.tenant.reconcile_every_days
         report = sync_stream(
-            client, warehouse, stream, full_resync=full, pages_per_checkpoint=config.pages_per_checkpoint
+            client,
+            warehouse,
+            stream,
+            full_resync=full,
+            pages_per_checkpoint=config.pages_per_checkpoint,
+            reconcile_every=timedelta(days=every) if every else None,
         )
     context.log.info(
         f"tenant {tenant!r} {stream}: {report.records} records ({report.tombstones} tombstones), "

@@ -1,16 +1,28 @@
-"""One tenant's incremental sync of one stream: watermark, overlap, checkpoints, tombstones."""
+"""One tenant's sync of one stream: watermark, overlap, checkpoints, tombstones, reconciliation.
+
+A sync lists what changed since the watermark. A *reconciliation* lists every record instead and
+soft-deletes the rows Tasklane no longer has: the only way to learn of deletes whose tombstones the
+vendor dropped (after 30 days) before dripfeed saw them. A sync reconciles when asked to (a full
+re-sync), when the tenant's last complete sync is nearly as old as the tombstones' retention, and
+on the tenant's safety-net cadence; whoever launched it.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from resources.streams import VISIBILITY_OVERLAP
+from resources.streams import TOMBSTONE_RETENTION, VISIBILITY_OVERLAP
 from resources.tasklane.client import TenantClient
-from resources.warehouse import SyncState, Warehouse
+from resources.warehouse import Sweep, SyncState, Warehouse
 from resources.warehouse.schema import Drift
+
+# A last complete sync older than the retention minus this margin reconciles: the margin covers a
+# sync that is deferred or fails for a few days once it is due.
+RECONCILE_MARGIN = timedelta(days=3)
+DEFAULT_RECONCILE_EVERY = timedelta(days=7)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -29,12 +41,34 @@ class SyncReport:
     watermark_after: str | None = None
     resumed_from: str | None = None
     full_resync: bool = False
+    reconcile_reason: str | None = None
     pages: int = 0
     records: int = 0
     tombstones: int = 0
+    soft_deleted: int = 0  # rows a reconciliation marked deleted because Tasklane no longer lists them
     checkpoints: int = 0
     drift: list[Drift] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
+
+
+def reconcile_reason(state: SyncState, now: datetime, *, requested: bool, every: timedelta | None) -> str | None:
+    """Why this sync must be a reconciliation, or None for an incremental sync."""
+    if requested:
+        return "a full re-sync was requested"
+    if state.reconciling_since:
+        return f"it resumes the reconciliation begun {state.reconciling_since}"
+    if state.watermark is None:
+        return None  # a first sync lists everything anyway
+    due = TOMBSTONE_RETENTION - RECONCILE_MARGIN
+    completed = state.completed_sync_at
+    if completed is None or now - datetime.fromisoformat(completed) > due:
+        return (
+            f"its last complete sync ({completed or 'unknown'}) is more than {due.days} days old, and Tasklane "
+            f"drops tombstones after {TOMBSTONE_RETENTION.days} days"
+        )
+    if every and state.reconciled_at and now - datetime.fromisoformat(state.reconciled_at) >= every:
+        return f"its safety-net cadence ({every.days} days) has passed since {state.reconciled_at}"
+    return None
 
 
 def sync_stream(
@@ -44,31 +78,49 @@ def sync_stream(
     *,
     full_resync: bool = False,
     pages_per_checkpoint: int = 10,
+    reconcile_every: timedelta | None = DEFAULT_RECONCILE_EVERY,
+    now: datetime | None = None,
 ) -> SyncReport:
     """Bring the warehouse in line with Tasklane for one tenant and stream.
 
     Rows and the position they reach commit together every `pages_per_checkpoint` pages; a run
-    that dies or is throttled resumes from its last checkpoint (minus the visibility overlap)."""
+    that dies or is throttled resumes from its last checkpoint (minus the visibility overlap). A
+    reconciliation soft-deletes nothing before its last transaction, so it can stop anywhere."""
     tenant = client.tenant.id
+    started = rfc3339(now or datetime.now(UTC))
     state = warehouse.state(tenant, stream)
-    # A full re-sync resumes only its own checkpoint: an incremental run's would skip the records
-    # before it. An incremental run may resume either kind.
-    resume_from = state.resume_from if state.resume_full or not full_resync else None
-    report = SyncReport(stream, state.watermark, resumed_from=resume_from, full_resync=full_resync)
-    start = resume_from if full_resync else (resume_from or state.watermark)
+    reason = reconcile_reason(state, datetime.fromisoformat(started), requested=full_resync, every=reconcile_every)
+    reconciling = reason is not None
+    # A reconciliation resumes only its own checkpoint: an incremental run's would skip the records
+    # before it. An incremental run resumes its own (a reconciliation's makes the run reconcile).
+    resume_from = state.resume_from if not reconciling or state.reconciling_since else None
+    report = SyncReport(
+        stream, state.watermark, resumed_from=resume_from, full_resync=reconciling, reconcile_reason=reason
+    )
+    began = (state.reconciling_since or started) if reconciling else None
+    start = resume_from if reconciling else (resume_from or state.watermark)
     since = minus_overlap(start) if start else None
     calls_before = Counter(client.stats)
     pages: list[str] = []
     reached: str | None = resume_from  # what a killed run already committed counts as reached
     pending: Future[None] | None = None
+    listed_to_the_end = True
 
-    def write(batch: list[str], position: SyncState) -> None:
-        report.drift.extend(batches.write(tenant, stream, batch, position).drift)
+    def write(batch: list[str], position: SyncState, sweep: Sweep | None = None) -> None:
+        written = batches.write(tenant, stream, batch, position, sweep)
+        report.drift.extend(written.drift)
+        report.soft_deleted += written.soft_deleted
 
-    def position(final: bool) -> SyncState:
-        if final:
-            return SyncState(watermark=max(filter(None, (state.watermark, reached)), default=None))
-        return SyncState(state.watermark, reached, resume_full=full_resync)
+    def checkpoint() -> SyncState:
+        return SyncState(state.watermark, reached, reconciling_since=began)
+
+    def final(swept: bool) -> SyncState:
+        return SyncState(
+            watermark=max(filter(None, (state.watermark, reached)), default=None),
+            completed_sync_at=began or started,
+            # A first sync listed everything; a state from before reconciliations starts its cadence now.
+            reconciled_at=began if swept else (started if state.reconciled_at is None else None),
+        )
 
     # Checkpoints are written by one background thread while the next pages are fetched: the
     # database shapes rows outside the GIL, so fetching and writing overlap. Waiting for the
@@ -77,9 +129,12 @@ def sync_stream(
         warehouse.writer() as batches,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dripfeed-{tenant}-{stream}") as writer,
     ):
+        if reconciling and not state.reconciling_since:
+            batches.begin_reconciliation(tenant, stream, checkpoint())
         try:
-            for page in client.list_pages(stream, since):
+            for page in client.list_pages(stream, since, conditional=not reconciling):
                 if page.not_modified:
+                    listed_to_the_end = False
                     break
                 pages.append(page.body)
                 report.pages += 1
@@ -90,18 +145,19 @@ def sync_stream(
                 if report.pages % pages_per_checkpoint == 0:
                     if pending:
                         pending.result()
-                    pending, pages = writer.submit(write, pages, position(final=False)), []
+                    pending, pages = writer.submit(write, pages, checkpoint()), []
                     report.checkpoints += 1
         except BaseException:
             if pending:
                 pending.result()
             if pages:  # keep what was fetched: a retry starts from here, not from the beginning
-                write(pages, position(final=False))
+                write(pages, checkpoint())
                 report.checkpoints += 1
             raise
         if pending:
             pending.result()
-        write(pages, position(final=True))
+        sweep = Sweep(minus_overlap(began), began) if began and listed_to_the_end else None
+        write(pages, final(swept=sweep is not None), sweep)
     report.watermark_after = warehouse.state(tenant, stream).watermark
     report.calls = Counter(client.stats) - calls_before
     return report

@@ -15,6 +15,9 @@ from datetime import timedelta
 # The contract: a write becomes visible up to 60 s after its updated_at. A sync re-reads that much
 # before its watermark, and a reference younger than that may name a parent not listed yet.
 VISIBILITY_OVERLAP = timedelta(seconds=60)
+# The contract: a deleted record's tombstone is listed for 30 days, then it is gone. A tenant not
+# synced for that long can learn of those deletes only by listing every id (a reconciliation).
+TOMBSTONE_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ class Tenant(BaseModel):
     token_file: Path | None = None
     history_since: date | None = None
     sync_at: str | None = None  # HH:MM UTC: pins the tenant's slot in its tier's period (sensors/tier_slots.py)
+    # Days between reconciliations that list every id (a safety net for vendor bugs); 0: only when
+    # the last complete sync nears the tombstones' retention (pipeline_assets/incremental_sync.py).
+    reconcile_every_days: float = Field(7, ge=0)
     enabled: bool = True
 
     @field_validator("sync_at", mode="before")

@@ -29,3 +29,11 @@ class ETagStore:
             conn.execute(sa.delete(etags).where(etags.c.tenant == self.tenant, etags.c.query == query))
             if etag:
                 conn.execute(sa.insert(etags).values(tenant=self.tenant, query=query, etag=etag))
+
+
+class NoETags(ETagStore):
+    """Remembers as usual but never sends an ETag: for a listing that must read every page (a
+    reconciliation), where a `304` would tell nothing of which ids exist."""
+
+    def get(self, query: str) -> str | None:
+        return None

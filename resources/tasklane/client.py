@@ -22,7 +22,7 @@ from typing import Any
 import requests
 import tenacity
 
-from ..control.etag_store import ETagStore
+from ..control.etag_store import ETagStore, NoETags
 from ..control.rate_budget import RateBudget
 from ..control.store import ControlStore
 from ..tenants import MissingToken, Tenant
@@ -157,10 +157,13 @@ class TenantClient:
         self.transport.close()
 
     # --- what the product calls -------------------------------------------------------------
-    def list_pages(self, stream: str, updated_since: str | None, *, include_deleted: bool = True) -> Iterator[Page]:
-        """See listing.list_pages."""
+    def list_pages(
+        self, stream: str, updated_since: str | None, *, include_deleted: bool = True, conditional: bool = True
+    ) -> Iterator[Page]:
+        """See listing.list_pages; `conditional=False` reads every page even if nothing changed."""
+        etags = self.etags if conditional else NoETags(self.etags.store, self.tenant.id)
         with self._operation():
-            yield from listing.list_pages(self, self.etags, stream, updated_since, include_deleted=include_deleted)
+            yield from listing.list_pages(self, etags, stream, updated_since, include_deleted=include_deleted)
 
     def submit_export(self, stream: str, updated_before: str, key: str) -> dict[str, Any]:
         with self._operation():

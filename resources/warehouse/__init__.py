@@ -11,7 +11,7 @@ and `postgres_backend.py` (each imports its driver, and only the one in use is i
 """
 
 from .backend import DRIFT_TABLE, STATE_TABLE, SyncState, Written, page_of
-from .batch_writer import BatchWriter
+from .batch_writer import BatchWriter, Sweep
 from .resource import USAGE_COLUMNS, TableFacts, Warehouse
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "STATE_TABLE",
     "USAGE_COLUMNS",
     "BatchWriter",
+    "Sweep",
     "SyncState",
     "TableFacts",
     "Warehouse",

@@ -13,10 +13,11 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .record_sql import RecordSQL
+from .record_sql import TYPED, RecordSQL
 from .schema import Drift, column_for, quote, table_columns
 
 STATE_TABLE = "_dripfeed_sync_state"
+LISTED_TABLE = "_dripfeed_listed_ids"  # the ids a reconciliation in progress has listed, per tenant and stream
 DRIFT_TABLE = "_dripfeed_schema_drift"
 USAGE_TABLE = "api_usage"
 TYPES = {
@@ -44,11 +45,16 @@ TYPES = {
 
 @dataclass(frozen=True)
 class SyncState:
-    """Where a tenant's sync of one stream stands: its high-watermark and, mid-run, its checkpoint."""
+    """Where a tenant's sync of one stream stands: its high-watermark and, mid-run, its checkpoint.
+
+    The moments are dripfeed's clock (RFC 3339), not the vendor's. A write that leaves
+    `completed_sync_at` or `reconciled_at` unset keeps the stored value."""
 
     watermark: str | None = None
     resume_from: str | None = None
-    resume_full: bool = False  # the checkpoint belongs to a full re-sync (one that started from nothing)
+    reconciling_since: str | None = None  # a reconciliation (full listing) in progress, begun then
+    completed_sync_at: str | None = None  # when the last sync that completed began
+    reconciled_at: str | None = None  # when the last reconciliation that completed began
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Written:
 
     rows: int
     drift: list[Drift]
+    soft_deleted: int = 0  # rows a reconciliation found missing upstream
 
 
 def page_of(records: Sequence[dict[str, Any]]) -> str:
@@ -133,9 +140,15 @@ class Backend(ABC):
             conn,
             f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
             f"watermark {types['text']}, resume_from {types['text']}, updated_at {types['timestamp']}, "
-            f"resume_full {types['boolean']}, PRIMARY KEY (tenant_id, resource))",
+            "PRIMARY KEY (tenant_id, resource))",
         )
-        self.execute(conn, f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS resume_full {types['boolean']}")
+        for column in ("reconciling_since", "completed_sync_at", "reconciled_at"):  # added after the first release
+            self.execute(conn, f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS {column} {types['text']}")
+        self.execute(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {LISTED_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
+            f"id {types['text']}, PRIMARY KEY (tenant_id, resource, id))",
+        )
         self.execute(
             conn,
             f"CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
@@ -156,13 +169,48 @@ class Backend(ABC):
         self.execute(
             conn,
             self.sql(
-                f"INSERT INTO {STATE_TABLE} (tenant_id, resource, watermark, resume_from, resume_full, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, now()) ON CONFLICT (tenant_id, resource) "
-                "DO UPDATE SET watermark = excluded.watermark, resume_from = excluded.resume_from, "
-                "resume_full = excluded.resume_full, updated_at = excluded.updated_at"
+                f"INSERT INTO {STATE_TABLE} (tenant_id, resource, watermark, resume_from, reconciling_since, "
+                "completed_sync_at, reconciled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, now()) "
+                "ON CONFLICT (tenant_id, resource) DO UPDATE SET watermark = excluded.watermark, "
+                "resume_from = excluded.resume_from, reconciling_since = excluded.reconciling_since, "
+                f"completed_sync_at = coalesce(excluded.completed_sync_at, {STATE_TABLE}.completed_sync_at), "
+                f"reconciled_at = coalesce(excluded.reconciled_at, {STATE_TABLE}.reconciled_at), "
+                "updated_at = excluded.updated_at"
             ),
-            (tenant, stream, state.watermark, state.resume_from, state.resume_full),
+            (
+                tenant,
+                stream,
+                state.watermark,
+                state.resume_from,
+                state.reconciling_since,
+                state.completed_sync_at,
+                state.reconciled_at,
+            ),
         )
+
+    def forget_listed(self, conn: Any, tenant: str, stream: str) -> None:
+        """Drop the ids an earlier, unfinished reconciliation listed: a new one starts from none."""
+        self.execute(
+            conn, self.sql(f"DELETE FROM {LISTED_TABLE} WHERE tenant_id = ? AND resource = ?"), (tenant, stream)
+        )
+
+    def soft_delete_unlisted(self, conn: Any, tenant: str, stream: str, older_than: str, deleted_at: str) -> int:
+        """Mark deleted (`_deleted_at`) the tenant's live rows the reconciliation did not list, then
+        forget the listed ids. Rows updated since `older_than` are left alone: a record the listing
+        passed before it was written is not missing, and a delete after that has a tombstone."""
+        table, timestamp = quote(stream), TYPES[self.dialect]["timestamp"]
+        swept = self.execute(
+            conn,
+            self.sql(
+                f"UPDATE {table} SET _deleted_at = CAST(? AS {timestamp}), _synced_at = now() "
+                f"WHERE tenant_id = ? AND _deleted_at IS NULL AND updated_at < CAST(? AS {timestamp}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {LISTED_TABLE} l "
+                f"WHERE l.tenant_id = {table}.tenant_id AND l.resource = ? AND l.id = {table}.id) RETURNING id"
+            ),
+            (deleted_at, tenant, older_than, stream),
+        )
+        self.forget_listed(conn, tenant, stream)
+        return len(swept)
 
     def write_drift(self, conn: Any, tenant: str, stream: str, drift: Sequence[Drift]) -> None:
         for seen in {d.field: d for d in drift}.values():
@@ -181,11 +229,20 @@ class Backend(ABC):
         return bool(found)
 
     def upsert_pages(
-        self, conn: Any, tenant: str, stream: str, pages: Sequence[str], present: list[str], *, new_keys: bool
+        self,
+        conn: Any,
+        tenant: str,
+        stream: str,
+        pages: Sequence[str],
+        present: list[str],
+        *,
+        new_keys: bool,
+        record_listed: bool = False,
     ) -> Written:
         """Stage the pages' records, add columns for new vendor fields, record drift, upsert.
         `present` is the table's columns, in order; columns added here are appended to it. With
-        `new_keys`, the rows go in by plain INSERT, which raises `duplicate_key` on a stored key."""
+        `new_keys`, the rows go in by plain INSERT, which raises `duplicate_key` on a stored key.
+        With `record_listed`, the records' ids are kept for the reconciliation in progress."""
         records = self.records(stream)
         self.execute(conn, records.shape(tenant), self.load_pages(conn, pages))
         staged, ids, *examples = self.execute(conn, records.batch_facts())[0]
@@ -200,6 +257,15 @@ class Backend(ABC):
             if example is not None
         ]
         self.execute(conn, self.upsert_sql(stream, present, records.rows(present, vendor_fields), new_keys=new_keys))
+        if record_listed:
+            self.execute(
+                conn,
+                self.sql(
+                    f"INSERT INTO {LISTED_TABLE} (tenant_id, resource, id) SELECT ?, ?, id FROM {TYPED} "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                (tenant, stream),
+            )
         self.write_drift(conn, tenant, stream, drift)
         return Written(ids, drift)
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .backend import Backend, SyncState, Written
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A reconciliation's last step: live rows it did not list, updated before `older_than`, are
+    marked deleted at `deleted_at` (in the same transaction as its last batch and final state)."""
+
+    older_than: str
+    deleted_at: str
 
 
 class BatchWriter:
@@ -33,19 +43,21 @@ class BatchWriter:
         self._opened = 0.0
         self._released = float("-inf")
 
-    def write(self, tenant: str, stream: str, pages: Sequence[str], state: SyncState) -> Written:
+    def write(
+        self, tenant: str, stream: str, pages: Sequence[str], state: SyncState, sweep: Sweep | None = None
+    ) -> Written:
         """Upsert the records of a batch of page bodies (`{"data": [...]}` JSON text) and record the
-        position they reach, in one transaction."""
+        position they reach, in one transaction; the last batch of a reconciliation also sweeps."""
         conn = self._connection()
         try:
             try:
-                written = self._write(conn, tenant, stream, pages, state)
+                written = self._write(conn, tenant, stream, pages, state, sweep)
             except self.backend.duplicate_key:
                 if not self._new_keys.get((tenant, stream)):
                     raise
                 self._new_keys[(tenant, stream)] = False
                 self._tables.clear()  # columns this transaction added were rolled back with it
-                written = self._write(conn, tenant, stream, pages, state)
+                written = self._write(conn, tenant, stream, pages, state, sweep)
         except BaseException:
             self.close()  # a broken connection is not reused, and what it knew of the tables is forgotten
             raise
@@ -54,7 +66,10 @@ class BatchWriter:
             self.close()
         return written
 
-    def _write(self, conn: Any, tenant: str, stream: str, pages: Sequence[str], state: SyncState) -> Written:
+    def _write(
+        self, conn: Any, tenant: str, stream: str, pages: Sequence[str], state: SyncState, sweep: Sweep | None
+    ) -> Written:
+        reconciling = state.reconciling_since is not None or sweep is not None
         with self.backend.transaction(conn):
             columns = self._columns(conn, stream)
             written = Written(0, [])
@@ -62,9 +77,27 @@ class BatchWriter:
                 if (tenant, stream) not in self._new_keys:
                     self._new_keys[(tenant, stream)] = not self.backend.has_rows(conn, tenant, stream)
                 new_keys = self._new_keys[(tenant, stream)]
-                written = self.backend.upsert_pages(conn, tenant, stream, pages, columns, new_keys=new_keys)
+                written = self.backend.upsert_pages(
+                    conn, tenant, stream, pages, columns, new_keys=new_keys, record_listed=reconciling
+                )
+            if sweep is not None:
+                swept = self.backend.soft_delete_unlisted(conn, tenant, stream, sweep.older_than, sweep.deleted_at)
+                written = replace(written, soft_deleted=swept)
             self.backend.write_state(conn, tenant, stream, state)
         return written
+
+    def begin_reconciliation(self, tenant: str, stream: str, state: SyncState) -> None:
+        """Record that a reconciliation began (`state.reconciling_since`), forgetting the ids an
+        unfinished earlier one listed."""
+        conn = self._connection()
+        try:
+            with self.backend.transaction(conn):
+                self._columns(conn, stream)
+                self.backend.forget_listed(conn, tenant, stream)
+                self.backend.write_state(conn, tenant, stream, state)
+        except BaseException:
+            self.close()
+            raise
 
     def _columns(self, conn: Any, stream: str) -> list[str]:
         """The stream table's columns, creating the tables on first use. While a connection that

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -82,15 +82,22 @@ class Warehouse(dg.ConfigurableResource):
             return writer.write(tenant, stream, pages, state)
 
     def state(self, tenant: str, stream: str) -> SyncState:
+        """The stream's sync state for the tenant. A state written before dripfeed recorded
+        completions takes the time of its last write as its last complete sync, if it was one."""
         try:
             found = self.query(
-                f"SELECT watermark, resume_from, coalesce(resume_full, false) FROM {STATE_TABLE} "
-                "WHERE tenant_id = ? AND resource = ?",
+                "SELECT watermark, resume_from, reconciling_since, completed_sync_at, reconciled_at, updated_at "
+                f"FROM {STATE_TABLE} WHERE tenant_id = ? AND resource = ?",
                 (tenant, stream),
             )
         except self.backend.missing_table:
             return SyncState()
-        return SyncState(*found[0]) if found else SyncState()
+        if not found:
+            return SyncState()
+        watermark, resume_from, reconciling_since, completed, reconciled, written_at = found[0]
+        if completed is None and resume_from is None and watermark is not None and written_at is not None:
+            completed = written_at.astimezone(UTC).isoformat()
+        return SyncState(watermark, resume_from, reconciling_since, completed, reconciled)
 
     def facts(self, tenant: str, stream: str) -> TableFacts:
         """Row count, columns, duplicate ids, drifted fields and (for tasks) dangling references of a

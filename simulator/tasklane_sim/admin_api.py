@@ -192,6 +192,11 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         workspace(workspace_id).cursors.expire_all()
         return {"ok": True}
 
+    @admin.post("/workspaces/{workspace_id}/tombstones/purge")
+    def purge_tombstones(workspace_id: str) -> dict:
+        """Drop the tombstones past their retention now, not at the next minute's purge."""
+        return {"purged": workspace(workspace_id).purge_tombstones(now_ms())}
+
     @admin.post("/workspaces/{workspace_id}/mutations")
     async def mutate(workspace_id: str, request: Request) -> dict:
         body = _validated(MutationBody, await _payload(request))

@@ -55,6 +55,9 @@ class SimAdminClient:
     def mutate(self, workspace: str, **burst: Any) -> dict[str, int]:
         return self._call("POST", f"/workspaces/{workspace}/mutations", json=burst)
 
+    def purge_tombstones(self, workspace: str) -> int:
+        return self._call("POST", f"/workspaces/{workspace}/tombstones/purge")["purged"]
+
     def settle(self, workspace: str) -> int:
         return self._call("POST", f"/workspaces/{workspace}/settle")["applied"]
 

@@ -102,24 +102,17 @@ def test_a_full_resync_from_a_run_tag_rereads_everything_by_upsert(
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
 
 
-@pytest.mark.parametrize(
-    ("left_by_full_resync", "rereads_everything"),
-    [(False, True), (True, False)],
-    ids=["incremental-checkpoint-is-ignored", "own-checkpoint-is-resumed"],
-)
-def test_a_full_resync_resumes_only_a_checkpoint_of_a_full_resync(
-    make_sim, instance, tasklane_for, duckdb_warehouse, left_by_full_resync: bool, rereads_everything: bool
-) -> None:
+def test_a_full_resync_ignores_an_incremental_checkpoint(make_sim, instance, tasklane_for, duckdb_warehouse) -> None:
+    """(A reconciliation's own checkpoint is resumed: tests/pipeline_assets/test_reconciliation.py.)"""
     sim = make_sim(workspace_config("acme"), as_of=PAST)
     tasklane = tasklane_for(sim, "acme")
     materialize_tenant(instance, "acme", tasklane, duckdb_warehouse)
     watermark = duckdb_warehouse.state("acme", "tasks").watermark
-    checkpoint = SyncState(watermark, resume_from=watermark, resume_full=left_by_full_resync)  # as if killed
-    duckdb_warehouse.write("acme", "tasks", [], checkpoint)
+    duckdb_warehouse.write("acme", "tasks", [], SyncState(watermark, resume_from=watermark))  # as if killed
     result = materialize_tenant(instance, "acme", tasklane, duckdb_warehouse, tags={FULL_RESYNC_TAG: "true"})
     tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
-    assert (tasks["records_upserted"].value == 430) is rereads_everything
-    assert (tasks["resumed_from_checkpoint"].value == "none") is rereads_everything
+    assert tasks["records_upserted"].value == 430
+    assert tasks["resumed_from_checkpoint"].value == "none"
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
 
 

@@ -111,7 +111,7 @@ def test_a_failed_batch_leaves_neither_its_rows_nor_its_position(warehouse: Ware
     with pytest.raises((duckdb.Error, psycopg2.Error)):
         warehouse.write("acme", "tasks", [page_of([good, broken])], SyncState(watermark="2026-01-02T00:00:00.000Z"))
     assert warehouse.query("SELECT id FROM tasks ORDER BY id") == [("tsk_1",)]
-    assert warehouse.state("acme", "tasks") == SyncState(watermark="2026-01-01T00:00:00.000Z")
+    assert warehouse.state("acme", "tasks").watermark == "2026-01-01T00:00:00.000Z"
 
 
 def test_hostile_and_long_field_names_become_columns_and_values_read_back_exactly(warehouse: Warehouse) -> None:

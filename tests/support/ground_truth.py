@@ -23,3 +23,14 @@ def assert_equals_ground_truth(sim: SimServer, warehouse: Warehouse, tenant: str
             f"SELECT id FROM {stream} WHERE tenant_id = ? AND _deleted_at IS NOT NULL ORDER BY id", (tenant,)
         )
         assert [r for (r,) in soft_deleted] == [r["id"] for r in truth if r["deleted_at"]]
+
+
+def assert_live_rows_equal_ground_truth(sim: SimServer, warehouse: Warehouse, tenant: str, stream: str) -> None:
+    """The rows the warehouse holds as live are exactly the records Tasklane lists as live. (After
+    Tasklane dropped tombstones, the warehouse rightly keeps soft-deleted rows the vendor forgot.)"""
+    live = [record for record in sim.admin.truth(tenant, stream) if not record["deleted_at"]]
+    rows = warehouse.query(
+        f"SELECT _raw FROM {stream} WHERE tenant_id = ? AND _deleted_at IS NULL ORDER BY id", (tenant,)
+    )
+    held = [json.loads(raw) if isinstance(raw, str) else raw for (raw,) in rows]
+    assert held == live, f"{tenant} {stream}: the live rows differ from the records Tasklane lists as live"
