@@ -1,0 +1,1 @@
+"""The reliability and security campaign: `make chaos` (see RELIABILITY.md)."""

@@ -1,0 +1,206 @@
+"""Crashes: SIGKILL a `dagster asset materialize` run's whole process tree at a random moment, then
+resume it with another run: the warehouse must equal the ground truth every time, and the resumed
+run may fetch again at most one checkpoint's pages beyond what was missing. Also: the Postgres
+server crashes under a running sync (the run must fail, not hang; the next one resumes).
+
+The moments are aimed by watching the simulator's listing counter while the run pages through a
+tenant whose every answer is slowed a little (so a run lasts seconds):
+- between pages: after a random number of `tasks` pages, at a random instant of the next answer;
+- at a checkpoint's write: just after the page that completes a checkpoint, while its batch's
+  transaction is being written by the sync's writer thread;
+- between the last checkpoint and the run's end: after the last page, during the final write,
+  the checks and the run's events.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from resources.streams import STREAMS
+from tasklane_sim import SimServer
+from tasklane_sim.admin_client import SimAdminClient
+from tests.support.postgres_server import fresh_database
+
+from .harness import (
+    Location,
+    admin_client,
+    compare_with_truth,
+    listing_requests,
+    new_secret,
+    pages_per_checkpoint,
+    simulator,
+    wait_for,
+    workspace,
+)
+from .postgres import running_server
+from .secrets_scan import record_warehouse
+
+CHECKPOINT_PAGES = 4
+TASKS = 2400  # 24 pages of tasks
+SLOW = {"slow_rate": 1.0, "slow_seconds": 0.08}  # every answer 80 ms late: a run's listing lasts seconds
+KINDS = ("between pages", "at a checkpoint's write", "after the last checkpoint")
+
+
+@dataclass
+class Trial:
+    kind: str
+    backend: str
+    killed_with_rows: int = 0
+    equal_to_truth: bool = False
+    mismatches: int = 0
+    refetched_beyond_missing: int = 0
+    resumed_from_checkpoint: bool = False
+    resume_failed: bool = False
+
+
+def committed_rows(location: Location, tenant: str) -> dict[str, int]:
+    counts = {}
+    for stream in STREAMS:
+        try:
+            counts[stream] = location.warehouse.query(f"SELECT count(*) FROM {stream} WHERE tenant_id = ?", (tenant,))[
+                0
+            ][0]
+        except Exception:  # the table is created by the first write: none yet
+            counts[stream] = 0
+    return counts
+
+
+def kill_at_random_moment(
+    location: Location, admin: SimAdminClient, tenant: str, kind: str, rng: random.Random
+) -> None:
+    """Launch the tenant's run and SIGKILL its process tree at a moment of the given kind."""
+    run = location.launch(tenant, pages_per_checkpoint(CHECKPOINT_PAGES))
+    pages = math.ceil(TASKS / 100)
+
+    def tasks_pages() -> int:
+        if run.process.poll() is not None:
+            raise RuntimeError(f"{tenant}'s run ended before it was killed:\n{run.output()[-2000:]}")
+        return listing_requests(admin, tenant)["tasks"]
+
+    if kind == "between pages":
+        target = rng.randint(1, pages - 2)
+        wait_for(lambda: tasks_pages() >= target, 300, f"{target} pages of {tenant}", every=0.01)
+        time.sleep(rng.uniform(0, SLOW["slow_seconds"] * 1.5))
+    elif kind == "at a checkpoint's write":
+        target = CHECKPOINT_PAGES * rng.randint(1, pages // CHECKPOINT_PAGES - 1)
+        wait_for(lambda: tasks_pages() >= target, 300, f"{target} pages of {tenant}", every=0.005)
+        time.sleep(rng.uniform(0.01, 0.06))  # the answer's body is read, the batch handed to the writer
+    else:
+        wait_for(lambda: tasks_pages() >= pages, 300, f"the last page of {tenant}", every=0.01)
+        time.sleep(rng.uniform(0, 2.0))
+    run.kill()
+
+
+def trial(location: Location, sim: SimServer, backend: str, tenant: str, kind: str, seed: int) -> Trial:
+    result = Trial(kind, backend)
+    admin = admin_client(sim)
+    kill_at_random_moment(location, admin, tenant, kind, random.Random(seed))
+    before = committed_rows(location, tenant)
+    result.killed_with_rows = sum(before.values())
+    truth = {stream: len(admin.truth(tenant, stream)) for stream in STREAMS}
+    admin.reset_counters(tenant)
+    resumed = location.launch(tenant, pages_per_checkpoint(CHECKPOINT_PAGES))
+    if resumed.wait() != 0:
+        result.resume_failed = True
+        print(f"    resume of {tenant} failed:\n{resumed.output()[-1500:]}", flush=True)
+    fetched = listing_requests(admin, tenant)
+    needed = sum(max(1, math.ceil((truth[s] - before[s]) / 100)) for s in STREAMS)
+    result.refetched_beyond_missing = sum(fetched.values()) - needed
+    comparison = compare_with_truth(admin, location.warehouse, tenant)
+    result.mismatches, result.equal_to_truth = comparison.mismatches, comparison.mismatches == 0
+    metadata = location.last_materializations(tenant).get("tasks", {})
+    result.resumed_from_checkpoint = metadata.get("resumed_from_checkpoint", "none") != "none"
+    return result
+
+
+def kill_campaign(scratch: Path, backend: str, warehouse_url: str | None, kills: int, seed: int) -> list[Trial]:
+    tenants = [f"crash-{backend[:2]}-{n:03d}" for n in range(kills)]
+    specs = [
+        workspace(t, new_secret(f"tok-{t}"), records={"users": 20, "projects": 10, "tasks": TASKS}, faults=SLOW)
+        for t in tenants
+    ]
+    with simulator(specs) as sim:
+        location = Location(scratch / f"crashes-{backend}", sim, {t: {} for t in tenants}, warehouse_url)
+        rng = random.Random(seed)
+        plan = [(t, KINDS[n % len(KINDS)], rng.randrange(1 << 30)) for n, t in enumerate(tenants)]
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two tenants at a time: the machine has two cores
+            trials = list(pool.map(lambda p: trial(location, sim, backend, *p), plan))
+        if warehouse_url:  # its server stops after the campaign
+            record_warehouse(location)
+        return trials
+
+
+def postgres_crash(scratch: Path) -> dict[str, int]:
+    """The Postgres server dies under a running sync: the run must fail within a bound, the server
+    restarts (recovering from its WAL) and the next run resumes to the ground truth."""
+    tenant = "crash-pg-server"
+    spec = workspace(
+        tenant, new_secret(f"tok-{tenant}"), records={"users": 20, "projects": 10, "tasks": TASKS}, faults=SLOW
+    )
+    with simulator([spec]) as sim, running_server(scratch, "crashed") as server:
+        location = Location(scratch / "crash-pg-server", sim, {tenant: {}}, fresh_database(server.url, "warehouse"))
+        run = location.launch(tenant, pages_per_checkpoint(CHECKPOINT_PAGES))
+        wait_for(lambda: listing_requests(sim.admin, tenant)["tasks"] >= 10, 300, "10 pages")
+        server.crash()
+        started = time.monotonic()
+        try:
+            code = run.wait(timeout=180)
+        except Exception:
+            run.kill()
+            code = None
+        failed_within = time.monotonic() - started
+        server.start()
+        resumed = location.launch(tenant, pages_per_checkpoint(CHECKPOINT_PAGES))
+        resumed_ok = resumed.wait() == 0
+        comparison = compare_with_truth(sim.admin, location.warehouse, tenant)
+        record_warehouse(location)
+    return {
+        "run failed (not hung) when Postgres died": int(code not in (None, 0)),
+        "seconds until it failed": round(failed_within),
+        "next run succeeded": int(resumed_ok),
+        "mismatches after the Postgres crash": comparison.mismatches,
+    }
+
+
+def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
+    trials: list[Trial] = []
+    if quick:
+        trials += kill_campaign(scratch, "duckdb", None, kills=4, seed=14)
+    else:
+        trials += kill_campaign(scratch, "duckdb", None, kills=27, seed=14)
+        with running_server(scratch, "crashes") as server:
+            trials += kill_campaign(scratch, "postgres", fresh_database(server.url, "warehouse"), kills=27, seed=15)
+    rows: list[tuple[str, str, str, bool]] = [
+        ("kills (SIGKILL of the run's process tree)", str(len(trials)), "≥ 50" if not quick else "≥ 4", True),
+    ]
+    for kind in KINDS:
+        rows.append((f"  of which {kind}", str(sum(t.kind == kind for t in trials)), "", True))
+    backends = sorted({t.backend for t in trials})
+    rows.append(("back ends", ", ".join(backends), "both" if not quick else "", True))
+    failed = sum(t.resume_failed for t in trials)
+    rows.append(("resumed runs that failed", str(failed), "0", failed == 0))
+    unequal = sum(not t.equal_to_truth for t in trials)
+    rows.append(("resumed runs not equal to the ground truth", str(unequal), "0", unequal == 0))
+    worst = max(t.refetched_beyond_missing for t in trials)
+    rows.append(
+        (
+            "most pages re-fetched beyond the missing ones",
+            str(worst),
+            f"≤ {CHECKPOINT_PAGES} (one checkpoint)",
+            worst <= CHECKPOINT_PAGES,
+        )
+    )
+    with_rows = [t for t in trials if t.killed_with_rows]
+    said = sum(t.resumed_from_checkpoint for t in with_rows)
+    rows.append(("resumes that said they resumed from a checkpoint", f"{said} of {len(with_rows)}", "", True))
+    if not quick:
+        for name, value in postgres_crash(scratch).items():
+            goal = {"run failed (not hung) when Postgres died": "1", "next run succeeded": "1"}.get(name, "")
+            goal = "0" if name.startswith("mismatches") else goal
+            rows.append((name, str(value), goal, not goal or str(value) == goal))
+    return rows

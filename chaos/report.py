@@ -1,0 +1,115 @@
+"""The campaign's figures as one table, and RELIABILITY.md written from them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Row:
+    segment: str
+    figure: str
+    value: str
+    goal: str
+    ok: bool
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| segment | figure | value | goal | ok |", "|---|---|---|---|---|"]
+    for row in rows:
+        ok = ("yes" if row.ok else "**NO**") if row.goal else ""
+        cells = [row.segment, row.figure, row.value, row.goal, ok]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    return (
+        f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} "
+        f"{platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    )
+
+
+ABOUT = """\
+## How to reproduce
+
+```bash
+make chaos                               # the full campaign (~25 min on 2 cores); rewrites this file
+.venv/bin/python -m chaos --quick        # the small one make test runs (tests/test_chaos_quick.py), ≤ 2 min
+.venv/bin/python -m chaos --only crashes # one segment (and the secrets scan of what it left)
+```
+
+Everything is real: the Tasklane simulator in its own process over real sockets, a scratch Dagster
+instance (a temporary `DAGSTER_HOME` with the demo's `dagster.yaml`) with runs launched by the
+`dagster` CLI (`dagster asset materialize`, or `dagster job execute -j sync_tenant` where run tags are
+needed), real DuckDB files and real Postgres servers (initdb/pg_ctl from `/usr/lib/postgresql`).
+Nothing of dripfeed's is mocked. Each segment compares the warehouse with the simulator's ground truth
+(its admin `truth` endpoint) record by record: a mismatch is an id missing on either side, a record
+whose JSON differs, or a soft delete that differs.
+
+## What each segment does
+
+- **faults** (`chaos/faults.py`): 10 tenants (quick: 3) under 5% 5xx, 2% dropped connections, 1% cut
+  bodies, 1% answers slower (3 s) than the run's read timeout (2 s), live mutations whose writes
+  become visible up to 30 s late, cursors expired by the vendor in the middle of runs, and one
+  schema change (a field added to `tasks`), for 6 sync cycles (quick: 2) of CLI runs with a
+  checkpoint every 2 pages. Then the faults and mutations stop, the simulator settles, one clean
+  sync runs (a full re-sync for the tenant whose schema changed, as `docs/operations.md` has an
+  operator do: a schema change rewrites records without moving their `updated_at`), and every
+  record is compared. DuckDB and Postgres (quick: DuckDB).
+- **crashes** (`chaos/crashes.py`): a tenant's CLI run is SIGKILLed, process tree and all, at a
+  random moment of one of three kinds, aimed by watching the simulator's listing counter while
+  every answer is 80 ms late: between pages, just after the page that completes a checkpoint
+  (while its batch's transaction is written), or after the last page (the final write, the checks,
+  the run's events). Another CLI run then resumes it: it must succeed, equal the ground truth, and
+  fetch at most one checkpoint's pages (4) beyond those holding the records the killed run had not
+  committed. 27 kills on each back end (quick: 4 on DuckDB). Then the Postgres server is crashed
+  (`pg_ctl stop -m immediate`) under a running sync: the run must fail, not hang; the server
+  restarts and the next run resumes to the ground truth.
+- **throttling** (`chaos/throttling.py`): beside healthy tenants, one at a tenth of its budget
+  (`budget_per_hour`), one whose customer spent the whole window (admin `spend`), one the vendor
+  locked out (its customer's script drew 21 429s), one whose token was revoked and one in a 5xx
+  storm. The bad tenants' runs start first and end (deferred or failed); then the healthy tenants
+  run while the bad ones wait, interleaved with rounds where the bad tenants do not exist.
+  Afterwards every schedule and sensor of the code location is evaluated once against the
+  instance, and the failure sensor on every failed run (its alerts go to a webhook receiver).
+- **hostile input** (`chaos/hostile_input.py`, when present): hostile listing answers from the
+  simulator's crafted replies and fuzzed `tenants.yaml` files; its figures are its own.
+- **soak** (`chaos/soak.py`, full campaign only): 50 tenants under live mutations, the vendor's
+  window shortened to 60 s (limit scaled to 60 calls) and the hourly tier's period to 2 minutes, the
+  real `dagster-daemon` launching every run; every window's count must stay within dripfeed's share
+  of the limit, nobody locked out, and the resident memory of the daemon and its code server must
+  stay flat (the last third of the samples against the first).
+- **secrets** (`chaos/secrets_scan.py`): a token (a file) is rotated while its tenant's run pages
+  (new token issued, written, old one revoked); the run must lose nothing. Then every token and
+  webhook secret of the whole campaign is looked for in every file each scratch location left
+  (run and event storage, compute logs, the control store, DuckDB files, the runs' captured output),
+  in every run's config and tags, every event and asset metadata value through the Dagster instance,
+  every warehouse cell and control-store row through SQL (Postgres warehouses before their server
+  stops), and every alert payload.
+"""
+
+
+KNOWN_GAPS = """\
+- Filled in from the last run.
+"""
+
+
+def write_reliability(path: Path, rows: list[Row], seconds: float, commit: str, gaps: str) -> None:
+    missed = [row for row in rows if not row.ok]
+    verdict = "every goal met" if not missed else f"{len(missed)} goals missed (marked **NO**)"
+    header = f"""# Reliability and security, in figures
+
+Written by `make chaos` from its last full run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, commit
+{commit}, {machine()}; the campaign took {seconds / 60:.1f} minutes: {verdict}.
+
+{table(rows)}
+
+"""
+    path.write_text(header + ABOUT + "\n## Known gaps\n\n" + gaps)

@@ -1,0 +1,119 @@
+"""Soak: 50 tenants under live mutations, the real `dagster-daemon` launching every run (the registry's
+first syncs, then the hourly tier), with the vendor's window shortened to 60 s (its limit scaled to
+60 calls) and the hourly tier's period to 5 minutes, so that many windows and schedule periods pass
+in minutes. Every window must stay within dripfeed's share of the limit, nobody may be locked out,
+and the resident memory of the long-lived processes (the daemon and its code server) must stay flat."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import dagster as dg
+import psutil
+
+from tests.support.dagster_daemon import running_daemon
+
+from .harness import Location, new_secret, simulator, workspace
+
+TENANTS = 50
+WINDOW_SECONDS = 60
+LIMIT = 60  # calls a window: 3,600 an hour, scaled to a minute
+SHARE = 0.8  # dripfeed's default budget_share of the vendor's limit
+SOAK_SECONDS = 600
+MUTATIONS = {"creates_per_second": 0.05, "updates_per_second": 0.2, "deletes_per_second": 0.02}
+
+
+def long_lived(daemon: psutil.Process) -> list[psutil.Process]:
+    """The daemon and its code server (runs come and go below the code server and are left out)."""
+    found = [daemon]
+    for child in daemon.children(recursive=True):
+        with suppress(psutil.Error):
+            if "grpc" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
+
+
+@contextmanager
+def sampling_memory(daemon_pid: int, samples: list[float], every: float = 5) -> Iterator[None]:
+    """The summed resident memory (MB) of the long-lived processes, every `every` seconds."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            with suppress(psutil.Error):
+                processes = long_lived(psutil.Process(daemon_pid))
+                samples.append(sum(p.memory_info().rss for p in processes) / 2**20)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
+    if quick:
+        return [("soak", "full campaign only", "", True)]
+    tenants = [f"soak-{n:02d}" for n in range(TENANTS)]
+    specs = [
+        workspace(
+            t,
+            new_secret(f"tok-{t}"),
+            records={"users": 10, "projects": 5, "tasks": 600},
+            mutations=MUTATIONS,
+            visibility_lag_seconds=10,
+            window_seconds=WINDOW_SECONDS,
+            rate_limit=LIMIT,
+        )
+        for t in tenants
+    ]
+    samples: list[float] = []
+    with simulator(specs) as sim:
+        location = Location(scratch / "soak", sim, {}, extra_env={"DRIPFEED_HOURLY_PERIOD_MINUTES": "5"})
+        for tenant in tenants:
+            location.add_tenant(tenant)
+        location.write_tenants()  # the registry sensor adds their partitions and launches first syncs
+        with running_daemon(location.directory, location.env) as daemon, sampling_memory(daemon.pid, samples):
+            time.sleep(SOAK_SECONDS)
+        counters = {t: sim.admin.counters(t) for t in tenants}
+        with location.instance() as instance:
+            runs = [r.dagster_run for r in instance.get_run_records()]
+    share = int(LIMIT * SHARE)
+    windows = [count for c in counters.values() for count in c["counted_by_window"].values()]
+    over_share = sum(count > share for count in windows)
+    over_limit = sum(count > LIMIT for count in windows)
+    lockouts = sum(c["lockouts"] for c in counters.values())
+    calls = sum(c["totals"]["requests"] for c in counters.values())
+    succeeded = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    failed = sum(r.status == dg.DagsterRunStatus.FAILURE for r in runs)
+    warm = samples[len(samples) // 6 :]  # loading the code location and the first ticks are not a leak
+    third = max(1, len(warm) // 3)
+    first, last = statistics.mean(warm[:third]), statistics.mean(warm[-third:])
+    growth = last / first - 1
+    return [
+        (
+            "tenants, soak length",
+            f"{TENANTS}, {SOAK_SECONDS // 60} min ({SOAK_SECONDS // WINDOW_SECONDS} windows)",
+            "",
+            True,
+        ),
+        ("runs the daemon launched (succeeded, failed)", f"{len(runs)} ({succeeded}, {failed})", "", True),
+        ("calls answered", f"{calls:,}", "thousands", calls >= 1000),
+        ("tenant-windows with calls", str(len(windows)), "", True),
+        (f"windows over dripfeed's share ({share} of {LIMIT})", str(over_share), "0", over_share == 0),
+        ("windows over the vendor's limit", str(over_limit), "0", over_limit == 0),
+        ("lockouts", str(lockouts), "0", lockouts == 0),
+        (
+            "daemon + code server RSS, first → last third",
+            f"{first:.0f} → {last:.0f} MB ({growth:+.1%})",
+            "≤ +10%",
+            growth <= 0.10,
+        ),
+    ]
