@@ -34,7 +34,7 @@ def tenant_registry(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) 
             added.append(tenant_id)
     removed = sorted(current - enabled.keys() - loaded.skipped_ids)
     if not added and not removed:
-        return dg.SkipReason(report.skip_reason(f"no tenant partition to add or remove ({len(current)} registered)"))
+        return dg.SkipReason(report.skip_reason(f"the {len(current)} tenant partitions match tenants.yaml"))
     generation = int(context.cursor or 0) + 1  # a re-added tenant gets a new first sync; a repeated tick does not
     requests = []
     if added:

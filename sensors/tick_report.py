@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 
@@ -37,7 +38,7 @@ class TickReport:
         cannot be read at all, fails the tick with a message naming the file)."""
         loaded = tasklane.read_tenants()
         for entry in loaded.skipped:
-            self.leave_out(f"{loaded.path}: {entry}; this entry is skipped, the other tenants are served")
+            self.leave_out(f"{Path(loaded.path).name} {entry.name} is skipped: {entry.reason}")
         return loaded
 
     def leave_out(self, line: str, level: int = logging.WARNING) -> None:
@@ -49,9 +50,9 @@ class TickReport:
         """`headline`, then the first tenants left out (the tick's log has them all)."""
         if not self.left_out:
             return headline
-        shown = "; ".join(self.left_out[:SHOWN_IN_SKIP_REASON])
+        shown = " | ".join(self.left_out[:SHOWN_IN_SKIP_REASON])
         more = len(self.left_out) - SHOWN_IN_SKIP_REASON
-        return f"{headline}. Left out: {shown}" + (f"; and {more} more (see the tick's log)" if more > 0 else "")
+        return f"{headline}. Left out: {shown}" + (f" | and {more} more (see the tick's log)" if more > 0 else "")
 
     @contextmanager
     def on_its_own(self, tenant_id: str) -> Iterator[None]:
