@@ -111,12 +111,18 @@ def sync_stream(
         report.drift.extend(written.drift)
         report.soft_deleted += written.soft_deleted
 
+    def settled() -> str | None:
+        """How far the listing reached, but never past the sync's start. A write the listing passed
+        before it became visible (up to 60 s late) was written after start - 60 s, so the next
+        sync's overlap reads it, however long this listing went on following newer writes."""
+        return min(reached, started) if reached else None
+
     def checkpoint() -> SyncState:
-        return SyncState(state.watermark, reached, reconciling_since=began)
+        return SyncState(state.watermark, settled(), reconciling_since=began)
 
     def final(swept: bool) -> SyncState:
         return SyncState(
-            watermark=max(filter(None, (state.watermark, reached)), default=None),
+            watermark=max(filter(None, (state.watermark, settled())), default=None),
             completed_sync_at=began or started,
             # A first sync listed everything; a state from before reconciliations starts its cadence now.
             reconciled_at=began if swept else (started if state.reconciled_at is None else None),

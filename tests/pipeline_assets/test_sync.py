@@ -8,12 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
-from pipeline_assets.incremental_sync import sync_stream
+from pipeline_assets.incremental_sync import rfc3339, sync_stream
 from resources.streams import STREAMS
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
@@ -197,3 +198,23 @@ def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, du
 
 def assert_equals_ground_truth_for(sim: SimServer, warehouse, stream: str) -> None:
     assert warehouse_records(warehouse, "acme", stream) == sim.admin.truth("acme", stream)
+
+
+def test_a_watermark_never_passes_the_moment_its_sync_began(make_sim, tasklane_for, duckdb_warehouse) -> None:
+    """A write the listing passed before it became visible is younger than the sync's start minus
+    the overlap; the next sync reads it only if the watermark stopped at that start. (The vendor's
+    clock runs an hour ahead here, as a listing that followed new writes for an hour would see.)"""
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    sim = make_sim(workspace_config("acme"), as_of=ahead.isoformat())
+    client = tasklane_for(sim, "acme").client("acme")
+    began = datetime.now(UTC).replace(microsecond=0)  # the watermark keeps milliseconds
+    report = sync_stream(client, duckdb_warehouse, "tasks")
+    assert report.records == 430
+    watermark = datetime.fromisoformat(duckdb_warehouse.state("acme", "tasks").watermark)
+    assert began <= watermark <= datetime.now(UTC), "the watermark stops at the sync's start"
+    again = sync_stream(client, duckdb_warehouse, "tasks")
+    newer = sum(
+        record["updated_at"] >= rfc3339(watermark - timedelta(seconds=60))
+        for record in sim.admin.truth("acme", "tasks")
+    )
+    assert again.records == newer > 0, "the next sync re-reads what came after that start, overlap included"
