@@ -153,50 +153,49 @@ class TenantsFile:
 
 
 def parse_tenants(raw: object, source: str = "tenants.yaml") -> TenantsFile:
-    """Validate every entry. A bad entry is skipped and named, and the others are kept; only a
-    file with no `tenants:` list to read (or a top-level key dripfeed does not know, which may be
-    a setting its author expects to apply) is an error, since then nothing can be trusted."""
+    """Validate every entry: a bad entry is skipped and named, the others are kept. Only a file with
+    no `tenants:` list is an error, and one with a top-level key dripfeed does not know: it may be
+    a setting its author expects every tenant to follow."""
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), list):
         raise TenantConfigError(f"{source}: expected a top-level `tenants:` list")
     unknown_top = sorted(printable(str(key), 60) for key in raw if key != "tenants")
     if unknown_top:
         raise TenantConfigError(f"{source}: unknown top-level key(s) {unknown_top}; only `tenants:` is read")
     entries: list[object] = raw["tenants"]
-    written_ids = Counter(
-        entry["id"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("id"), str)
-    )
+    written_ids = Counter(_written_id(entry) for entry in entries)
     tenants: dict[str, Tenant] = {}
     skipped: list[SkippedEntry] = []
     for position, entry in enumerate(entries, start=1):
-        tenant_id = entry.get("id") if isinstance(entry, dict) else None
-        tenant_id = tenant_id if isinstance(tenant_id, str) else None
-        reason = _entry_problem(entry, written_ids)
-        if reason is None:
-            tenant = Tenant.model_validate(entry)
-            tenants[tenant.id] = tenant
+        outcome = _tenant_or_problem(entry, written_ids)
+        if isinstance(outcome, Tenant):
+            tenants[outcome.id] = outcome
         else:
-            skipped.append(SkippedEntry(position, tenant_id, reason))
+            skipped.append(SkippedEntry(position, _written_id(entry), outcome))
     return TenantsFile(source, MappingProxyType(tenants), tuple(skipped))
 
 
-def _entry_problem(entry: object, written_ids: Counter) -> str | None:
-    """What is wrong with one entry and how to fix it, or None when it is a valid tenant."""
+def _written_id(entry: object) -> str | None:
+    tenant_id = entry.get("id") if isinstance(entry, dict) else None
+    return tenant_id if isinstance(tenant_id, str) else None
+
+
+def _tenant_or_problem(entry: object, written_ids: Counter) -> Tenant | str:
+    """The entry's tenant, or what is wrong with the entry and how to fix it."""
     if not isinstance(entry, dict):
         return "must be a mapping of keys like id, tier, token_env"
-    tenant_id = entry.get("id")
-    if isinstance(tenant_id, str) and written_ids[tenant_id] > 1:
+    tenant_id = _written_id(entry)
+    if tenant_id is not None and written_ids[tenant_id] > 1:
         return (
             f"id {shown_id(tenant_id)} is listed {written_ids[tenant_id]} times; none of them is synced "
             "until it is listed once (each could hold another token)"
         )
     try:
-        Tenant.model_validate(entry)
+        return Tenant.model_validate(entry)
     except ValidationError as exc:
         return "; ".join(
             f"{printable('.'.join(str(p) for p in err['loc']), 80) or 'entry'}: {printable(err['msg'], 200)}"
             for err in exc.errors()[:5]
         )
-    return None
 
 
 def load_tenants(path: str | Path) -> TenantsFile:
@@ -228,7 +227,8 @@ def _parse(content: bytes, path: Path) -> TenantsFile:
         where = (
             f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}" if exc.problem_mark else ""
         )
-        raise TenantConfigError(f"{path} is not valid YAML: {printable(str(exc.problem), 200)}{where}") from None
+        problem = printable(exc.problem or "a syntax error", 200)
+        raise TenantConfigError(f"{path} is not valid YAML: {problem}{where}") from None
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # PyYAML raises ValueError for a date like 2024-13-45
         raise TenantConfigError(f"{path} is not valid YAML: {printable(str(exc), 200)}") from None
     return parse_tenants(raw, str(path))
