@@ -8,6 +8,7 @@ and what to do, and is never yielded; the pages before it were.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ MAX_PAGE_BYTES = 16 * 2**20
 # The contract's timestamp, exactly: the watermark is the greatest updated_at compared as text,
 # which orders time only when every stamp has this one form.
 CONTRACT_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+# Escapes Python's JSON parser decodes but neither warehouse can store: a NUL character (Postgres
+# text has none, DuckDB's JSON cast refuses it) and a surrogate that may be unpaired.
+SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ def list_pages(
             return
         text = _page_text(tenant, stream, reply.response.content)
         records, next_cursor = _page_body(tenant, stream, reply.body)
+        unstorable = _unstorable(text, reply.body)
+        if unstorable:
+            raise _malformed(tenant, stream, f"carrying {unstorable}, which the warehouse cannot store")
         keys = [(record["id"], record["updated_at"]) for record in records]
         if keys == previous:
             raise _stuck(tenant, stream, "a page repeated the previous page's records exactly")
@@ -104,11 +112,12 @@ def list_pages(
 
 
 def _page_text(tenant: str, stream: str, content: bytes) -> str:
-    """The body as text for the warehouse: at most MAX_PAGE_BYTES, and UTF-8 as the contract says."""
+    """The body as text for the warehouse: at most MAX_PAGE_BYTES, and UTF-8 as the contract says (a
+    byte order mark, which JSON parsers may ignore, is dropped: the databases would not parse it)."""
     if len(content) > MAX_PAGE_BYTES:
         raise _malformed(tenant, stream, f"{len(content):,} bytes, over dripfeed's limit of {MAX_PAGE_BYTES:,}")
     try:
-        return content.decode()
+        return content.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _malformed(tenant, stream, "not UTF-8") from None
 
@@ -124,6 +133,45 @@ def _page_body(tenant: str, stream: str, body: Any) -> tuple[list[dict[str, Any]
     ):
         raise _malformed(tenant, stream, "not in the contract's format")
     return body["data"], body["next_cursor"]
+
+
+def _unstorable(text: str, body: Any) -> str | None:
+    """What Python's JSON parser accepts in a page but neither DuckDB nor Postgres stores. Rare, so
+    the page is searched only when its text holds a suspect: most pages cost two substring scans."""
+    if "NaN" in text or "Infinity" in text:
+        constant = _constant_in(text)
+        if constant:
+            return constant
+    if not SUSPECT_ESCAPE.search(text):
+        return None
+    pending = [body]
+    while pending:  # iterative: a page may nest as deep as the parser allowed
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and "\x00" in value:
+            return "a NUL character (\\u0000)"
+        elif isinstance(value, str) and SURROGATE.search(value):
+            return "a lone surrogate (an unpaired \\ud800-\\udfff escape)"
+    return None
+
+
+def _constant_in(text: str) -> str | None:
+    """NaN, Infinity or -Infinity outside strings, which JSON has not (Python's parser takes them)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        return "nesting deeper than dripfeed can parse"
+    except ValueError:
+        return "NaN or Infinity (not JSON)"
+    return None
 
 
 def _is_contract_timestamp(value: Any) -> bool:
