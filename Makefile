@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON ?= python3
 
-.PHONY: dev test test-fast system-packages lint format bench validate clean
+.PHONY: dev test test-fast system-packages lint format bench chaos validate clean
 
 # The simulator is a distribution of its own (simulator/), absent from dripfeed's and from the
 # production image: installed here beside dripfeed for the demo, the tests and the benchmarks.
@@ -42,6 +42,9 @@ validate: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks
+
+chaos: system-packages $(VENV)/.installed  # the reliability campaign (~25 min), written to RELIABILITY.md
+	$(VENV)/bin/python -m chaos
 
 clean:
 	rm -rf $(VENV) .dev
