@@ -61,6 +61,34 @@ def test_a_hostile_listing_ends_with_a_clear_failure_for_its_tenant(
     assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= most_requests
 
 
+@pytest.mark.parametrize(
+    ("title", "failure"),
+    [
+        ('"a\\u0000b"', "a NUL character"),
+        ('"\\ud800"', "a lone surrogate"),
+        ('"\\udc00\\ud800"', "a lone surrogate"),
+        ("NaN", "NaN or Infinity"),
+        ("-Infinity", "NaN or Infinity"),
+        ('"\\ud83d\\ude00"', ""),  # an escaped surrogate pair: one emoji
+        ('"\\\\u0000"', ""),  # an escaped backslash, then the text u0000
+        ('"NaN and Infinity"', ""),
+    ],
+)
+def test_what_the_parser_takes_but_no_warehouse_stores_is_refused_and_nothing_else(
+    make_sim, make_api, title: str, failure: str
+) -> None:
+    sim = make_sim(workspace_config("acme"))
+    record = f'{{"id": "tsk_1", "updated_at": "2026-11-21T10:00:00.123Z", "title": {title}}}'
+    sim.admin.craft_replies("acme", "tasks", {"body": f'{{"data": [{record}], "next_cursor": null}}'})
+    pages = make_api(sim).client("acme").list_pages("tasks", None)
+    if not failure:
+        assert [len(page.records) for page in pages] == [1]
+        return
+    with pytest.raises(TasklaneFailure) as raised:
+        list(pages)
+    assert failure in raised.value.description and "warehouse cannot store" in raised.value.description
+
+
 def test_a_page_with_a_byte_order_mark_is_listed_without_it(make_sim, make_api) -> None:
     sim = make_sim(workspace_config("acme"))
     sim.admin.craft_replies("acme", "tasks", {"body": "\ufeff" + json.dumps({"data": [], "next_cursor": None})})
