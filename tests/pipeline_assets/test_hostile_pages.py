@@ -4,7 +4,7 @@ tenant synced beside it equals the ground truth; no listing runs forever."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,13 +128,16 @@ CASES = {
 }
 
 
-def cases() -> Iterator[Any]:
+def cases() -> list[Any]:
+    """Every case on both back ends; outside the quick suite's choice, e2e."""
+    params = []
     for name, case in CASES.items():
         for backend in ("duckdb", "postgres"):
             marks = [] if backend in case.quick else [pytest.mark.e2e]
             if case.defect:
                 marks.append(pytest.mark.xfail(strict=True, reason=case.defect))
-            yield pytest.param(case, backend, marks=marks, id=f"{backend}-{name}")
+            params.append(pytest.param(case, backend, marks=marks, id=f"{backend}-{name}"))
+    return params
 
 
 @pytest.fixture
