@@ -2,9 +2,10 @@
 real simulator, while `globex` is healthy; every tick that calls Tasklane or reads a tenant's state
 serves globex as usual and names acme, in the tick's log or skip reason, without its token.
 
-The simulator cannot yet send a well-formed but malformed export answer (crafted replies are being
-added to it elsewhere): "malformed" is covered by cut bodies (`truncate_rate: 1.0`), which the
-client cannot decode."""
+The simulator's crafted replies reshape record listings only, which no tick calls; an export answer
+cannot be crafted. So "malformed" is covered by cut bodies (`truncate_rate: 1.0`), which the client
+cannot decode, and an answer of an unexpected shape by its stand-in, a corrupt control-store row of
+the tenant: both reach the same per-tenant handler of an unexpected error."""
 
 from __future__ import annotations
 
