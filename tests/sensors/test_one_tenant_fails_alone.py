@@ -4,8 +4,8 @@ serves globex as usual and names acme, in the tick's log or skip reason, without
 
 The simulator's crafted replies reshape record listings only, which no tick calls; an export answer
 cannot be crafted. So "malformed" is covered by cut bodies (`truncate_rate: 1.0`), which the client
-cannot decode, and an answer of an unexpected shape by its stand-in, a corrupt control-store row of
-the tenant: both reach the same per-tenant handler of an unexpected error."""
+cannot decode and retries until it gives up; an answer of an unexpected shape would reach the
+tick's handler of an unexpected error, which a corrupt control-store row of the tenant proves."""
 
 from __future__ import annotations
 
