@@ -58,6 +58,10 @@ CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
         [{"mode": "as_is"}, {"mode": "repeat_previous_page", "times": FOREVER}],
         False,
     ),
+    "an updated_at far in the future": (
+        [{"body": '{"data": [{"id": "tsk_x", "updated_at": "9999-12-31T23:59:59.999Z"}], "next_cursor": null}'}],
+        False,
+    ),
     "NaN": ([last_page('"custom_fields": {"score": NaN}')], False),
     "a NUL character": ([last_page('"title": "a\\u0000b"')], False),
     "a lone surrogate": ([last_page('"title": "\\ud800"')], False),

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -33,6 +33,9 @@ MAX_PAGE_BYTES = 16 * 2**20
 # The contract's timestamp, exactly: the watermark is the greatest updated_at compared as text,
 # which orders time only when every stamp has this one form.
 CONTRACT_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+# An updated_at further ahead of dripfeed's clock than this is no clock skew: it would become the
+# watermark, and every incremental sync after it would ask for records newer than it, i.e. none.
+FUTURE_TOLERANCE = timedelta(days=1)
 # Escapes Python's JSON parser decodes but neither warehouse can store: a NUL character (Postgres
 # text has none, DuckDB's JSON cast refuses it) and a surrogate that may be unpaired.
 SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
@@ -95,6 +98,9 @@ def list_pages(
         if unstorable:
             raise _malformed(tenant, stream, f"carrying {unstorable}, which the warehouse cannot store")
         keys = [(record["id"], record["updated_at"]) for record in records]
+        newest = max((updated_at for _, updated_at in keys), default="")
+        if newest > _contract_timestamp(datetime.now(UTC) + FUTURE_TOLERANCE):
+            raise _from_the_future(tenant, stream, newest)
         if keys == previous:
             raise _stuck(tenant, stream, "a page repeated the previous page's records exactly")
         if next_cursor is not None and next_cursor in followed:
@@ -174,6 +180,10 @@ def _constant_in(text: str) -> str | None:
     return None
 
 
+def _contract_timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def _is_contract_timestamp(value: Any) -> bool:
     if not isinstance(value, str) or not CONTRACT_TIMESTAMP.fullmatch(value):
         return False
@@ -192,6 +202,16 @@ def _malformed(tenant: str, stream: str, what: str) -> TasklaneFailure:
         "records with an id and an updated_at like 2026-11-21T10:00:00.123Z, and `next_cursor`). Nothing from "
         "that page was written; check the Tasklane-Version and the API changelog, and report the answer to "
         "Tasklane if it persists.",
+    )
+
+
+def _from_the_future(tenant: str, stream: str, updated_at: str) -> TasklaneFailure:
+    return TasklaneFailure(
+        tenant,
+        "schema_drift",
+        f"Tasklane listed a {stream} record updated at {updated_at}, over a day ahead of dripfeed's clock: as the "
+        "watermark it would hide every record written after it. Nothing from that page was written; check this "
+        "host's clock, and if it is right, report the record to Tasklane.",
     )
 
 

@@ -120,6 +120,10 @@ CASES = {
         fails_with="repeated the previous",
         quick=("duckdb",),
     ),
+    "updated_at far ahead": Case(
+        [{"body": '{"data": [{"id": "tsk_x", "updated_at": "9999-12-31T23:59:59.999Z"}], "next_cursor": null}'}],
+        fails_with="ahead of dripfeed's clock",
+    ),
     "NaN": Case([{"mode": "as_is"}, raw_page('"custom_fields": {"score": NaN}')], fails_with="NaN"),
     "NUL character": Case(
         [{"mode": "as_is"}, raw_page('"title": "a\\u0000b"')], fails_with="NUL", quick=("duckdb", "postgres")

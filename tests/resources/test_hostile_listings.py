@@ -14,6 +14,7 @@ from tests.support.simulator import workspace_config
 
 EXPIRED = {"status": 410, "body": json.dumps({"error": {"code": "cursor_expired", "message": "expired"}})}
 BAD_STAMP = {"id": "tsk_1", "updated_at": "2026-02-30T10:00:00.000Z"}
+FAR_FUTURE = {"id": "tsk_1", "updated_at": "9999-12-31T23:59:59.999Z"}
 FOREVER = 10_000  # more answers than any listing that ends would ask for
 
 
@@ -31,6 +32,7 @@ FOREVER = 10_000  # more answers than any listing that ends would ask for
         ([{"mode": "huge_page", "size_bytes": MAX_PAGE_BYTES + 1}], "over dripfeed's limit", 1),
         ([{"mode": "nested_custom_fields", "depth": 5000}], "nested deeper than dripfeed can parse", 1),
         ([{"body": json.dumps({"data": [BAD_STAMP], "next_cursor": None})}], "not in the contract's format", 1),
+        ([{"body": json.dumps({"data": [FAR_FUTURE], "next_cursor": None})}], "ahead of dripfeed's clock", 1),
         ([{"mode": "malformed_json", "times": 2}], "undecodable body", 2),
     ],
     ids=[
@@ -41,6 +43,7 @@ FOREVER = 10_000  # more answers than any listing that ends would ask for
         "huge page",
         "deep nesting",
         "bad updated_at",
+        "updated_at far ahead",
         "malformed json",
     ],
 )
