@@ -17,6 +17,7 @@ from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.listing import MAX_PAGE_BYTES
 from resources.warehouse import Warehouse
+from resources.warehouse.schema import column_for, quote
 from tasklane_sim import SimServer
 from tasklane_sim.crafted_replies import HOSTILE_FIELD_NAMES, UNICODE_ID_SUFFIXES
 from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
@@ -76,6 +77,9 @@ def nesting_stored(warehouse: Warehouse, result: dg.ExecuteInProcessResult) -> N
 def hostile_names_stored(warehouse: Warehouse, result: dg.ExecuteInProcessResult) -> None:
     raws = warehouse_records(warehouse, "hostile", "tasks")
     assert sum(set(HOSTILE_FIELD_NAMES) <= set(raw) for raw in raws) == 100, "the first page's records, exactly"
+    for name in HOSTILE_FIELD_NAMES:  # each in a column of its own, with its own value
+        column = quote(column_for(name))
+        assert hostile_tasks(warehouse, "count(*)", f"{column} = ?", f"value of {name!r}") == [(100,)], name
     assert hostile_tasks(warehouse, "DISTINCT tenant_id") == [("hostile",)], "a vendor field named tenant_id"
     assert hostile_tasks(warehouse, "count(*)") == [(TASKS,)]
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from resources.tasklane.errors import TasklaneFailure
-from resources.tasklane.listing import _page_body
+from resources.tasklane.listing import _page_body, _page_text
 from tasklane_sim import SimServer
 from tests.support.simulator import ADMIN_TOKEN, workspace_config
 
@@ -42,6 +42,17 @@ def test_any_parsed_page_gives_records_and_a_cursor_or_a_tasklane_failure(body: 
         return
     assert all(isinstance(r["id"], str) and isinstance(r["updated_at"], str) for r in records)
     assert next_cursor is None or isinstance(next_cursor, str)
+
+
+@settings(max_examples=500, deadline=None)
+@given(content=st.binary() | st.text().map(lambda text: text.encode("utf-8", "surrogatepass")))
+def test_any_bytes_give_the_text_or_a_tasklane_failure(content: bytes) -> None:
+    try:
+        text = _page_text("acme", "tasks", content)
+    except TasklaneFailure as failure:
+        assert failure.tenant == "acme" and "not UTF-8" in failure.description
+        return
+    assert text.encode() == content.removeprefix(b"\xef\xbb\xbf")
 
 
 def raw_bodies() -> st.SearchStrategy[bytes]:
