@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report import KNOWN_GAPS, Row, machine, table, write_reliability
+from .report import Row, machine, table, write_reliability
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENTS = ("faults", "crashes", "throttling", "hostile_input", "soak", "secrets_scan")  # secrets last: it scans all
@@ -28,7 +28,7 @@ LABELS = {
 }
 # Hostile input's figures come as a plain dict (chaos/hostile_input.py); a figure whose name says
 # something went wrong has the goal 0.
-BAD_WORDS = ("fail", "broke", "leak", "mismatch", "hang", "crash", "unsafe", "unclear", "forever", "corrupt")
+BAD_WORDS = ("fail", "broke", "leak", "mismatch", "hang", "unsafe", "unclear", "forever", "corrupt", "harm", "never")
 
 
 @dataclass
@@ -104,7 +104,7 @@ def main() -> None:
     print(table(campaign.rows))
     print(f"\n{'quick' if args.quick else 'full'} campaign: {campaign.seconds / 60:.1f} min on {machine()}")
     if not args.quick and not args.only:
-        write_reliability(ROOT / "RELIABILITY.md", campaign.rows, campaign.seconds, commit(), KNOWN_GAPS)
+        write_reliability(ROOT / "RELIABILITY.md", campaign.rows, campaign.seconds, commit())
         print("wrote RELIABILITY.md")
     if not all(row.ok for row in campaign.rows):
         raise SystemExit(1)

@@ -15,18 +15,26 @@ tenant whose every answer is slowed a little (so a run lasts seconds):
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
+
 from resources.streams import STREAMS
 from tasklane_sim import SimServer
 from tasklane_sim.admin_client import SimAdminClient
+from tasklane_sim.server import free_port
+from tests.support.dagster_daemon import running_daemon, stop_schedules
 from tests.support.postgres_server import fresh_database
 
 from .harness import (
+    BIN,
     Location,
     admin_client,
     compare_with_truth,
@@ -163,7 +171,7 @@ def postgres_crash(scratch: Path) -> dict[str, int]:
     spec = workspace(
         tenant, new_secret(f"tok-{tenant}"), records={"users": 20, "projects": 10, "tasks": TASKS}, faults=SLOW
     )
-    with simulator([spec]) as sim, running_server(scratch, "crashed") as server:
+    with simulator([spec]) as sim, running_server("crashed") as server:
         location = Location(scratch / "crash-pg-server", sim, {tenant: {}}, fresh_database(server.url, "warehouse"))
         run = location.launch(tenant, pages_per_checkpoint(CHECKPOINT_PAGES))
         wait_for(lambda: listing_requests(sim.admin, tenant)["tasks"] >= 10, 300, "10 pages")
@@ -194,7 +202,7 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
         trials += kill_campaign(scratch, "duckdb", None, kills=4, seed=14)
     else:
         trials += kill_campaign(scratch, "duckdb", None, kills=27, seed=14)
-        with running_server(scratch, "crashes") as server:
+        with running_server("crashes") as server:
             trials += kill_campaign(scratch, "postgres", fresh_database(server.url, "warehouse"), kills=27, seed=15)
     rows: list[tuple[str, str, str, bool]] = [
         ("kills (SIGKILL of the run's process tree)", str(len(trials)), "≥ 50" if not quick else "≥ 4", True),
@@ -220,8 +228,109 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
     said = sum(t.resumed_from_checkpoint for t in with_rows)
     rows.append(("resumes that said they resumed from a checkpoint", f"{said} of {len(with_rows)}", "", True))
     if not quick:
+        for name, value in daemon_and_webserver_killed(scratch).items():
+            goal = {"the next run the daemon launched": "SUCCESS", "mismatches after the daemon's crash": "0"}.get(
+                name, ""
+            )
+            rows.append((name, value, goal, not goal or value == goal))
         for name, value in postgres_crash(scratch).items():
             goal = {"run failed (not hung) when Postgres died": "1", "next run succeeded": "1"}.get(name, "")
             goal = "0" if name.startswith("mismatches") else goal
             rows.append((name, str(value), goal, not goal or str(value) == goal))
     return rows
+
+
+RUN_MONITORING = """
+# As deploy/dagster.yaml: a run whose process died is marked failed instead of holding its tenant's slot.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 5
+"""
+
+
+def runs_of(location: Location, tenant: str) -> list[dg.DagsterRun]:
+    with location.instance() as instance:
+        return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": tenant}))]
+
+
+def backfill(location: Location, tenant: str) -> None:
+    subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            "sync_tenant",
+            "--partitions",
+            tenant,
+            "--noprompt",
+        ],
+        cwd=location.directory,
+        env=location.env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def daemon_and_webserver_killed(scratch: Path) -> dict[str, str]:
+    """The webserver, then the daemon (with its code server and the run it launched), SIGKILLed while
+    a backfill's run pages; the daemon restarts; the killed run must end failed (run monitoring, as
+    in deploy/dagster.yaml), and the next run of the tenant must resume to the ground truth."""
+    tenant = "crash-daemon"
+    spec = workspace(
+        tenant, new_secret(f"tok-{tenant}"), records={"users": 20, "projects": 10, "tasks": TASKS}, faults=SLOW
+    )
+    with simulator([spec]) as sim:
+        location = Location(scratch / "crash-daemon", sim, {tenant: {}})
+        with (location.home / "dagster.yaml").open("a") as config:
+            config.write(RUN_MONITORING)
+        stop_schedules(location.directory, location.env)
+        port = free_port()
+        webserver = subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-p", str(port)],
+            cwd=location.directory,
+            env=location.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        with running_daemon(location.directory, location.env) as daemon:
+            backfill(location, tenant)
+            wait_for(
+                lambda: listing_requests(sim.admin, tenant)["tasks"] >= 6, 300, "the daemon's run paging", every=0.2
+            )
+            os.killpg(webserver.pid, signal.SIGKILL)
+            webserver.wait()
+            wait_for(lambda: listing_requests(sim.admin, tenant)["tasks"] >= 12, 300, "the run paging on", every=0.2)
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        killed = runs_of(location, tenant)[0]
+        with running_daemon(location.directory, location.env):
+            backfill(location, tenant)  # the tenant's next run, queued behind the killed one's slot
+            started = time.monotonic()
+            try:
+                wait_for(lambda: runs_of(location, tenant)[-1].is_finished, 60, "the killed run to be marked", every=1)
+                marked = f"{runs_of(location, tenant)[-1].status.value} after {time.monotonic() - started:.0f} s"
+            except TimeoutError:  # what an operator can do: mark it failed, which frees its slot
+                marked = f"still {runs_of(location, tenant)[-1].status.value} after 60 s"
+                with location.instance() as instance:
+                    instance.report_run_failed(killed)
+            try:
+                wait_for(lambda: runs_of(location, tenant)[0].is_finished, 300, "the next run", every=1)
+                next_run = runs_of(location, tenant)[0].status.value
+            except TimeoutError:
+                next_run = f"{runs_of(location, tenant)[0].status.value} after 300 s"
+        if next_run != "SUCCESS":
+            location.launch(tenant).wait()
+        comparison = compare_with_truth(sim.admin, location.warehouse, tenant)
+    return {
+        "killed run (daemon and webserver SIGKILLed)": killed.run_id[:8],
+        "the killed run, once the daemon restarted (run monitoring on)": marked,
+        "the tenant's next run (queued behind it; marked failed by hand if need be)": next_run,
+        "mismatches after the daemon's crash": str(comparison.mismatches),
+    }

@@ -51,7 +51,7 @@ def campaign(scratch: Path, backend: str, tenant_count: int, cycles: int, tasks:
     ]
     rng = random.Random(f"faults-{backend}")
     figures = {"cycles": cycles, "runs": 0, "failed runs under faults": 0}
-    with simulator(specs) as sim, postgres_database(backend, scratch) as warehouse_url:
+    with simulator(specs) as sim, postgres_database(backend) as warehouse_url:
         location = Location(scratch / f"faults-{backend}", sim, {t: {} for t in tenants}, warehouse_url)
         config = short_read_timeout(checkpoint_pages=2)
         changed: set[str] = set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +17,13 @@ from tests.support.postgres_server import fresh_database, postgres_bin
 
 
 class PostgresServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, name: str) -> None:
         bindir = postgres_bin()
         if bindir is None:
             raise RuntimeError("Postgres is not installed: run tests/system-packages.sh (make test does)")
+        # Its own directory under /tmp: the `postgres` user cannot enter the campaign's scratch directory.
+        root = Path(tempfile.mkdtemp(prefix=f"dripfeed-chaos-pg-{name}-"))
         self.bindir, self.root, self.port = bindir, root, free_port()
-        root.mkdir(parents=True)
         self.as_postgres: list[str] = []
         if os.geteuid() == 0:  # initdb refuses to run as root
             shutil.chown(root, "postgres", "postgres")
@@ -45,8 +47,8 @@ class PostgresServer:
 
 
 @contextmanager
-def running_server(scratch: Path, name: str) -> Iterator[PostgresServer]:
-    server = PostgresServer(scratch / f"pg-{name}")
+def running_server(name: str) -> Iterator[PostgresServer]:
+    server = PostgresServer(name)
     server.start()
     try:
         yield server
@@ -60,10 +62,10 @@ def running_server(scratch: Path, name: str) -> Iterator[PostgresServer]:
 
 
 @contextmanager
-def postgres_database(backend: str, scratch: Path) -> Iterator[str | None]:
+def postgres_database(backend: str) -> Iterator[str | None]:
     """A fresh warehouse database on a server of its own for `postgres`; None (the DuckDB default) else."""
     if backend != "postgres":
         yield None
         return
-    with running_server(scratch, "warehouse") as server:
+    with running_server("warehouse") as server:
         yield fresh_database(server.url, "warehouse")

@@ -51,11 +51,12 @@ TOKEN_FILES: set[Path] = set()  # where tokens are kept on purpose: not a leak
 def record_warehouse(location: Location) -> None:
     """Every cell of the location's warehouse tables, as text."""
     warehouse = location.warehouse
-    tables = [name for (name,) in warehouse.query("SELECT table_name FROM information_schema.tables")]
-    for table in tables:
-        if table.startswith(("pg_", "sql_")):
-            continue
-        for row in warehouse.query(f'SELECT * FROM "{table}"'):
+    tables = warehouse.query(
+        "SELECT table_schema, table_name FROM information_schema.tables"
+        " WHERE table_schema NOT IN ('information_schema', 'pg_catalog')"
+    )
+    for schema, table in tables:
+        for row in warehouse.query(f'SELECT * FROM "{schema}"."{table}"'):
             for cell in row:
                 FINDINGS.look("warehouse cell", f"{location.directory.name}/{table}", str(cell))
 

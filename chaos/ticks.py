@@ -101,10 +101,11 @@ def evaluate_every_tick(location: Location) -> Ticks:
 
 
 def alert_failed_runs(instance: dg.DagsterInstance, repository: Any, resources: dict[str, Any], seen: Ticks) -> int:
-    """The failure sensor on each failed run of the instance, as the daemon would evaluate it."""
+    """The failure sensor on each failed run of the job it monitors, as the daemon would evaluate it."""
     sensor = repository.get_sensor_def("tenant_failure_alerts")
     alerts = 0
-    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE])):
+    failed = dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], job_name="sync_tenant")
+    for record in instance.get_run_records(failed):
         failures = instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         if not failures:
             continue
