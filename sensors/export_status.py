@@ -13,7 +13,6 @@ and alerted, and the tenant's next sync reads its history through the listing in
 from __future__ import annotations
 
 import time
-from itertools import groupby
 from logging import INFO
 
 import dagster as dg
@@ -34,7 +33,9 @@ from .tick_report import TickReport
 DEFAULT_POLL_SECONDS = 30
 DEFAULT_TIMEOUT_HOURS = 6.0
 RETRY_TENANT_SECONDS = 300  # after a tenant's poll failed (a revoked token, an outage)
-LONGEST_WAIT_IN_TICK = 5.0  # a tick must end well within Dagster's 60 s: longer waits are looked at later
+# A tick must end well within Dagster's 60 s: the tenants not reached by then are polled first by
+# the next tick (each call of a tick is bounded too: TasklaneAPI.client(in_tick=True)).
+TICK_SECONDS = 40.0
 
 
 def load_request(job: ExportJob) -> dg.RunRequest:
@@ -84,7 +85,7 @@ class _Poll:
         if left is not None and left < 1:
             self.report.leave_out(f"tenant {tenant!r}: no call left in its rate window; polls its exports later", INFO)
             return
-        client = self.tasklane.client(tenant, self.tenants, long_wait_seconds=LONGEST_WAIT_IN_TICK)
+        client = self.tasklane.client(tenant, self.tenants, in_tick=True)
         open_now = {answer["id"]: answer for answer in client.list_open_exports()}
         for job in live:
             answer = None
@@ -159,7 +160,11 @@ def export_status_sensor(
 
 
 def poll_exports(
-    context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts, timeout: float
+    context: dg.SensorEvaluationContext,
+    tasklane: TasklaneAPI,
+    alerts: Alerts,
+    timeout: float,
+    tick_seconds: float = TICK_SECONDS,
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick: each tenant with a due job on its own, so that one tenant's failure stops no other."""
     jobs = ExportJobs(tasklane.store)
@@ -169,8 +174,16 @@ def poll_exports(
         return dg.SkipReason(f"no export job is due ({jobs.open_count()} open)")
     report = TickReport(context)
     poll = _Poll(context, tasklane, alerts, jobs, timeout, report)
-    for tenant, tenant_jobs in groupby(due, key=lambda job: job.tenant):
-        batch = list(tenant_jobs)
+    started = time.monotonic()
+    by_tenant: dict[str, list[ExportJob]] = {}
+    for job in sorted(due, key=lambda job: (job.next_poll_at, job.tenant)):  # the longest waiting first
+        by_tenant.setdefault(job.tenant, []).append(job)
+    for done, (tenant, batch) in enumerate(by_tenant.items()):
+        if time.monotonic() - started > tick_seconds:
+            report.leave_out(
+                f"{len(by_tenant) - done} tenants' exports wait for the next tick: this one is spent", INFO
+            )
+            break
         try:  # each tenant on its own: whatever happens to it, the others are polled as usual
             poll.tenant(tenant, batch, now)
         except TenantThrottled as throttled:

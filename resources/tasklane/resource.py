@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -10,6 +12,12 @@ from ..control.rate_budget import RateBudget
 from ..control.store import DEFAULT_STATE, ControlStore
 from ..tenants import Tenant, TenantConfigError, TenantsFile, load_tenants, shown_id
 from .client import ClientSettings, TenantClient
+
+# A tick must end well within Dagster's 60 s whatever one tenant's answers do: a sensor's calls
+# wait at most 5 s for budget or Retry-After, are tried twice, and read an answer for 10 s at most.
+TICK_LONGEST_WAIT_SECONDS = 5.0
+TICK_ATTEMPTS = 2
+TICK_READ_TIMEOUT_SECONDS = 10.0
 
 
 class TasklaneAPI(dg.ConfigurableResource):
@@ -28,7 +36,7 @@ class TasklaneAPI(dg.ConfigurableResource):
     max_concurrent: int = Field(8, description="the vendor's cap on concurrent requests per workspace")
 
     _store: ControlStore | None = PrivateAttr(default=None)
-    _clients: dict[str, TenantClient] = PrivateAttr(default_factory=dict)
+    _clients: dict[tuple[str, bool], TenantClient] = PrivateAttr(default_factory=dict)  # (tenant, in_tick)
 
     def tenants(self) -> dict[str, Tenant]:
         """The valid tenants of tenants.yaml; `read_tenants()` also says which entries it skipped."""
@@ -58,12 +66,13 @@ class TasklaneAPI(dg.ConfigurableResource):
         )
 
     def client(
-        self, tenant_id: str, tenants: dict[str, Tenant] | None = None, *, long_wait_seconds: float | None = None
+        self, tenant_id: str, tenants: dict[str, Tenant] | None = None, *, in_tick: bool = False
     ) -> TenantClient:
         """The tenant's client (one HTTP session per tenant, reused by this process). A caller
         serving many tenants passes `tenants()` read once, rather than have each client read it.
-        A sensor passes a `long_wait_seconds` that fits in its tick."""
-        if tenant_id not in self._clients:
+        A sensor's client (`in_tick`) has the tick's limits, so no tenant can use up a tick."""
+        key = (tenant_id, in_tick)
+        if key not in self._clients:
             tenants = self.tenants() if tenants is None else tenants
             if tenant_id not in tenants:
                 raise TenantConfigError(self._not_a_tenant(tenant_id))
@@ -72,13 +81,20 @@ class TasklaneAPI(dg.ConfigurableResource):
                 connect_timeout=self.connect_timeout_seconds,
                 read_timeout=self.read_timeout_seconds,
                 max_attempts=self.max_attempts,
-                long_wait_seconds=self.long_wait_seconds if long_wait_seconds is None else long_wait_seconds,
+                long_wait_seconds=self.long_wait_seconds,
                 max_concurrent=self.max_concurrent,
             )
-            self._clients[tenant_id] = TenantClient(
+            if in_tick:
+                settings = replace(
+                    settings,
+                    long_wait_seconds=TICK_LONGEST_WAIT_SECONDS,
+                    max_attempts=TICK_ATTEMPTS,
+                    read_timeout=min(settings.read_timeout, TICK_READ_TIMEOUT_SECONDS),
+                )
+            self._clients[key] = TenantClient(
                 tenants[tenant_id], settings, self.store, self.budget, dg.get_dagster_logger("dripfeed.tasklane")
             )
-        return self._clients[tenant_id]
+        return self._clients[key]
 
     def _not_a_tenant(self, tenant_id: str) -> str:
         skipped = [entry for entry in self.read_tenants().skipped if entry.tenant_id == tenant_id]

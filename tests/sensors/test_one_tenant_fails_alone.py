@@ -20,11 +20,12 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.history_exports import start_history_export
+from pipeline_assets.jobs import sync_tenant
 from resources.alerts import Alerts
 from resources.control.export_jobs import ExportJobs
 from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
-from sensors.export_status import export_status_sensor
+from sensors.export_status import export_status_sensor, poll_exports
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
@@ -115,11 +116,10 @@ def two_tenants_with_open_exports(
     for tenant in ("acme", "globex"):
         monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
     entries = [tenant_entry(t, history_since="2000-01-01") for t in ("acme", "globex")]
-    api = TasklaneAPI(  # 3 attempts, not 6: the 5xx storm's retries end sooner, the same way
+    api = TasklaneAPI(  # a tick's calls are tried twice whatever max_attempts says (TasklaneAPI.client)
         base_url=sim.base_url,
         tenants_file=str(write_tenants(tmp_path / "tenants.yaml", *entries)),
         state=str(tmp_path / "control.sqlite3"),
-        max_attempts=3,
     )
     jobs = ExportJobs(api.store)
     for tenant in ("acme", "globex"):
@@ -153,3 +153,27 @@ def test_one_failing_tenant_is_named_in_each_tick_and_the_others_are_served(
 
     for tick in (exports, hourly, freshness):
         assert "token-acme" not in tick.text and "token-globex" not in tick.text
+
+
+def test_a_slow_tenant_cannot_use_up_the_export_tick_and_those_it_delayed_go_first_next_tick(
+    make_sim, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = Failure(
+        "slow answers",
+        lambda sim, _, __: sim.admin.set_knobs("acme", faults={"slow_rate": 1.0, "slow_seconds": 0.3}),
+        "",
+        False,
+    )
+    api = two_tenants_with_open_exports(make_sim, tmp_path, monkeypatch, slow)
+    instance.add_dynamic_partitions("tenants", ["acme", "globex"])
+
+    @dg.sensor(name="export_status", job=sync_tenant)
+    def short_ticks(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts) -> Any:
+        return poll_exports(context, tasklane, alerts, timeout=3600, tick_seconds=0.2)
+
+    resources = {"tasklane": api, "alerts": Alerts()}
+    first = sensor_tick(short_ticks, instance, resources)
+    assert first.tenants == ["acme"] * 3, "acme's exports waited longest: it went first, slowly"
+    assert "1 tenants' exports wait for the next tick" in first.text, first.text
+    second = sensor_tick(short_ticks, instance, resources)
+    assert second.tenants == ["globex"] * 3, "the tenant left out is polled next"
