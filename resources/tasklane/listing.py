@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 100
 MAX_CURSOR_RESTARTS = 5
-# A contract page holds at most 100 records; a simulated tasks page is about 50 KB, so 16 MiB
+# A contract page holds at most 100 records; a simulated tasks page is about 40 KB, so 16 MiB
 # allows 160 KB a record, far beyond any record the contract describes, while bounding what a
 # sync holds: a checkpoint keeps up to pages_per_checkpoint bodies (default 10) and hands them to
 # the database as one parameter, next to the previous batch being written: about 20 pages,
