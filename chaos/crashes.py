@@ -201,9 +201,9 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
     if quick:
         trials += kill_campaign(scratch, "duckdb", None, kills=4, seed=14)
     else:
-        trials += kill_campaign(scratch, "duckdb", None, kills=27, seed=14)
+        trials += kill_campaign(scratch, "duckdb", None, kills=25, seed=14)
         with running_server("crashes") as server:
-            trials += kill_campaign(scratch, "postgres", fresh_database(server.url, "warehouse"), kills=27, seed=15)
+            trials += kill_campaign(scratch, "postgres", fresh_database(server.url, "warehouse"), kills=25, seed=15)
     rows: list[tuple[str, str, str, bool]] = [
         ("kills (SIGKILL of the run's process tree)", str(len(trials)), "≥ 50" if not quick else "≥ 4", True),
     ]

@@ -64,14 +64,20 @@ whose JSON differs, or a soft delete that differs.
   operator do: a schema change rewrites records without moving their `updated_at`), and every
   record is compared. DuckDB and Postgres (quick: DuckDB).
 - **crashes** (`chaos/crashes.py`): a tenant's CLI run is SIGKILLed, process tree and all, at a
-  random moment of one of three kinds, aimed by watching the simulator's listing counter while
-  every answer is 80 ms late: between pages, just after the page that completes a checkpoint
-  (while its batch's transaction is written), or after the last page (the final write, the checks,
-  the run's events). Another CLI run then resumes it: it must succeed, equal the ground truth, and
-  fetch at most one checkpoint's pages (4) beyond those holding the records the killed run had not
-  committed. 27 kills on each back end (quick: 4 on DuckDB). Then the Postgres server is crashed
-  (`pg_ctl stop -m immediate`) under a running sync: the run must fail, not hang; the server
-  restarts and the next run resumes to the ground truth.
+  random moment of one of four kinds in turn, aimed by watching the simulator's listing counter while
+  every answer is 80 ms late (24 pages of tasks, a checkpoint every 4): between pages; just after the
+  page that completes a checkpoint (while its batch's transaction is written); after the last page
+  (the final write, the checks, the run's events); and during a reconciliation (a full re-sync, after
+  40 tasks were deleted upstream and every tombstone purged, so that only the reconciliation can
+  learn of them). Another CLI run, a plain one, then resumes: it must succeed and equal the ground
+  truth (a row soft-deleted by the reconciliation whose tombstone is gone counts as equal), and the
+  pages both runs fetched, beyond one pass and the page of overlap a finished stream reads again,
+  must be at most one checkpoint (4). 25 kills on each back end, two tenants at a time (quick: 4 on
+  DuckDB). Full campaign only: the webserver, then the daemon (its code server and the backfill's run
+  with it), are SIGKILLed while a run pages, with `deploy/dagster.yaml`'s run monitoring on; the
+  daemon restarts and the tenant's next run is backfilled. And the Postgres server is crashed
+  (`pg_ctl stop -m immediate`) under a running sync: the run must fail, not hang; the server restarts
+  (WAL recovery) and the next run resumes to the ground truth.
 - **throttling** (`chaos/throttling.py`): beside healthy tenants, one at a tenth of its budget
   (`budget_per_hour`), one whose customer spent the whole window (admin `spend`), one the vendor
   locked out (its customer's script drew 21 429s), one whose token was revoked and one in a 5xx
@@ -81,11 +87,13 @@ whose JSON differs, or a soft delete that differs.
   instance, and the failure sensor on every failed run (its alerts go to a webhook receiver).
 - **hostile input** (`chaos/hostile_input.py`, when present): hostile listing answers from the
   simulator's crafted replies and fuzzed `tenants.yaml` files; its figures are its own.
-- **soak** (`chaos/soak.py`, full campaign only): 50 tenants under live mutations, the vendor's
-  window shortened to 60 s (limit scaled to 60 calls) and the hourly tier's period to 2 minutes, the
-  real `dagster-daemon` launching every run; every window's count must stay within dripfeed's share
-  of the limit, nobody locked out, and the resident memory of the daemon and its code server must
-  stay flat (the last third of the samples against the first).
+- **soak** (`chaos/soak.py`, full campaign only): 50 tenants of 2,500 tasks under live mutations,
+  the vendor's window shortened to 60 s (its limit scaled to 60 calls) and the hourly tier's period
+  to 5 minutes, for 8 minutes: the real `dagster-daemon` launches every run (the registry's first
+  syncs, then the hourly tier's). Every window's count must stay within dripfeed's share of the limit
+  (80%, 48 calls), nobody may be locked out, and the resident memory of the daemon and its code
+  server, sampled every 5 s, must stay flat: the last third of the samples against the first, after
+  the first third (loading and the 50 first syncs) is left out.
 - **secrets** (`chaos/secrets_scan.py`): a token (a file) is rotated while its tenant's run pages
   (new token issued, written, old one revoked); the run must lose nothing. Then every token and
   webhook secret of the whole campaign is looked for in every file each scratch location left

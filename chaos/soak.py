@@ -25,7 +25,7 @@ TENANTS = 50
 WINDOW_SECONDS = 60
 LIMIT = 60  # calls a window: 3,600 an hour, scaled to a minute
 SHARE = 0.8  # dripfeed's default budget_share of the vendor's limit
-SOAK_SECONDS = int(os.environ.get("CHAOS_SOAK_SECONDS", "540"))  # 9 windows; shorter for a trial
+SOAK_SECONDS = int(os.environ.get("CHAOS_SOAK_SECONDS", "480"))  # 8 windows; shorter for a trial
 MUTATIONS = {"creates_per_second": 0.05, "updates_per_second": 0.2, "deletes_per_second": 0.02}
 
 
