@@ -60,6 +60,10 @@ class RecordSQL:
         """Per common type name but null, a condition on `raw_type()` and `string()` values."""
         raise NotImplementedError
 
+    def json_value(self, field: str) -> str:
+        """A contract field of record `r` as a JSON value (contract names are plain)."""
+        raise NotImplementedError
+
     def matches(self, value: str, pattern: str) -> str:
         raise NotImplementedError
 
@@ -113,8 +117,8 @@ class RecordSQL:
             return f"CASE WHEN {self.fits(raw, text, ('integer',))} THEN CAST({text} AS BIGINT) END"
         if kind == "double":
             return f"CASE WHEN {self.fits(raw, text, ('integer', 'number'))} THEN CAST({text} AS DOUBLE PRECISION) END"
-        if kind == "json":
-            return f"CASE WHEN {self.present(raw)} THEN CAST({text} AS JSON) END"
+        if kind == "json":  # the value itself: the text of a JSON string is not JSON
+            return f"CASE WHEN {self.present(raw)} THEN {self.json_value(field)} END"
         pattern, sql_type = (ISO_DATE, "DATE") if kind == "date" else (ISO_TIMESTAMP, "TIMESTAMPTZ")
         return (
             f"CASE WHEN {self.fits(raw, text, ('string',))} AND {self.matches(text, pattern)} "
@@ -214,6 +218,9 @@ class DuckDBRecords(RecordSQL):
             "object": f"{raw_type} = 'OBJECT'",
         }
 
+    def json_value(self, field: str) -> str:
+        return f"json_extract(r, {literal('$.' + field)})"
+
     def matches(self, value: str, pattern: str) -> str:
         return f"regexp_full_match({value}, {literal(pattern)})"
 
@@ -251,6 +258,9 @@ class PostgresRecords(RecordSQL):
             "number": f"{raw_type} = 'number' AND NOT {whole}",
             **{kind: f"{raw_type} = {literal(kind)}" for kind in ("string", "boolean", "array", "object")},
         }
+
+    def json_value(self, field: str) -> str:
+        return f"(r -> {literal(field)})"
 
     def matches(self, value: str, pattern: str) -> str:
         return f"{value} ~ {literal(pattern)}"
