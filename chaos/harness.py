@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +65,9 @@ def workspace(tenant: str, token: str, records: dict[str, int] | None = None, **
     return {**spec, **knobs}
 
 
-def simulator(workspaces: list[dict[str, Any]], data_dir: Path | None = None) -> SimServer:
+def simulator(workspaces: list[dict[str, Any]]) -> SimServer:
     """The simulator in a process of its own (its own core), with history up to a day ago."""
-    config: dict[str, Any] = {"admin_token": ADMIN_TOKEN, "seed": 14, "as_of": AS_OF, "workspaces": workspaces}
-    if data_dir:
-        config["data_dir"] = str(data_dir)
+    config = {"admin_token": ADMIN_TOKEN, "seed": 14, "as_of": AS_OF, "workspaces": workspaces}
     return SimServer(config, subprocess_mode=True)
 
 
@@ -181,26 +179,23 @@ class Location:
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home))) as instance:
             yield instance
 
-    def launch(self, tenant: str, config: dict[str, Any] | None = None, assets: str = ASSETS) -> Run:
-        """`dagster asset materialize` of the tenant's assets, as the README shows it."""
-        command = [str(BIN / "dagster"), "asset", "materialize", "-m", "dripfeed.definitions"]
-        command += ["--select", assets, "--partition", tenant]
-        if config:
-            command += ["--config-json", json.dumps(config)]
-        log = self.directory / "logs" / f"{tenant}-{time.time_ns()}.log"
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                command, cwd=self.directory, env=self.env, stdout=out, stderr=out, start_new_session=True
-            )
-        return Run(tenant, process, log)
+    def launch(self, tenant: str, config: dict[str, Any] | None = None) -> Run:
+        """`dagster asset materialize` of the tenant's three assets, as the README shows it."""
+        command = ["asset", "materialize", "-m", "dripfeed.definitions", "--select", ASSETS, "--partition", tenant]
+        return self._start(tenant, command, config)
 
     def launch_job(self, tenant: str, tags: dict[str, str], config: dict[str, Any] | None = None) -> Run:
         """`dagster job execute` of sync_tenant for the tenant, with run tags (the asset CLI takes none)."""
-        command = [str(BIN / "dagster"), "job", "execute", "-m", "dripfeed.definitions", "-j", "sync_tenant"]
+        command = ["job", "execute", "-m", "dripfeed.definitions", "-j", "sync_tenant"]
         command += ["--tags", json.dumps({"dagster/partition": tenant, **tags})]
+        return self._start(tenant, command, config)
+
+    def _start(self, tenant: str, arguments: list[str], config: dict[str, Any] | None) -> Run:
+        """The dagster CLI in a session of its own, its output captured in the location's logs/."""
+        command = [str(BIN / "dagster"), *arguments]
         if config:
             command += ["--config-json", json.dumps(config)]
-        log = self.directory / "logs" / f"{tenant}-job-{time.time_ns()}.log"
+        log = self.directory / "logs" / f"{tenant}-{time.time_ns()}.log"
         with log.open("w") as out:
             process = subprocess.Popen(
                 command, cwd=self.directory, env=self.env, stdout=out, stderr=out, start_new_session=True
@@ -222,10 +217,9 @@ class Location:
                 records = instance.fetch_materializations(
                     dg.AssetRecordsFilter(asset_key=dg.AssetKey(stream), asset_partitions=[tenant]), limit=1
                 ).records
-                if records:
-                    event = records[0].event_log_entry
-                    materialization = event.asset_materialization
-                    found[stream] = {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+                materialization = records[0].event_log_entry.asset_materialization if records else None
+                if materialization:
+                    found[stream] = {key: value.value for key, value in materialization.metadata.items()}
         return found
 
 
@@ -279,7 +273,8 @@ def faults_injected(counters: dict[str, Any]) -> int:
     return sum(value for name, value in counters["totals"].items() if name.startswith("fault_"))
 
 
-def wait_for(condition: Any, timeout: float, what: str, every: float = 0.05) -> None:
+def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.05) -> None:
+    """Poll `condition` every `every` seconds until it holds; TimeoutError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -55,10 +55,10 @@ whose JSON differs, or a soft delete that differs.
 
 ## What each segment does
 
-- **faults** (`chaos/faults.py`): 10 tenants (quick: 3) under 5% 5xx, 2% dropped connections, 1% cut
-  bodies, 1% answers slower (3 s) than the run's read timeout (2 s), live mutations whose writes
-  become visible up to 30 s late, cursors expired by the vendor in the middle of runs, and one
-  schema change (a field added to `tasks`), for 6 sync cycles (quick: 2) of CLI runs with a
+- **faults** (`chaos/faults.py`): 10 tenants of 3,000 tasks (quick: 3 of 300) under 5% 5xx, 2%
+  dropped connections, 1% cut bodies, 1% answers slower (3 s) than the run's read timeout (2 s),
+  live mutations whose writes become visible up to 30 s late, cursors expired by the vendor in
+  the middle of runs, and one schema change (a field added to `tasks`), for 6 sync cycles (quick: 2) of CLI runs with a
   checkpoint every 2 pages. Then the faults and mutations stop, the simulator settles, one clean
   sync runs (a full re-sync for the tenant whose schema changed, as `docs/operations.md` has an
   operator do: a schema change rewrites records without moving their `updated_at`), and every
@@ -143,6 +143,17 @@ Each is reproduced by the segment named; the fixes belong to the product's owner
    polls `counters`. Fix (`simulator/tasklane_sim/admin_api.py`): open the read-only connection with
    `check_same_thread=False` (one generator uses it at a time), or read the rows in one worker thread
    before streaming. The campaign serializes its admin calls (`chaos/harness.py`) meanwhile.
+
+4. **A resumed run can fetch again more than one checkpoint's pages** (crashes: "most pages both
+   runs fetched", 5 against the goal of 4 in the last full run). Reproduce: `make chaos`, or
+   `python -m chaos --only crashes` (full campaign). `sync_stream()`
+   (`pipeline_assets/incremental_sync.py`) hands a checkpoint's pages to a background writer and goes
+   on fetching; it waits for that write only when the next checkpoint is due. A kill while a
+   checkpoint's transaction is being written loses that checkpoint and the pages fetched since: up to
+   2 × `pages_per_checkpoint` − 1 pages and the one in flight, not "the pages since the last
+   checkpoint" of `docs/architecture.md`. Nothing is lost or wrong, it only costs calls. Fix: hand the
+   writer a batch every `pages_per_checkpoint` / 2 pages (so that what is written plus what is fetched
+   stays within one checkpoint), or state the bound as two checkpoints in the architecture page.
 
 ## Known gaps
 

@@ -88,7 +88,9 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
             runs = [r.dagster_run for r in instance.get_run_records()]
             for run in [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE][:3]:
                 failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-                why = failures[0].message if failures else "no step failed"
+                error = failures[0].dagster_event.step_failure_data.error if failures else None
+                ended = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+                why = (error.cause or error).message if error else (ended[0].message if ended else "?")
                 print(f"    failed run {run.run_id[:8]} ({run.tags.get('dagster/partition')}): {why[:400]}", flush=True)
     share = int(LIMIT * SHARE)
     windows = [count for c in counters.values() for count in c["counted_by_window"].values()]

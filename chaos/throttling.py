@@ -21,7 +21,7 @@ BIG = {"users": 20, "projects": 10, "tasks": 3000}
 
 
 def lock_out(base_url: str, tenant: str, token: str, threshold: int) -> None:
-    """What the customer's own script does: spend the window, then knock until the vendor locks it out."""
+    """What the customer's own script does once its window is spent: knock until the vendor locks it out."""
     for _ in range(threshold + 2):
         requests.get(
             f"{base_url}/v1/workspaces/{tenant}/users", headers={"Authorization": f"Bearer {token}"}, timeout=10
