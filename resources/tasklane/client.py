@@ -88,15 +88,24 @@ class TenantClient:
         headers: dict[str, str] | None = None,
         stream: bool = False,
     ) -> Reply:
-        """One logical call, retried with backoff only where a retry can help."""
+        """One logical call, retried with backoff only where a retry can help. A call rejected with
+        401 while the tenant's secret was rotated is made again, once, with the new token."""
+        request = {"params": params, "json_body": json_body, "headers": headers, "stream": stream}
         token = self._token()
+        try:
+            return self._retried(method, path, token, endpoint, request)
+        except TasklaneFailure as failure:
+            if failure.status != 401 or (rotated := self._token()) == token:
+                raise
+        return self._retried(method, path, rotated, endpoint, request)
+
+    def _retried(self, method: str, path: str, token: str, endpoint: str, request: dict) -> Reply:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.max_attempts),
             wait=self._wait_before_retry,
             retry=tenacity.retry_if_exception_type(TransientError),
             reraise=True,
         )
-        request = {"params": params, "json_body": json_body, "headers": headers, "stream": stream}
         try:
             for attempt in retrying:
                 with attempt:

@@ -77,6 +77,27 @@ def test_a_token_file_is_read_at_call_time_so_rotation_needs_no_restart(make_sim
     assert sim.admin.counters("acme")["totals"].get("status_401", 0) == 0
 
 
+def test_a_call_in_flight_when_its_token_is_rotated_and_revoked_succeeds_with_the_new_token(
+    make_sim, make_api, tmp_path
+) -> None:
+    """Found by make chaos: a run whose token was rotated (new token issued, written to the file, old
+    one revoked) while a call was in flight met a 401 and failed, though the new token was there."""
+    sim = make_sim(workspace_config("acme", faults={"slow_rate": 1.0, "slow_seconds": 1.0}))
+    secret = tmp_path / "acme.token"
+    secret.write_text("token-acme\n")
+    client = make_api(sim, {"id": "acme", "tier": "daily", "token_file": str(secret)}).client("acme")
+    in_flight = threading.Thread(target=lambda: result.append(records(client, "users")))
+    result: list[list] = []
+    in_flight.start()
+    time.sleep(0.4)  # the request with the old token waits in the simulator, before its auth check
+    sim.admin.add_token("acme", "rotated")
+    secret.write_text("rotated")
+    sim.admin.revoke_token("acme", "token-acme")
+    in_flight.join(10)
+    assert sim.admin.counters("acme")["totals"].get("status_401", 0) == 1, "the old token was rejected once"
+    assert result and len(result[0]) == 20, "and the call was made again with the new one"
+
+
 @pytest.mark.e2e  # paced by the real clock: waits out a 3 s rate window
 @pytest.mark.parametrize("retry_after_format", ["seconds", "http-date"])
 def test_retry_after_is_obeyed_in_both_formats(make_sim, make_api, retry_after_format: str) -> None:
