@@ -27,7 +27,9 @@ class SyncConfig(dg.Config):
         False,
         description="reconcile: re-read everything (by upsert) and soft-delete the rows Tasklane no longer has",
     )
-    pages_per_checkpoint: int = Field(10, ge=1, description="commit rows and position every this many pages")
+    pages_per_checkpoint: int = Field(
+        10, ge=1, description="the most pages a killed run leaves uncommitted (commits every half of it)"
+    )
 
 
 def _metadata(report: SyncReport, facts: TableFacts) -> dict[str, object]:

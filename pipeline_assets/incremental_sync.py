@@ -83,9 +83,12 @@ def sync_stream(
 ) -> SyncReport:
     """Bring the warehouse in line with Tasklane for one tenant and stream.
 
-    Rows and the position they reach commit together every `pages_per_checkpoint` pages; a run
-    that dies or is throttled resumes from its last checkpoint (minus the visibility overlap). A
-    reconciliation soft-deletes nothing before its last transaction, so it can stop anywhere."""
+    Rows and the position they reach commit together in batches of half `pages_per_checkpoint`
+    pages, one written while the next is fetched: a run that dies loses at most
+    `pages_per_checkpoint` pages, and it or a throttled one resumes from its last checkpoint (minus
+    the visibility overlap). A reconciliation soft-deletes nothing before its last transaction,
+    so it can stop anywhere."""
+    batch_pages = max(1, pages_per_checkpoint // 2)
     tenant = client.tenant.id
     started = rfc3339(now or datetime.now(UTC))
     state = warehouse.state(tenant, stream)
@@ -148,11 +151,13 @@ def sync_stream(
                 report.tombstones += sum(record.get("deleted_at") is not None for record in page.records)
                 if page.records:
                     reached = max(reached or "", page.records[-1]["updated_at"])
-                if report.pages % pages_per_checkpoint == 0:
+                if len(pages) == batch_pages:
                     if pending:
                         pending.result()
                     pending, pages = writer.submit(write, pages, checkpoint()), []
                     report.checkpoints += 1
+                    if 2 * batch_pages > pages_per_checkpoint:  # no room to fetch while it is written
+                        pending.result()
         except BaseException:
             if pending:
                 pending.result()
