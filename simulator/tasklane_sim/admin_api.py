@@ -125,7 +125,9 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         ws.apply_due_writes()
 
         def lines() -> Iterator[bytes]:
-            db = sqlite3.connect(f"file:{ws.store.path}?mode=ro", uri=True)
+            # Starlette iterates a sync generator on whichever worker thread is free: the connection
+            # moves between threads (one iteration at a time), which SQLite allows when told so.
+            db = sqlite3.connect(f"file:{ws.store.path}?mode=ro", uri=True, check_same_thread=False)
             try:
                 db.execute("BEGIN")
                 for (body,) in db.execute(f"SELECT body FROM {resource} ORDER BY id"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tasklane_sim import SimServer
 from tasklane_sim.timestamps import format_ms, parse_ms
@@ -84,3 +85,13 @@ def test_etag_differs_between_pages_and_queries(acme: TasklaneClient) -> None:
     second = acme.get("tasks", params={"limit": 10, "cursor": first.json()["next_cursor"]})
     other = acme.get("tasks", params={"limit": 11})
     assert len({first.headers["ETag"], second.headers["ETag"], other.headers["ETag"]}) == 3
+
+
+def test_the_ground_truth_can_be_read_by_several_callers_at_once(make_sim) -> None:
+    """Found by make chaos: overlapping truth calls broke the stream (a SQLite connection used by
+    whichever worker thread iterated it), and the caller saw a body cut short."""
+    sim = make_sim(workspace_config("acme", records={"tasks": 2400}))
+    expected = sim.admin.truth("acme", "tasks")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: sim.admin.truth("acme", "tasks"), range(8)))
+    assert all(answer == expected for answer in answers)
