@@ -107,9 +107,8 @@ whose JSON differs, or a soft delete that differs.
 DEFECTS_AND_GAPS = """\
 ## Defects the campaign found
 
-Each is reproduced by the segment named; the fixes belong to the product's owners (`resources/`,
-`sensors/`, `pipeline_assets/`, `deploy/`, `simulator/`), so they are described here, not made by
-the campaign.
+Each is reproduced by the segment named, and each fix has a regression test in the quick suite
+(`make test`).
 
 1. **A token rotated while its tenant's run is in flight failed the run** (found by the first full
    run, 17:34 UTC: "the run succeeded 0", one 401; **fixed** by 971b89d during the second run, whose
@@ -121,38 +120,38 @@ the campaign.
    secret again and, if it changed, makes the call once more with the new token; its regression test
    is in `tests/resources/`.
 2. **A run killed with the daemon stays STARTED for ever, and its tenant's next run waits behind it**
-   (crashes, full campaign: "the killed run, once the daemon restarted"). Reproduce: `make chaos`'s
-   crashes segment, or by hand: `dagster-daemon run` with `deploy/dagster.yaml`'s `run_monitoring`,
-   a backfill of one tenant, SIGKILL the daemon's process group while the run pages, start the daemon
-   again: run monitoring does not detect the dead run worker of the default run launcher (Dagster
-   checks worker health only for launchers that support it: Docker, Kubernetes, ECS), the run stays
-   STARTED, and the run queue's one-in-flight-per-tenant limit holds the tenant's next run QUEUED.
-   `deploy/run.sh` (one machine, default launcher) is exposed; the Docker and Kubernetes launchers are
-   not. Fix: on the one-machine deployment, a sensor (or the daemon's start in `deploy/run.sh`) that
-   reports failed every STARTED `sync_tenant` run whose process (the pid of its
-   `ENGINE_EVENT` "Started process for run") no longer exists on this host; and `docs/operations.md`
-   should say how to mark such a run failed by hand (the UI's "Terminate" or
-   `instance.report_run_failed`). The campaign marks it failed by hand, after which the queued run
-   resumes from the checkpoint to the ground truth.
-3. **The simulator's `truth` endpoint breaks when admin calls overlap** (seen by the crashes segment,
-   two tenants at a time). It streams NDJSON from a sync generator over a SQLite connection that
-   Starlette iterates on whichever worker thread is free: `sqlite3.ProgrammingError: SQLite objects
-   created in a thread can only be used in that same thread`, and the client sees
-   `ChunkedEncodingError: Response ended prematurely`. Reproduce: call
-   `GET /_sim/workspaces/{id}/truth/tasks` for a 2,400-task workspace from two threads while a third
-   polls `counters`. Fix (`simulator/tasklane_sim/admin_api.py`): open the read-only connection with
-   `check_same_thread=False` (one generator uses it at a time), or read the rows in one worker thread
-   before streaming. The campaign serializes its admin calls (`chaos/harness.py`) meanwhile.
-4. **A resumed run can fetch again more than one checkpoint's pages** (crashes: the kills "at a
-   checkpoint's write" and "during a reconciliation" exceed the goal of 4 in the table above).
-   Reproduce: `make chaos`, or `python -m chaos --only crashes` (full campaign). `sync_stream()`
-   (`pipeline_assets/incremental_sync.py`) hands a checkpoint's pages to a background writer and goes
-   on fetching; it waits for that write only when the next checkpoint is due. A kill while a
-   checkpoint's transaction is being written loses that checkpoint and the pages fetched since: up to
-   2 × `pages_per_checkpoint` − 1 pages and the one in flight, not "the pages since the last
-   checkpoint" of `docs/architecture.md`. Nothing is lost or wrong, it only costs calls. Fix: hand the
-   writer a batch every `pages_per_checkpoint` / 2 pages (so that what is written plus what is fetched
-   stays within one checkpoint), or state the bound as two checkpoints in the architecture page.
+   (crashes, full campaign: "the killed run, once the daemon restarted"). Reproduce: `dagster-daemon
+   run` with `deploy/dagster.yaml`'s `run_monitoring`, a backfill of one tenant, SIGKILL the daemon's
+   process group while the run pages, start the daemon again. Dagster checks a run worker's health
+   only for launchers that support it (Docker, Kubernetes), so with the default launcher
+   (`deploy/run.sh`) the run stays STARTED and the run queue's one-run-per-tenant limit holds the
+   tenant's next run QUEUED; no other tenant is affected and nothing is lost. **Documented, not
+   fixed**: `docs/operations.md` ("A run left STARTED after the daemon or the machine died") says
+   how to end it (force termination, or `report_run_failed`); the campaign does that, after which
+   the queued run resumes from the checkpoint to the ground truth. A sensor that fails STARTED runs
+   whose process is gone from this host would close it for one-machine deployments.
+3. **The simulator's `truth` endpoint broke when admin calls overlapped** (crashes, two tenants at
+   a time): it streams NDJSON from a sync generator over a SQLite connection that Starlette iterates
+   on whichever worker thread is free (`sqlite3.ProgrammingError`, a body cut short). **Fixed** in
+   ddf83ac (`check_same_thread=False`); regression test
+   `test_the_ground_truth_can_be_read_by_several_callers_at_once`. The campaign still serializes its
+   admin calls.
+4. **A resumed run could fetch again up to twice a checkpoint's pages** (crashes: 6 pages for kills
+   at a checkpoint's write, with 4 per checkpoint): `sync_stream()` handed a checkpoint's pages to a
+   background writer and went on fetching the next checkpoint's. **Fixed** in c10ac89: batches are
+   half `pages_per_checkpoint`, one written while the next half is fetched, so a killed run leaves at
+   most `pages_per_checkpoint` pages uncommitted; `tests/pipeline_assets/test_sync.py`'s kill test
+   and this table hold it.
+5. **A JSON field (`tags`, `custom_fields`) sent as a JSON string failed the tenant's whole batch**
+   (hostile input, "wrong types everywhere"): its text was cast to JSON. **Fixed** in 38a1689;
+   regression case in `tests/pipeline_assets/test_hostile_pages.py`.
+6. **The listing trusted hostile pages** (hostile input, and hypothesis on the page parser): a
+   UTF-16 body and JSON nested past Python's limit crashed the run with a raw exception; a
+   `next_cursor` pointing back, a page repeating the previous one, or cursors expiring for ever
+   paged without end; no page size was refused; a malformed or far-future `updated_at` became the
+   watermark; NaN, NUL and lone surrogates failed the write with a raw database error. **Fixed** in
+   0e4d4b2, 46834b6, 05a1e9d and 61111b5: each is now a clear per-tenant error naming what to do;
+   regression tests in `tests/resources/test_hostile_listings.py` and `test_page_fuzz.py`.
 
 ## Known gaps
 
