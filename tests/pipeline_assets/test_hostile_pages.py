@@ -64,7 +64,9 @@ def every_type_drifted(warehouse: Warehouse, result: dg.ExecuteInProcessResult) 
     assert {d["field"] for d in drift.metadata["drift"].value} >= {"title", "priority", "status", "created_at"}
     assert hostile_tasks(warehouse, "count(*)") == [(TASKS,)]
     assert hostile_tasks(warehouse, "count(*)", "title IS NULL AND _deleted_at IS NULL")[0][0] >= 90
-    assert hostile_tasks(warehouse, "count(*)", "left(CAST(tags AS TEXT), 1) = '\"'")[0][0] >= 90, "tags as JSON strings"
+    assert hostile_tasks(warehouse, "count(*)", "left(CAST(tags AS TEXT), 1) = '\"'")[0][0] >= 90, (
+        "tags as JSON strings"
+    )
 
 
 def padding_stored(warehouse: Warehouse, result: dg.ExecuteInProcessResult) -> None:
