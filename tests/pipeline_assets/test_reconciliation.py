@@ -13,6 +13,7 @@ from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_live_rows_equal_ground_truth
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 
@@ -155,6 +156,7 @@ def test_a_tenant_away_longer_than_the_tombstone_retention_soft_deletes_what_was
 def test_an_interrupted_reconciliation_deletes_nothing_and_the_next_sync_of_any_launcher_finishes_it(
     make_sim, instance, tasklane_for, warehouse
 ) -> None:
+    clear_of_the_hours_end()
     sim = make_sim(workspace_config("acme"))
     assert materialize_tenant(instance, "acme", tasklane_for(sim, "acme"), warehouse).success
     deleted = delete_and_purge(sim, "acme", 25)

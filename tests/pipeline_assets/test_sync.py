@@ -20,6 +20,7 @@ from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 
@@ -179,6 +180,7 @@ def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succe
 
 
 def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, duckdb_warehouse) -> None:
+    clear_of_the_hours_end()
     sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
     client = tasklane_for(sim, "acme", budget_per_hour=4).client("acme")  # 4 calls, then a far reset
     with pytest.raises(TenantThrottled) as throttled:

@@ -1,0 +1,15 @@
+"""Tests that spend a tenant's hourly budget must not straddle the clock hour, where it renews."""
+
+from __future__ import annotations
+
+import time
+
+HOUR = 3600
+
+
+def clear_of_the_hours_end(margin_seconds: float = 120) -> None:
+    """Wait for the next hour if this one ends within `margin_seconds`: the vendor's windows and
+    dripfeed's budget are aligned to the clock hour, and a renewed budget mid-test changes its counts."""
+    left = HOUR - time.time() % HOUR
+    if left < margin_seconds:
+        time.sleep(left + 1)
