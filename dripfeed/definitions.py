@@ -22,6 +22,7 @@ from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE
 from sensors.api_usage_schedule import DEFAULT_CRON, api_usage_schedule
+from sensors.dead_run_workers import DEFAULT_CHECK_SECONDS, dead_run_workers_sensor
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_HOURS, export_status_sensor
 from sensors.tenant_alerts import tenant_failure_alerts
@@ -94,6 +95,7 @@ defs = dg.Definitions(
         deferred_syncs,
         tenant_failure_alerts,
         tenant_freshness,
+        dead_run_workers_sensor(int(number("DRIPFEED_DEAD_RUN_CHECK_SECONDS", DEFAULT_CHECK_SECONDS))),
     ],
     resources={
         "tasklane": TasklaneAPI(

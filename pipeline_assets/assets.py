@@ -18,6 +18,7 @@ from .deferral import defer_run
 from .history_exports import EXPORT_TAG, load_export, start_history_export
 from .incremental_sync import SyncReport, sync_stream
 from .partitions import tenant_partitions
+from .run_worker import record_run_worker
 
 FULL_RESYNC_TAG = "dripfeed/full_resync"
 
@@ -79,6 +80,7 @@ def tasklane_asset(stream: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> d
     def sync(
         context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse
     ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+        record_run_worker(context)
         try:
             result = _sync(context, config, tasklane, warehouse, stream)
         except TenantThrottled as throttled:

@@ -14,4 +14,8 @@ sync_tenant = dg.define_asset_job(
     "sync_tenant",
     selection=dg.AssetSelection.assets(users, projects, tasks) - dg.AssetSelection.checks(tasks_fresh),
     description="Sync one tenant's users, projects and tasks (a backfill runs one per tenant).",
+    # Under the instance's `run_retries` (deploy/dagster.yaml), a run whose process died is retried
+    # once and resumes from its checkpoint; a run that failed in a step (a revoked token, a vendor
+    # outage) is not: its cause would fail the retry too, and its alert already went out.
+    tags={"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"},
 )

@@ -1,7 +1,7 @@
 """Per-tenant alerts: one message per failed tenant run, to a Slack-compatible webhook.
 
 The message names the tenant, the asset, the error class (auth, config,
-schema_drift, vendor_outage, bug), a one-line reason and the run's URL. Reasons come from
+schema_drift, vendor_outage, process_died, bug), a one-line reason and the run's URL. Reasons come from
 `TasklaneFailure`, whose texts never hold a token."""
 
 import dagster as dg
@@ -9,12 +9,16 @@ import dagster as dg
 from pipeline_assets.jobs import sync_tenant
 from resources.alerts import Alerts
 
+from .dead_run_workers import DEAD_RUN_MESSAGE
+
 
 def failure_alert(context: dg.RunFailureSensorContext, alerts: Alerts) -> dict[str, str]:
     """The alert's fields, from the run's tags and its first failed step."""
     run = context.dagster_run
     tenant = run.tags.get("dagster/partition", "unknown")
-    asset, error_class, reason = "the run", "bug", context.failure_event.message or "the run failed"
+    reason = context.failure_event.message or "the run failed"
+    error_class = "process_died" if reason.startswith(DEAD_RUN_MESSAGE) else "bug"
+    asset = "the run"
     for event in context.get_step_failure_events():
         failure = event.step_failure_data
         metadata = failure.user_failure_data.metadata if failure and failure.user_failure_data else {}

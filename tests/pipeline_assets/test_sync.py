@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,6 +20,7 @@ from tests.support.ground_truth import assert_equals_ground_truth, warehouse_rec
 from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
+from tests.support.sync_worker import start_sync_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 PAST = "2026-11-01T00:00:00Z"  # history ends well before now, outside the visibility overlap
@@ -118,32 +116,13 @@ def test_a_full_resync_ignores_an_incremental_checkpoint(make_sim, instance, tas
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
 
 
-def worker(
-    sim: SimServer, tmp_path: Path, warehouse_url: str, tenant: str, pages_per_checkpoint: int
-) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "tests.support.sync_worker",
-        sim.base_url,
-        str(tmp_path / "tenants.yaml"),
-        str(tmp_path / "control.sqlite3"),
-        warehouse_url,
-        tenant,
-        str(pages_per_checkpoint),
-    ]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
 @pytest.mark.e2e  # separate Python worker processes, one killed
 def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little(
     make_sim, instance, tasklane_for, warehouse, tmp_path
 ) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 6000}, faults={"slow_rate": 1.0, "slow_seconds": 0.05}))
     tasklane = tasklane_for(sim, "acme")
-    process = worker(sim, tmp_path, warehouse.url, "acme", pages_per_checkpoint=5)
+    process = start_sync_worker(sim, tmp_path, warehouse.url, "acme", pages_per_checkpoint=5)
     while sim.admin.counters("acme")["endpoints"].get("tasks.list", {}).get("requests", 0) < 23:
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
@@ -171,7 +150,7 @@ def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succe
     tenants = ("acme", "globex", "initech", "umbrella")
     sim = make_sim(*(workspace_config(t, records={"tasks": 800}) for t in tenants))
     tasklane_for(sim, *tenants)
-    processes = [worker(sim, tmp_path, duckdb_warehouse.url, t, pages_per_checkpoint=2) for t in tenants]
+    processes = [start_sync_worker(sim, tmp_path, duckdb_warehouse.url, t, pages_per_checkpoint=2) for t in tenants]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err[-3000:]
