@@ -16,6 +16,12 @@ sync_tenant = dg.define_asset_job(
     description="Sync one tenant's users, projects and tasks (a backfill runs one per tenant).",
     # Under the instance's `run_retries` (deploy/dagster.yaml), a run whose process died is retried
     # once and resumes from its checkpoint; a run that failed in a step (a revoked token, a vendor
-    # outage) is not: its cause would fail the retry too, and its alert already went out.
-    tags={"dagster/max_retries": "1", "dagster/retry_on_asset_or_op_failure": "false"},
+    # outage) is not: its cause would fail the retry too, and its alert already went out. The retry
+    # runs every step (resuming is cheap): Dagster's default, from failure, cannot retry a run whose
+    # process died after its last step, and gives up ("No steps needed to be retried").
+    tags={
+        "dagster/max_retries": "1",
+        "dagster/retry_on_asset_or_op_failure": "false",
+        "dagster/retry_strategy": "ALL_STEPS",
+    },
 )

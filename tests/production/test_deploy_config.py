@@ -43,6 +43,7 @@ def test_each_deploy_instance_passes_dagsters_schema(instance_file: str, launche
     assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}  # by name
     assert config["concurrency"]["runs"]["tag_concurrency_limits"][0]["key"] == "dagster/partition"
     assert config["compute_logs"] == {"module": "dripfeed.compute_logs", "class": "ThreadedComputeLogManager"}
+    assert config["run_retries"] == {"enabled": True, "max_retries": 0}  # sync_tenant's tags set its own
     if launcher is not None:
         launched = process_config(launcher.config_type(), config["run_launcher"]["config"])
         assert launched.success, launched.errors
@@ -61,6 +62,8 @@ def test_helm_values_queue_the_runs_like_the_instance_files() -> None:
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert queued["maxConcurrentRuns"] == instance["concurrency"]["runs"]["max_concurrent_runs"]
     assert queued["tagConcurrencyLimits"] == instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    retries = values["dagsterDaemon"]["runRetries"]
+    assert (retries["enabled"], retries["maxRetries"]) == tuple(instance["run_retries"].values())
     custom = values["computeLogManager"]["config"]["customComputeLogManager"]
     assert {k: custom[k] for k in ("module", "class")} == instance["compute_logs"]
     assert values["dagster-user-deployments"]["deployments"][0]["dagsterApiGrpcArgs"] == ["-m", "dripfeed.definitions"]

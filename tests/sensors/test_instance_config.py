@@ -1,4 +1,5 @@
-"""The demo instance's run queue: one in-flight run per tenant, and room kept for the live tiers."""
+"""The demo instance's run queue: one in-flight run per tenant, and room kept for the live tiers; and
+its run retries, which retry a tenant run whose process died, from every step, and no other."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef  # how `dagster dev` reads $DAGSTER_HOME/dagster.yaml
+
+from pipeline_assets.jobs import sync_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,3 +27,14 @@ def test_the_demo_instance_limits_runs_per_tenant_and_for_onboarding(tmp_path: P
     onboarding = limits["dripfeed/tier"]
     assert onboarding["value"] == "onboarding"
     assert onboarding["limit"] < config.run_queue_config.max_concurrent_runs, "the live tiers keep free slots"
+
+
+def test_a_tenant_run_whose_process_died_is_retried_once_from_every_step(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "demo" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 0  # only runs that ask
+    tags = sync_tenant.tags
+    assert tags["dagster/max_retries"] == "1"
+    assert tags["dagster/retry_on_asset_or_op_failure"] == "false", "a failed step (a revoked token) is not retried"
+    # From failure, Dagster cannot retry a run whose process died after its last step succeeded.
+    assert tags["dagster/retry_strategy"] == "ALL_STEPS"
