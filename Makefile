@@ -43,7 +43,7 @@ validate: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks
 
-chaos: system-packages $(VENV)/.installed  # the reliability campaign (~25 min), written to RELIABILITY.md
+chaos: system-packages $(VENV)/.installed  # the reliability campaign (~28 min), written to RELIABILITY.md
 	$(VENV)/bin/python -m chaos
 
 clean:

@@ -9,7 +9,11 @@ tenant whose every answer is slowed a little (so a run lasts seconds):
 - at a checkpoint's write: just after the page that completes a checkpoint, while its batch's
   transaction is being written by the sync's writer thread;
 - between the last checkpoint and the run's end: after the last page, during the final write,
-  the checks and the run's events.
+  the checks and the run's events;
+- during a reconciliation (a full re-sync that soft-deletes what the listing no longer shows);
+- during an export load (full campaign): the real `dagster-daemon` launches a new tenant's history
+  loads, and the tasks load's process is SIGKILLed while it reads the file or writes its batches;
+  the instance's run_retries retries it, and the retry must load the same file to the ground truth.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from pipeline_assets.history_exports import EXPORT_TAG
+from pipeline_assets.run_worker import WORKER_TAG, Worker
 from resources.streams import STREAMS
 from tasklane_sim import SimServer
 from tasklane_sim.admin_client import SimAdminClient
@@ -53,6 +60,8 @@ TASKS = 2400  # 24 pages of tasks
 SLOW = {"slow_rate": 1.0, "slow_seconds": 0.08}  # every answer 80 ms late: a run's listing lasts seconds
 RECONCILING = "during a reconciliation"
 KINDS = ("between pages", "at a checkpoint's write", "after the last checkpoint", RECONCILING)
+LOADING = "during an export load"
+LOAD_TASKS = 60000  # twelve 5,000-record batches: a load lasts seconds
 DELETED_UPSTREAM = 40  # tasks deleted, their tombstones purged, before a reconciliation is killed
 
 
@@ -66,6 +75,9 @@ class Trial:
     fetched_twice: int = 0
     resumed_from_checkpoint: bool = False
     resume_failed: bool = False
+    left_started: bool = False  # a killed load that nobody failed (its tenant's queue slot held)
+    files_read_again: int = 0  # export files downloaded beyond one per stream
+    missed: bool = False  # the load ended before it could be killed
 
 
 def committed_rows(location: Location, tenant: str) -> dict[str, int]:
@@ -164,6 +176,102 @@ def kill_campaign(scratch: Path, backend: str, warehouse_url: str | None, kills:
         return trials
 
 
+def load_runs(location: Location, tenant: str) -> list[dg.DagsterRun]:
+    """The tenant's history load runs (the export sensor's, and their retries), oldest first."""
+    with location.instance() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": tenant}))
+    return [run for run in reversed(runs) if EXPORT_TAG in run.tags]
+
+
+def load_status(location: Location, run_id: str) -> dg.DagsterRunStatus:
+    with location.instance() as instance:
+        run = instance.get_run_by_id(run_id)
+    assert run is not None
+    return run.status
+
+
+def tasks_load_begun(location: Location, tenant: str) -> dg.DagsterRun | None:
+    """The tenant's tasks load, once its step has begun (its process is recorded on it)."""
+    for run in load_runs(location, tenant):
+        if run.asset_selection == {dg.AssetKey("tasks")} and WORKER_TAG in run.tags:
+            return run
+    return None
+
+
+def load_trial(location: Location, sim: SimServer, backend: str, tenant: str, seed: int) -> Trial:
+    """The tenant's first sync submits its exports; the daemon's export sensor launches the loads; the
+    tasks load's process is SIGKILLed at a random moment of it; the retry must reach the ground truth."""
+    result, admin, rng = Trial(LOADING, backend), admin_client(sim), random.Random(seed)
+    if location.launch(tenant).wait() != 0:
+        result.resume_failed = True
+        return result
+    load: dg.DagsterRun | None = None
+
+    def started() -> bool:
+        nonlocal load
+        load = tasks_load_begun(location, tenant)
+        return load is not None
+
+    wait_for(started, 300, f"{tenant}'s tasks load", every=0.02)
+    assert load is not None
+    if load.is_finished:  # it ended between two looks: this trial killed nothing
+        result.missed = True
+        return result
+    time.sleep(rng.uniform(0, 1.6))  # a 60,000-task load's step lasts about 2 s on two cores
+    worker = Worker.from_tag(load.tags[WORKER_TAG])
+    assert worker is not None
+    try:
+        os.kill(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:  # it had ended
+        result.missed = True
+        return result
+    killed_id = load.run_id
+    time.sleep(1)
+    if load_status(location, killed_id) == dg.DagsterRunStatus.SUCCESS:  # it ended well before the kill landed
+        result.missed = True
+        return result
+    result.killed_with_rows = committed_rows(location, tenant)["tasks"]
+
+    def retried() -> bool:
+        runs = load_runs(location, tenant)
+        retries = [run for run in runs if run.parent_run_id == killed_id]
+        return len(runs) >= 4 and all(run.is_finished for run in runs) and bool(retries)
+
+    try:
+        wait_for(retried, 300, f"{tenant}'s killed load failed and retried", every=1)
+    except TimeoutError:
+        result.resume_failed = True
+    runs = load_runs(location, tenant)
+    killed = next(run for run in runs if run.run_id == killed_id)
+    retry = next((run for run in runs if run.parent_run_id == killed_id), None)
+    result.resume_failed = result.resume_failed or retry is None or retry.status != dg.DagsterRunStatus.SUCCESS
+    result.left_started = killed.status == dg.DagsterRunStatus.STARTED
+    downloads = admin.counters(tenant)["endpoints"].get("exports.download", {}).get("requests", 0)
+    result.files_read_again = downloads - len(STREAMS)
+    comparison = compare_with_truth(admin, location.warehouse, tenant)
+    result.mismatches, result.equal_to_truth = comparison.mismatches, comparison.mismatches == 0
+    return result
+
+
+def export_load_kills(scratch: Path, backend: str, warehouse_url: str | None, kills: int, seed: int) -> list[Trial]:
+    """`kills` new tenants with history, their loads launched by the real daemon, one load killed each."""
+    tenants = [f"load-{backend[:2]}-{n:03d}" for n in range(kills)]
+    records = {"users": 20, "projects": 10, "tasks": LOAD_TASKS}
+    specs = [workspace(t, new_secret(f"tok-{t}"), records=records, exports={"duration_seconds": 1}) for t in tenants]
+    fast = {"DRIPFEED_EXPORT_POLL_SECONDS": "2", "DRIPFEED_DEAD_RUN_CHECK_SECONDS": "5"}
+    with simulator(specs) as sim:
+        entries = {t: {"history_since": "2000-01-01"} for t in tenants}
+        location = Location(scratch / f"loads-{backend}", sim, entries, warehouse_url, extra_env=fast)
+        stop_schedules(location.directory, location.env)
+        rng = random.Random(seed)
+        plan = [(t, rng.randrange(1 << 30)) for t in tenants]
+        with running_daemon(location.directory, location.env), ThreadPoolExecutor(max_workers=kills) as pool:
+            trials = list(pool.map(lambda p: load_trial(location, sim, backend, *p), plan))
+        if warehouse_url:
+            record_warehouse(location)
+        return trials
+
+
 def postgres_crash(scratch: Path) -> dict[str, int]:
     """The Postgres server dies under a running sync: the run must fail within a bound, the server
     restarts (recovering from its WAL) and the next run resumes to the ground truth."""
@@ -202,10 +310,14 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
         trials += kill_campaign(scratch, "duckdb", None, kills=4, seed=14)
     else:
         trials += kill_campaign(scratch, "duckdb", None, kills=25, seed=14)
+        trials += export_load_kills(scratch, "duckdb", None, kills=3, seed=16)
         with running_server("crashes") as server:
             trials += kill_campaign(scratch, "postgres", fresh_database(server.url, "warehouse"), kills=25, seed=15)
+            trials += export_load_kills(scratch, "postgres", fresh_database(server.url, "warehouse"), kills=3, seed=17)
+    missed = sum(t.missed for t in trials)
+    trials = [t for t in trials if not t.missed]
     rows: list[tuple[str, str, str, bool]] = [
-        ("kills (SIGKILL of the run's process tree)", str(len(trials)), "≥ 50" if not quick else "≥ 4", True),
+        ("kills (SIGKILL of a run's processes)", str(len(trials)), "≥ 50" if not quick else "≥ 4", True),
         ("back ends", ", ".join(sorted({t.backend for t in trials})), "both" if not quick else "", True),
     ]
     for kind in KINDS:
@@ -219,17 +331,27 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
                 worst <= CHECKPOINT_PAGES,
             )
         )
+    if not quick:
+        loads = [t for t in trials if t.kind == LOADING]
+        left_started = sum(t.left_started for t in loads)
+        reread = max((t.files_read_again for t in loads), default=0)
+        rows += [
+            (f"{LOADING}: kills (loads that ended before their kill)", f"{len(loads)} ({missed})", "", True),
+            (f"{LOADING}: killed with batches committed", str(sum(bool(t.killed_with_rows) for t in loads)), "", True),
+            (f"{LOADING}: killed loads left STARTED", str(left_started), "0", not left_started),
+            (f"{LOADING}: most export files read again per kill", str(reread), "≤ 1 (the killed load's)", reread <= 1),
+        ]
     failed = sum(t.resume_failed for t in trials)
     rows.append(("resumed runs that failed", str(failed), "0", failed == 0))
     unequal = sum(not t.equal_to_truth for t in trials)
     rows.append(("resumed runs not equal to the ground truth", str(unequal), "0", unequal == 0))
-    with_rows = [t for t in trials if t.killed_with_rows]
+    with_rows = [t for t in trials if t.killed_with_rows and t.kind != LOADING]
     said = sum(t.resumed_from_checkpoint for t in with_rows)
     rows.append(("resumes that said they resumed from a checkpoint", f"{said} of {len(with_rows)}", "", True))
     if not quick:
         goals = {
-            "the killed run, once the daemon restarted (run monitoring on)": "FAILURE",
-            "the tenant's next run (queued behind it; marked failed by hand if need be)": "SUCCESS",
+            "the killed run, once the daemon restarted (dead_run_workers)": "FAILURE",
+            "the tenant's next run (queued behind it)": "SUCCESS",
             "mismatches after the daemon's crash": "0",
         }
         for name, value in daemon_and_webserver_killed(scratch).items():
@@ -243,7 +365,7 @@ def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
 
 
 RUN_MONITORING = """
-# As deploy/dagster.yaml: a run whose process died is marked failed instead of holding its tenant's slot.
+# As deploy/dagster.yaml (with the demo's run_retries).
 run_monitoring:
   enabled: true
   start_timeout_seconds: 300
@@ -281,14 +403,16 @@ def backfill(location: Location, tenant: str) -> None:
 
 def daemon_and_webserver_killed(scratch: Path) -> dict[str, str]:
     """The webserver, then the daemon (with its code server and the run it launched), SIGKILLed while
-    a backfill's run pages; the daemon restarts; the killed run must end failed (run monitoring, as
-    in deploy/dagster.yaml), and the next run of the tenant must resume to the ground truth."""
+    a backfill's run pages; the daemon restarts. Nothing of Dagster's fails that run under the
+    default launcher (its code server died with it): the dead_run_workers sensor must, which frees
+    the tenant's queue slot; the next run of the tenant must resume to the ground truth."""
     tenant = "crash-daemon"
     spec = workspace(
         tenant, new_secret(f"tok-{tenant}"), records={"users": 20, "projects": 10, "tasks": TASKS}, faults=SLOW
     )
     with simulator([spec]) as sim:
-        location = Location(scratch / "crash-daemon", sim, {tenant: {}})
+        fast = {"DRIPFEED_DEAD_RUN_CHECK_SECONDS": "5"}
+        location = Location(scratch / "crash-daemon", sim, {tenant: {}}, extra_env=fast)
         with (location.home / "dagster.yaml").open("a") as config:
             config.write(RUN_MONITORING)
         stop_schedules(location.directory, location.env)
@@ -316,23 +440,31 @@ def daemon_and_webserver_killed(scratch: Path) -> dict[str, str]:
             backfill(location, tenant)  # the tenant's next run, queued behind the killed one's slot
             started = time.monotonic()
             try:
-                wait_for(lambda: runs_of(location, tenant)[-1].is_finished, 60, "the killed run to be marked", every=1)
-                marked = f"{runs_of(location, tenant)[-1].status.value} after {time.monotonic() - started:.0f} s"
-            except TimeoutError:  # what an operator can do: mark it failed, which frees its slot
-                marked = f"still {runs_of(location, tenant)[-1].status.value} after 60 s"
+                wait_for(lambda: run_by_id(location, killed.run_id).is_finished, 60, "the killed run", every=1)
+                marked = f"{run_by_id(location, killed.run_id).status.value} after {time.monotonic() - started:.0f} s"
+            except TimeoutError:  # what an operator would do: mark it failed, which frees its slot
+                marked = f"still {run_by_id(location, killed.run_id).status.value} after 60 s"
                 with location.instance() as instance:
                     instance.report_run_failed(killed)
-            try:
-                wait_for(lambda: runs_of(location, tenant)[0].is_finished, 300, "the next run", every=1)
-                next_run = runs_of(location, tenant)[0].status.value
-            except TimeoutError:
-                next_run = f"{runs_of(location, tenant)[0].status.value} after 300 s"
+            with suppress(TimeoutError):
+                wait_for(lambda: all(r.is_finished for r in runs_of(location, tenant)), 300, "the runs", every=1)
+            runs = runs_of(location, tenant)
+        next_run = next(r for r in runs if r.run_id != killed.run_id and r.parent_run_id is None).status.value
+        retry = next((r.status.value for r in runs if r.parent_run_id == killed.run_id), "none")
         if next_run != "SUCCESS":
             location.launch(tenant).wait()
         comparison = compare_with_truth(sim.admin, location.warehouse, tenant)
     return {
         "killed run (daemon and webserver SIGKILLed)": killed.run_id[:8],
-        "the killed run, once the daemon restarted (run monitoring on)": marked,
-        "the tenant's next run (queued behind it; marked failed by hand if need be)": next_run,
+        "the killed run, once the daemon restarted (dead_run_workers)": marked,
+        "the tenant's next run (queued behind it)": next_run,
+        "the killed run's automatic retry (none once its backfill ended)": retry,
         "mismatches after the daemon's crash": str(comparison.mismatches),
     }
+
+
+def run_by_id(location: Location, run_id: str) -> dg.DagsterRun:
+    with location.instance() as instance:
+        run = instance.get_run_by_id(run_id)
+    assert run is not None
+    return run

@@ -40,7 +40,7 @@ ABOUT = """\
 ## How to reproduce
 
 ```bash
-make chaos                               # the full campaign (~25 min on 2 cores); rewrites this file
+make chaos                               # the full campaign (~28 min on 2 cores); rewrites this file
 .venv/bin/python -m chaos --quick        # the small one make test runs (tests/test_chaos_quick.py), ≤ 2 min
 .venv/bin/python -m chaos --only crashes # one segment (and the secrets scan of what it left)
 ```
@@ -73,9 +73,15 @@ whose JSON differs, or a soft delete that differs.
   truth (a row soft-deleted by the reconciliation whose tombstone is gone counts as equal), and the
   pages both runs fetched, beyond one pass and the page of overlap a finished stream reads again,
   must be at most one checkpoint (4). 25 kills on each back end, two tenants at a time (quick: 4 on
-  DuckDB). Full campaign only: the webserver, then the daemon (its code server and the backfill's run
-  with it), are SIGKILLed while a run pages, with `deploy/dagster.yaml`'s run monitoring on; the
-  daemon restarts and the tenant's next run is backfilled. And the Postgres server is crashed
+  DuckDB). Full campaign only: during an export load, 3 kills on each back end: new tenants with
+  history (60,000 tasks), their first sync launched from the CLI, their loads by the real
+  `dagster-daemon`'s export sensor; the tasks load's process is SIGKILLed at a random moment (half
+  after its first 5,000-record batch is committed, half while it opens and reads the file); the
+  killed load must end failed (not STARTED), the instance's `run_retries` must retry it, and the
+  retry must load the same file to the ground truth. The webserver, then the daemon (its code
+  server and the backfill's run with it), are SIGKILLed while a run pages, with
+  `deploy/dagster.yaml`'s run monitoring on; the daemon restarts, its `dead_run_workers` sensor must
+  fail the killed run, and the tenant's next run is backfilled. And the Postgres server is crashed
   (`pg_ctl stop -m immediate`) under a running sync: the run must fail, not hang; the server restarts
   (WAL recovery) and the next run resumes to the ground truth.
 - **throttling** (`chaos/throttling.py`): beside healthy tenants, one at a tenth of its budget
@@ -119,17 +125,20 @@ Each is reproduced by the segment named, and each fix has a regression test in t
    `auth` failure and alert). The fix (`resources/tasklane/client.py`): on a 401 the client reads the
    secret again and, if it changed, makes the call once more with the new token; its regression test
    is in `tests/resources/`.
-2. **A run killed with the daemon stays STARTED for ever, and its tenant's next run waits behind it**
-   (crashes, full campaign: "the killed run, once the daemon restarted"). Reproduce: `dagster-daemon
-   run` with `deploy/dagster.yaml`'s `run_monitoring`, a backfill of one tenant, SIGKILL the daemon's
-   process group while the run pages, start the daemon again. Dagster checks a run worker's health
-   only for launchers that support it (Docker, Kubernetes), so with the default launcher
-   (`deploy/run.sh`) the run stays STARTED and the run queue's one-run-per-tenant limit holds the
-   tenant's next run QUEUED; no other tenant is affected and nothing is lost. **Documented, not
-   fixed**: `docs/operations.md` ("A run left STARTED after the daemon or the machine died") says
-   how to end it (force termination, or `report_run_failed`); the campaign does that, after which
-   the queued run resumes from the checkpoint to the ground truth. A sensor that fails STARTED runs
-   whose process is gone from this host would close it for one-machine deployments.
+2. **A run killed with the daemon stayed STARTED for ever, and its tenant's next run waited behind
+   it** (crashes, full campaign: "the killed run, once the daemon restarted"; found by the first
+   full run, 17:34 UTC, still "STARTED after 60 s" in the 18:26 run). Reproduce on an earlier commit:
+   `dagster-daemon run` with `deploy/dagster.yaml`'s `run_monitoring`, a backfill of one tenant,
+   SIGKILL the daemon's process group while the run pages, start the daemon again. Under the default
+   launcher (`deploy/run.sh`, `make dev`) Dagster's run monitoring cannot check a run's process, and
+   the code server that would fail a run whose process died had died with it; the run queue's
+   one-run-per-tenant limit then held the tenant's next run QUEUED. **Fixed** in fe3a21c: each
+   tenant run records its process (host, boot, pid, start time) as tag `dripfeed/run_worker`, and
+   sensor `dead_run_workers` fails the STARTED runs whose process is gone from its host; every
+   shipped `dagster.yaml` enables `run_retries`, and `sync_tenant` is retried once when its process
+   died (not when a step failed). Regression tests in `tests/sensors/test_dead_run_workers.py` and
+   `tests/sensors/test_daemon_exports.py` (a load killed with the daemon, failed by the sensor,
+   retried to the ground truth).
 3. **The simulator's `truth` endpoint broke when admin calls overlapped** (crashes, two tenants at
    a time): it streams NDJSON from a sync generator over a SQLite connection that Starlette iterates
    on whichever worker thread is free (`sqlite3.ProgrammingError`, a body cut short). **Fixed** in
@@ -152,14 +161,16 @@ Each is reproduced by the segment named, and each fix has a regression test in t
    watermark; NaN, NUL and lone surrogates failed the write with a raw database error. **Fixed** in
    0e4d4b2, 46834b6, 05a1e9d and 61111b5: each is now a clear per-tenant error naming what to do;
    regression tests in `tests/resources/test_hostile_listings.py` and `test_page_fuzz.py`.
+7. **A run whose process died after its last step was never retried** (crashes, "during an export
+   load", in a try-out of that segment before this run): the load's step had succeeded when it was
+   SIGKILLed, the run was failed, and Dagster's run-retry daemon gave up ("No steps needed to be
+   retried in the failed run": its default strategy re-runs only what failed). **Fixed** in 674de97:
+   `sync_tenant` carries `dagster/retry_strategy=ALL_STEPS` (its steps resume from their
+   checkpoints, so running them again is an incremental sync); `tests/sensors/test_instance_config.py`
+   checks the tags, and this segment's kills that land after the step show it.
 
 ## Known gaps
 
-- **"During an export load"**, one of the issue's kill moments, is not aimed at: the CLI can neither
-  tag a run with `dripfeed/export_id` nor select one asset of `sync_tenant` with tags, and a load is
-  launched only by the export sensor through the daemon. Kills of the daemon during runs are covered;
-  the export load's own resumption after a kill is covered by `tests/sensors/` (the daemon killed
-  while exports are open).
 - **Ticks** are evaluated in the campaign's process against the real instance, as the tests do
   (`build_sensor_context`, `build_schedule_context`), not by the daemon; the soak segment is where the
   daemon evaluates them, and there a failed tick would show as runs not launched, not as a figure.
@@ -173,8 +184,14 @@ Each is reproduced by the segment named, and each fix has a regression test in t
 - **Soak failures unexplained**: in the first full run (17:34 UTC), 3 of the 150 runs the daemon
   launched failed (a `projects` step, a `tasks` step, and one with no failed step); the soak did not
   record why then, and now prints each failed run's cause. The second run's 100 runs all succeeded.
-- **The quick campaign** runs DuckDB only, no soak, and neither the daemon nor the Postgres server
-  is killed in it.
+- **The quick campaign** runs DuckDB only, no soak, and neither the daemon, a load nor the Postgres
+  server is killed in it; `make test` kills a load with the daemon in `tests/sensors/` instead.
+- **Export loads are killed by their process alone** (the daemon and its code server live on), so
+  Dagster's code server fails them; a load killed together with the daemon, which only
+  `dead_run_workers` fails, is the daemon segment's case for syncs and a `make test` case for loads.
+- **A retry of a run whose process died after its last step** (Dagster's default strategy gave up
+  on it, found by this campaign's first load kills) is shown by the load kills that landed there,
+  not aimed at; `tests/sensors/test_instance_config.py` checks the strategy `sync_tenant` carries.
 """
 
 
