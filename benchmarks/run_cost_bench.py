@@ -15,10 +15,9 @@ import re
 import shutil
 import statistics
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import BIN, ProcessLog, running_daemon, wait_until
+from tests.support.periodic import every
 
 from .report import Section, run_parts
 
@@ -180,7 +180,7 @@ def cli_run(location: Location, tenant: str) -> Cost:
     started = time.perf_counter()
     with output.open("w") as log:
         process = subprocess.Popen(command, cwd=location.directory, env=location.env, stdout=log, stderr=log)
-    with location.processes.polling(process.pid, every=0.02), _peak_rss(process.pid) as peak:
+    with location.processes.polling(process.pid, seconds=0.02), _peak_rss(process.pid) as peak:
         _, status, usage = os.wait4(process.pid, 0)  # the CLI and every process it waited for
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
@@ -195,25 +195,19 @@ def _peak_rss(pid: int) -> Iterator[list[int]]:
     """The resident memory of the largest process in `pid`'s tree, sampled every 20 ms. (Not
     ru_maxrss: a child forked from this large process inherits its high-water mark.)"""
     peak = [0]
-    stop = threading.Event()
 
-    def sample() -> None:
-        while not stop.wait(0.02):
-            try:
-                tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            for process in tree:
-                with suppress(psutil.NoSuchProcess):
-                    peak[0] = max(peak[0], process.memory_info().rss)
+    def sample() -> bool:
+        try:
+            tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return False
+        for process in tree:
+            with suppress(psutil.NoSuchProcess):
+                peak[0] = max(peak[0], process.memory_info().rss)
+        return True
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with every(0.02, sample):
         yield peak
-    finally:
-        stop.set()
-        sampler.join()
 
 
 @contextmanager
@@ -431,26 +425,15 @@ def isolation(section: Section, scratch: Path) -> None:
     )
 
 
-@contextmanager
-def _sampling_held_slots(instance: dg.DagsterInstance, tenants: list[str], held: list[int]) -> Iterator[None]:
+def _sampling_held_slots(
+    instance: dg.DagsterInstance, tenants: list[str], held: list[int]
+) -> AbstractContextManager[None]:
     """Sample, every half second, how many runs of `tenants` are queued or in progress."""
-    stop = threading.Event()
     in_flight = dg.RunsFilter(
         tags={"dagster/partition": tenants},
         statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
     )
-
-    def sample() -> None:
-        while not stop.wait(0.5):
-            held.append(len(instance.get_run_records(in_flight)))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        sampler.join()
+    return every(0.5, lambda: held.append(len(instance.get_run_records(in_flight))))
 
 
 def run() -> Section:

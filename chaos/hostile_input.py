@@ -24,7 +24,7 @@ import yaml
 from pipeline_assets.assets import FULL_RESYNC_TAG, projects, tasks, users
 from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
-from resources.tasklane.listing import MAX_PAGE_BYTES
+from resources.tasklane.transport import MAX_ANSWER_BYTES
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 
@@ -48,7 +48,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
     "wrong types in scalar fields": ([last_page('"title": 5, "priority": "high", "due_date": 20261130')], True),
     "wrong types in every known field": ([{"mode": "wrong_types"}], True),
     "a 10 MB page": ([{"mode": "huge_page", "size_bytes": 10_000_000}], True),
-    "a page over the limit": ([{"mode": "huge_page", "size_bytes": MAX_PAGE_BYTES}], False),
+    "a page over the limit": ([{"mode": "huge_page", "size_bytes": MAX_ANSWER_BYTES}], False),
     "custom_fields 200 deep": ([{"mode": "nested_custom_fields", "depth": 200}], True),
     "custom_fields 5000 deep": ([{"mode": "nested_custom_fields", "depth": 5000}], False),
     "field names made to break SQL and paths": ([{"mode": "hostile_field_names"}], True),

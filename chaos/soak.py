@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 
 import dagster as dg
 import psutil
 
 from tests.support.dagster_daemon import running_daemon
+from tests.support.periodic import every
 
 from .harness import Location, new_secret, simulator, workspace
 
@@ -39,24 +38,15 @@ def long_lived(daemon: psutil.Process) -> list[psutil.Process]:
     return found
 
 
-@contextmanager
-def sampling_memory(daemon_pid: int, samples: list[float], every: float = 5) -> Iterator[None]:
-    """The summed resident memory (MB) of the long-lived processes, every `every` seconds."""
-    stop = threading.Event()
+def sampling_memory(daemon_pid: int, samples: list[float], seconds: float = 5) -> AbstractContextManager[None]:
+    """The summed resident memory (MB) of the long-lived processes, every `seconds`."""
 
     def sample() -> None:
-        while not stop.wait(every):
-            with suppress(psutil.Error):
-                processes = long_lived(psutil.Process(daemon_pid))
-                samples.append(sum(p.memory_info().rss for p in processes) / 2**20)
+        with suppress(psutil.Error):
+            processes = long_lived(psutil.Process(daemon_pid))
+            samples.append(sum(p.memory_info().rss for p in processes) / 2**20)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        sampler.join()
+    return every(seconds, sample)
 
 
 def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:

@@ -5,17 +5,16 @@ payloads the secrets segment scans."""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import dagster as dg
+
+from tests.support.webhook_receiver import receiving_webhooks
 
 from .harness import Location, new_secret
 
@@ -25,23 +24,8 @@ ALERT_PAYLOADS: list[dict[str, Any]] = []  # every alert any receiver got, for t
 @contextmanager
 def webhook_receiver() -> Iterator[str]:
     """A Slack-compatible receiver; yields its URL, whose path is a secret as a Slack hook's is."""
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            ALERT_PAYLOADS.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hooks/{new_secret('hook')}"
-    finally:
-        server.shutdown()
+    with receiving_webhooks(f"/hooks/{new_secret('hook')}", into=ALERT_PAYLOADS) as received:
+        yield received.url
 
 
 @dataclass

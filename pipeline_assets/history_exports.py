@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
+from resources.streams import minus_overlap, rfc3339
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure
 from resources.warehouse import SyncState, Warehouse
 
 from .export_lifecycle import after_submission, loaded, new_job
-from .incremental_sync import SyncReport, minus_overlap, rfc3339
+from .incremental_sync import SyncReport
 
 EXPORT_TAG = "dripfeed/export_id"  # on a run that loads an export's result
 RECORDS_PER_BATCH = 5000  # records per warehouse transaction while loading

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from resources.streams import TOMBSTONE_RETENTION, VISIBILITY_OVERLAP
+from resources.streams import TOMBSTONE_RETENTION, minus_overlap, rfc3339
 from resources.tasklane.client import TenantClient
 from resources.warehouse import Sweep, SyncState, Warehouse
 from resources.warehouse.schema import Drift
@@ -25,23 +25,13 @@ RECONCILE_MARGIN = timedelta(days=3)
 DEFAULT_RECONCILE_EVERY = timedelta(days=7)
 
 
-def rfc3339(moment: datetime) -> str:
-    """The contract's timestamp form: UTC, milliseconds, `Z`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def minus_overlap(stamp: str) -> str:
-    return rfc3339(datetime.fromisoformat(stamp) - VISIBILITY_OVERLAP)
-
-
 @dataclass
 class SyncReport:
     stream: str
     watermark_before: str | None
     watermark_after: str | None = None
     resumed_from: str | None = None
-    full_resync: bool = False
-    reconcile_reason: str | None = None
+    reconcile_reason: str | None = None  # None: an incremental sync
     pages: int = 0
     records: int = 0
     tombstones: int = 0
@@ -49,6 +39,11 @@ class SyncReport:
     checkpoints: int = 0
     drift: list[Drift] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
+
+    @property
+    def full_resync(self) -> bool:
+        """A reconciliation lists everything again: a full re-sync, whatever asked for it."""
+        return self.reconcile_reason is not None
 
 
 def reconcile_reason(state: SyncState, now: datetime, *, requested: bool, every: timedelta | None) -> str | None:
@@ -97,9 +92,7 @@ def sync_stream(
     # A reconciliation resumes only its own checkpoint: an incremental run's would skip the records
     # before it. An incremental run resumes its own (a reconciliation's makes the run reconcile).
     resume_from = state.resume_from if not reconciling or state.reconciling_since else None
-    report = SyncReport(
-        stream, state.watermark, resumed_from=resume_from, full_resync=reconciling, reconcile_reason=reason
-    )
+    report = SyncReport(stream, state.watermark, resumed_from=resume_from, reconcile_reason=reason)
     began = (state.reconciling_since or started) if reconciling else None
     start = resume_from if reconciling else (resume_from or state.watermark)
     since = minus_overlap(start) if start else None

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SYNC_AT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 DEFAULT_BUDGET_SHARE = 0.8
 
 
@@ -52,7 +53,7 @@ class Tenant(BaseModel):
     tier: Literal["hourly", "daily"]
     budget_per_hour: int | None = Field(None, ge=1)
     budget_share: float | None = Field(None, gt=0, le=1)
-    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_env: str | None = None
     token_file: Path | None = None
     history_since: date | None = None
     sync_at: str | None = None  # HH:MM UTC: pins the tenant's slot in its tier's period (sensors/tier_slots.py)
@@ -69,6 +70,30 @@ class Tenant(BaseModel):
             value = f"{value // 60:02d}:{value % 60:02d}"
         if value is not None and not (isinstance(value, str) and SYNC_AT.match(value)):
             raise ValueError(f"{value!r} is not a time of day: give HH:MM in UTC, e.g. '03:17'")
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _a_variable_name(cls, value: str | None) -> str | None:
+        """A name in capitals, as environment variables are: a token pasted here by mistake (mixed
+        case, dashes) is refused without being repeated in any message, log or tick."""
+        if value is not None and not ENV_NAME.match(value):
+            raise ValueError(
+                "must be the NAME of the environment variable that holds the token, in capitals like "
+                "TASKLANE_TOKEN_ACME, not the token itself (if a token was pasted here, rotate it)"
+            )
+        return value
+
+    @field_validator("token_file")
+    @classmethod
+    def _an_absolute_path(cls, value: Path | None) -> Path | None:
+        """Absolute, so that every process reads the same file whatever its working directory (and a
+        token pasted here by mistake is refused without being repeated)."""
+        if value is not None and not value.is_absolute():
+            raise ValueError(
+                "must be the absolute path of the file that holds the token, like /run/secrets/tasklane-acme "
+                "(if a token was pasted here, rotate it)"
+            )
         return value
 
     @model_validator(mode="after")

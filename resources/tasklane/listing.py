@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 100
 MAX_CURSOR_RESTARTS = 5
-# A contract page holds at most 100 records; a simulated tasks page is about 40 KB, so 16 MiB
-# allows 160 KB a record, far beyond any record the contract describes, while bounding what a
-# sync holds: a checkpoint keeps up to pages_per_checkpoint bodies (default 10) and hands them to
-# the database as one parameter, next to the previous batch being written: about 20 pages,
-# here 320 MiB at worst, well under Postgres' 1 GB limit on a value.
-MAX_PAGE_BYTES = 16 * 2**20
 # The contract's timestamp, exactly: the watermark is the greatest updated_at compared as text,
 # which orders time only when every stamp has this one form.
 CONTRACT_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -118,10 +112,8 @@ def list_pages(
 
 
 def _page_text(tenant: str, stream: str, content: bytes) -> str:
-    """The body as text for the warehouse: at most MAX_PAGE_BYTES, and UTF-8 as the contract says (a
-    byte order mark, which JSON parsers may ignore, is dropped: the databases would not parse it)."""
-    if len(content) > MAX_PAGE_BYTES:
-        raise _malformed(tenant, stream, f"{len(content):,} bytes, over dripfeed's limit of {MAX_PAGE_BYTES:,}")
+    """The body as text for the warehouse (at most transport.MAX_ANSWER_BYTES): UTF-8 as the contract
+    says (a byte order mark, which JSON parsers may ignore, is dropped: the databases would not parse it)."""
     try:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -20,6 +20,16 @@ from ..tenants import Tenant
 from .errors import CursorExpired, TasklaneFailure, TransientError, failure_for_status, parse_retry_after
 
 API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written against
+# The most one answer may weigh (a listing page, an export's status; export files are streamed and
+# not bound by it). A contract page holds at most 100 records; a simulated tasks page is about 40 KB,
+# so 16 MiB allows 160 KB a record, far beyond any record the contract describes, while bounding
+# what a sync holds: a checkpoint keeps up to pages_per_checkpoint bodies (default 10) and hands them
+# to the database as one parameter, next to the previous batch being written: about 20 pages, here
+# 320 MiB at worst, well under Postgres' 1 GB limit on a value. An answer is refused as soon as it
+# passes the limit (by its Content-Length, or while it is read, after decompression), before it
+# fills the run's memory.
+MAX_ANSWER_BYTES = 16 * 2**20
+READ_CHUNK_BYTES = 64 * 1024
 TRANSPORT_ERRORS = (
     requests.Timeout,
     requests.ConnectionError,
@@ -76,13 +86,35 @@ class Transport:
                 json=json_body,
                 headers={**(headers or {}), "Authorization": f"Bearer {token}"},
                 timeout=self.timeouts,
-                stream=stream,
+                stream=True,
             )
             if not stream:
-                response.content  # noqa: B018 - read the body now
+                self._read_bounded(response, endpoint)
         except TRANSPORT_ERRORS as exc:
             raise TransientError(f"{type(exc).__name__} on {endpoint}") from None
         return response
+
+    def _read_bounded(self, response: requests.Response, endpoint: str) -> None:
+        """Read the body now, as `response.content` would, but never past MAX_ANSWER_BYTES."""
+        declared = response.headers.get("Content-Length", "")
+        chunks: list[bytes] = []
+        size = int(declared) if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES else 0
+        if not size:
+            for chunk in response.iter_content(READ_CHUNK_BYTES):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    break
+        if size > MAX_ANSWER_BYTES:
+            response.close()  # the rest is never read
+            raise TasklaneFailure(
+                self.tenant.id,
+                "schema_drift",
+                f"Tasklane answered {endpoint} with more than {MAX_ANSWER_BYTES:,} bytes, over dripfeed's limit "
+                "for one answer. Nothing from that answer was written; check the Tasklane-Version and the API "
+                "changelog, and report the answer to Tasklane if it persists.",
+            )
+        response._content = b"".join(chunks)  # what `response.content` and `.json()` return from now on
 
     def url(self, path: str) -> str:
         if not path.startswith("http"):

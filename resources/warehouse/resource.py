@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..streams import STREAMS, VISIBILITY_OVERLAP
+from ..streams import STREAMS, minus_overlap
 from .backend import DRIFT_TABLE, STATE_TABLE, TYPES, USAGE_TABLE, Backend, SyncState, Written
 from .batch_writer import BatchWriter
 from .schema import quote
@@ -182,9 +182,8 @@ class Warehouse(dg.ConfigurableResource):
             (tenant, parent),
         )
         if not found or found[0][0] is None:
-            return "1970-01-01T00:00:00Z"
-        settled = datetime.fromisoformat(found[0][0]) - VISIBILITY_OVERLAP
-        return settled.isoformat()
+            return "1970-01-01T00:00:00.000Z"
+        return minus_overlap(found[0][0])
 
     def replace_api_usage(self, rows: Sequence[tuple], since_hour: str) -> None:
         """Replace table api_usage's hours from `since_hour` on with `rows` (USAGE_COLUMNS, in order),

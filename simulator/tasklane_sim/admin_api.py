@@ -255,6 +255,12 @@ def build_admin_router(sim: Simulator) -> APIRouter:
         body = _validated(CraftedRepliesBody, await _payload(request))
         return {"queued": workspace(workspace_id).crafted.add(body.resource, body.replies)}
 
+    @admin.get("/workspaces/{workspace_id}/crafted-replies")
+    def crafted_replies(workspace_id: str) -> dict:
+        crafted = workspace(workspace_id).crafted
+        queued = {resource: sum(reply.times for reply in queue) for resource, queue in crafted.queues.items()}
+        return {"queued": queued, "streamed_bytes": crafted.streamed_bytes}
+
     @admin.delete("/workspaces/{workspace_id}/crafted-replies")
     def clear_crafted_replies(workspace_id: str) -> dict:
         return {"unused": workspace(workspace_id).crafted.clear()}

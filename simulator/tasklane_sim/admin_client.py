@@ -83,6 +83,10 @@ class SimAdminClient:
             "POST", f"/workspaces/{workspace}/crafted-replies", json={"resource": resource, "replies": list(replies)}
         )["queued"]
 
+    def crafted_replies(self, workspace: str) -> dict[str, Any]:
+        """The answers still queued, by resource, and the bytes unbounded pages sent so far."""
+        return self._call("GET", f"/workspaces/{workspace}/crafted-replies")
+
     def clear_crafted_replies(self, workspace: str) -> dict[str, int]:
         """Drop every queued crafted reply; returns how many answers each resource had left."""
         return self._call("DELETE", f"/workspaces/{workspace}/crafted-replies")["unused"]

@@ -7,14 +7,15 @@ is either raw (status, headers, body) or a named mode, most of which reshape the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from .config import RESOURCES
 
@@ -24,6 +25,7 @@ Mode = Literal[
     "malformed_json",  # a body that is not JSON
     "wrong_types",  # the real page, every known field but id, updated_at and deleted_at of another JSON type
     "huge_page",  # the real page, its records padded to about size_bytes
+    "unbounded_page",  # a page's opening, then size_bytes of padding sent chunked, with no Content-Length
     "nested_custom_fields",  # the real page, each record's custom_fields nested depth objects deep
     "hostile_field_names",  # the real page, each record with the fields of HOSTILE_FIELD_NAMES
     "unicode_ids",  # the real page, then copies of its last record whose ids differ only in unicode
@@ -67,7 +69,7 @@ class CraftedReply(BaseModel):
     body: str = ""
     body_base64: str | None = None  # raw: a body that need not be UTF-8
     depth: int = Field(2000, ge=1, le=1_000_000)
-    size_bytes: int = Field(10_000_000, ge=0, le=200_000_000)
+    size_bytes: int = Field(10_000_000, ge=0, le=2_000_000_000)
     times: int = Field(1, ge=1, le=100_000)  # answer this many requests in a row
 
     @model_validator(mode="after")
@@ -87,6 +89,7 @@ class CraftedReplies:
         self.queues: dict[str, deque[CraftedReply]] = {resource: deque() for resource in RESOURCES}
         self.first_page: dict[str, bytes] = {}
         self.previous_page: dict[str, bytes] = {}
+        self.streamed_bytes = 0  # what unbounded pages sent before their client stopped reading
 
     def add(self, resource: str, replies: list[CraftedReply]) -> int:
         self.queues[resource].extend(replies)
@@ -114,7 +117,7 @@ class CraftedReplies:
         return self._served(resource, first, self._craft(reply, resource, real_page))
 
     def _served(self, resource: str, first: bool, response: Response) -> Response:
-        if response.status_code == 200:
+        if response.status_code == 200 and not isinstance(response, StreamingResponse):
             self.previous_page[resource] = response.body
             if first:
                 self.first_page[resource] = response.body
@@ -123,6 +126,8 @@ class CraftedReplies:
     def _craft(self, reply: CraftedReply, resource: str, real_page: Callable[[bool], Response]) -> Response:
         if reply.mode == "raw":
             return Response(reply.raw_body(), reply.status, reply.headers, media_type="application/json")
+        if reply.mode == "unbounded_page":
+            return StreamingResponse(self._unbounded(reply.size_bytes), reply.status, reply.headers, "application/json")
         if reply.mode == "malformed_json":
             body = MALFORMED_JSON.encode()
         elif reply.mode == "repeat_previous_page" and resource in self.previous_page:
@@ -133,6 +138,20 @@ class CraftedReplies:
                 return real
             body = self._reshaped(reply, resource, json.loads(real.body))
         return Response(body, reply.status, reply.headers, media_type="application/json")
+
+    async def _unbounded(self, size: int) -> AsyncIterator[bytes]:
+        """A record whose one field never seems to end, counted as it is sent: a client that bounds
+        what it reads hangs up early, and the count shows how early."""
+        chunk = b"x" * 65536
+        yield b'{"data": [{"id": "t_1", "updated_at": "2026-11-01T00:00:00.000Z", "padding": "'
+        sent = 0
+        while sent < size:
+            part = chunk[: size - sent]
+            sent += len(part)
+            self.streamed_bytes += len(part)
+            yield part
+            await asyncio.sleep(0)  # lets the server stop the stream when the client hangs up
+        yield b'"}], "next_cursor": null}'
 
     def _reshaped(self, reply: CraftedReply, resource: str, page: dict[str, Any]) -> bytes:
         records: list[dict[str, Any]] = page["data"]

@@ -15,7 +15,7 @@ import pytest
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
-from resources.tasklane.listing import MAX_PAGE_BYTES
+from resources.tasklane.transport import MAX_ANSWER_BYTES
 from resources.warehouse import Warehouse
 from resources.warehouse.schema import column_for, quote
 from tasklane_sim import SimServer
@@ -116,7 +116,7 @@ CASES = {
     # A regression: tags or custom_fields as a JSON string failed the batch (its text was cast to JSON).
     "wrong types everywhere": Case([{"mode": "wrong_types"}], stored=every_type_drifted, quick=("duckdb", "postgres")),
     "10 MB page": Case([{"mode": "huge_page", "size_bytes": 10_000_000}], stored=padding_stored),
-    "page over the limit": Case([{"mode": "huge_page", "size_bytes": MAX_PAGE_BYTES}], fails_with="over dripfeed's"),
+    "page over the limit": Case([{"mode": "huge_page", "size_bytes": MAX_ANSWER_BYTES}], fails_with="over dripfeed's"),
     "nested 200 deep": Case([{"mode": "nested_custom_fields", "depth": 200}], stored=nesting_stored),
     "nested 5000 deep": Case(
         [{"mode": "nested_custom_fields", "depth": 5000}], fails_with="nested deeper", quick=("duckdb",)

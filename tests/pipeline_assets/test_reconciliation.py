@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline_assets.incremental_sync import reconcile_reason, rfc3339, sync_stream
-from resources.streams import STREAMS
+from pipeline_assets.incremental_sync import reconcile_reason, sync_stream
+from resources.streams import STREAMS, rfc3339
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer

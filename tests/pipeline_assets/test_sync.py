@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
-from pipeline_assets.incremental_sync import rfc3339, sync_stream
-from resources.streams import STREAMS
+from pipeline_assets.incremental_sync import sync_stream
+from resources.streams import STREAMS, rfc3339
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
 from tasklane_sim import SimServer

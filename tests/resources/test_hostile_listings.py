@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from resources.tasklane.errors import TasklaneFailure
-from resources.tasklane.listing import MAX_PAGE_BYTES
+from resources.tasklane.transport import MAX_ANSWER_BYTES
 from tests.support.simulator import workspace_config
 
 EXPIRED = {"status": 410, "body": json.dumps({"error": {"code": "cursor_expired", "message": "expired"}})}
@@ -29,7 +29,8 @@ FOREVER = 10_000  # more answers than any listing that ends would ask for
             "cursors kept expiring",
             12,
         ),
-        ([{"mode": "huge_page", "size_bytes": MAX_PAGE_BYTES + 1}], "over dripfeed's limit", 1),
+        ([{"mode": "huge_page", "size_bytes": MAX_ANSWER_BYTES + 1}], "over dripfeed's limit", 1),
+        ([{"mode": "unbounded_page", "size_bytes": MAX_ANSWER_BYTES + 1}], "over dripfeed's limit", 1),
         ([{"mode": "nested_custom_fields", "depth": 5000}], "nested deeper than dripfeed can parse", 1),
         ([{"body": json.dumps({"data": [BAD_STAMP], "next_cursor": None})}], "not in the contract's format", 1),
         ([{"body": json.dumps({"data": [FAR_FUTURE], "next_cursor": None})}], "ahead of dripfeed's clock", 1),
@@ -41,6 +42,7 @@ FOREVER = 10_000  # more answers than any listing that ends would ask for
         "empty pages",
         "restart loop",
         "huge page",
+        "huge page without a length",
         "deep nesting",
         "bad updated_at",
         "updated_at far ahead",
@@ -62,6 +64,19 @@ def test_a_hostile_listing_ends_with_a_clear_failure_for_its_tenant(
     assert raised.value.tenant == "acme" and raised.value.description.startswith("tenant 'acme': ")
     assert "tasks" in raised.value.description
     assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= most_requests
+
+
+def test_an_answer_past_the_limit_is_refused_before_it_is_read_whole(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 430}))
+    sim.admin.craft_replies("acme", "tasks", {"mode": "unbounded_page", "size_bytes": 2_000_000_000})
+    client = make_api(sim, max_attempts=2).client("acme")
+
+    with pytest.raises(TasklaneFailure, match="over dripfeed's limit"):
+        for _ in client.list_pages("tasks", None):
+            pass
+
+    sent = sim.admin.crafted_replies("acme")["streamed_bytes"]
+    assert sent < 4 * MAX_ANSWER_BYTES, f"{sent:,} bytes of a 2 GB answer sent: the client read on past the limit"
 
 
 @pytest.mark.parametrize(

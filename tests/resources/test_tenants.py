@@ -27,6 +27,8 @@ LONG_ID = "a" * 10_000
         ({**GOOD, "budget_per_hour": 100, "budget_share": 0.5}, "budget_per_hour or budget_share, not both"),
         ({**GOOD, "budget_share": 1.5}, "budget_share: Input should be less than or equal to 1"),
         ({**GOOD, "sync_at": "25:00"}, "sync_at: Value error, '25:00' is not a time of day"),
+        ({**GOOD, "token_env": "tasklane_token"}, "token_env: Value error, must be the NAME of the environment"),
+        ({**GOOD, "token_env": None, "token_file": "secrets/acme"}, "token_file: Value error, must be the absolute"),
         ("acme", "entry 1: must be a mapping"),
         (None, "entry 1: must be a mapping"),
     ],
@@ -36,6 +38,16 @@ def test_a_bad_entry_is_skipped_and_named_and_the_others_load(entry: object, mes
     assert list(loaded.tenants) == ["globex"]
     assert len(loaded.skipped) == 1 and message in str(loaded.skipped[0])
     assert loaded.skipped[0].position == 1
+
+
+@pytest.mark.parametrize("key", ["token_env", "token_file"])
+def test_a_token_pasted_where_its_name_goes_is_refused_and_never_repeated(key: str) -> None:
+    pasted = "tl_live_8f3aB29dKq7ZxW41mNc0"
+    entry = {"id": "acme", "tier": "hourly", key: pasted}
+    loaded = parse_tenants({"tenants": [entry, GLOBEX]})
+    assert list(loaded.tenants) == ["globex"]
+    assert "rotate it" in loaded.skipped[0].reason
+    assert pasted not in str(loaded.skipped[0]) and pasted not in loaded.skipped[0].reason
 
 
 def test_an_id_listed_twice_skips_every_entry_with_it(tmp_path: Path) -> None:

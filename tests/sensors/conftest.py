@@ -3,43 +3,19 @@ that posts to it."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from resources.alerts import Alerts
-
-
-class Webhook(list):
-    """The JSON bodies a receiver got, and where it listens."""
-
-    url: str
+from tests.support.webhook_receiver import Webhook, receiving_webhooks
 
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     """A Slack-compatible receiver on a real socket; yields the JSON bodies it received."""
-    received = Webhook()
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    received.url = f"http://127.0.0.1:{server.server_port}/hooks/dripfeed"
-    yield received
-    server.shutdown()
+    with receiving_webhooks() as received:
+        yield received
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ import pytest
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.export_lifecycle import MAX_ATTEMPTS
 from pipeline_assets.history_exports import EXPORT_TAG
-from pipeline_assets.incremental_sync import minus_overlap
 from resources.alerts import Alerts
 from resources.control.export_jobs import ExportJobs
-from resources.streams import STREAMS
+from resources.streams import STREAMS, minus_overlap
 from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor

@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import requests
+
+from tests.support.periodic import every
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -116,7 +117,6 @@ class ProcessLog:
         self.path = directory / "processes.log"
         self.path.touch()
         self.seen: dict[int, tuple[int, str]] = {}  # pid -> (ppid, name), from polling
-        self._stop = threading.Event()
 
     def env(self, env: dict[str, str]) -> dict[str, str]:
         return {**env, "PYTHONPATH": str(self.site), "DRIPFEED_TEST_PROCESS_LOG": str(self.path)}
@@ -125,27 +125,20 @@ class ProcessLog:
         rows = [line.split(" ", 3) for line in self.path.read_text().splitlines()]
         return [StartedProcess(int(pid), int(ppid), float(at), command) for pid, ppid, at, command in rows]
 
-    @contextmanager
-    def polling(self, root: int, every: float = 0.05) -> Iterator[None]:
-        """Record every process in `root`'s tree, every `every` seconds, while the block runs."""
+    def polling(self, root: int, seconds: float = 0.05) -> AbstractContextManager[None]:
+        """Record every process in `root`'s tree, every `seconds`, while the block runs."""
 
-        def poll() -> None:
-            while not self._stop.wait(every):
-                try:
-                    tree = psutil.Process(root).children(recursive=True)
-                except psutil.NoSuchProcess:
-                    return
-                for process in tree:
-                    with suppress(psutil.NoSuchProcess):
-                        self.seen.setdefault(process.pid, (process.ppid(), process.name()))
+        def poll() -> bool:
+            try:
+                tree = psutil.Process(root).children(recursive=True)
+            except psutil.NoSuchProcess:
+                return False
+            for process in tree:
+                with suppress(psutil.NoSuchProcess):
+                    self.seen.setdefault(process.pid, (process.ppid(), process.name()))
+            return True
 
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        try:
-            yield
-        finally:
-            self._stop.set()
-            poller.join()
+        return every(seconds, poll)
 
     def descendants(self, pid: int) -> list[tuple[int, str]]:
         """Processes seen below `pid`, by either record."""
