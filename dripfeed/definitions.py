@@ -27,7 +27,8 @@ from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_HOURS, export_status_sensor
 from sensors.tenant_alerts import tenant_failure_alerts
 from sensors.tenant_freshness import tenant_freshness
-from sensors.tenant_registry import tenant_registry
+from sensors.tenant_registry import DEFAULT_CHECK_SECONDS as REGISTRY_SECONDS
+from sensors.tenant_registry import tenant_registry_sensor
 from sensors.tier_schedules import TIERS, tier_schedules
 from sensors.tier_slots import Tier, make_tier
 
@@ -87,7 +88,7 @@ defs = dg.Definitions(
     jobs=[sync_tenant],
     schedules=[*tier_schedules(tiers), usage_schedule()],
     sensors=[
-        tenant_registry,
+        tenant_registry_sensor(int(number("DRIPFEED_REGISTRY_CHECK_SECONDS", REGISTRY_SECONDS))),
         export_status_sensor(
             poll_seconds=int(number("DRIPFEED_EXPORT_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
             timeout_hours=number("DRIPFEED_EXPORT_TIMEOUT_HOURS", DEFAULT_TIMEOUT_HOURS),

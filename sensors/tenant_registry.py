@@ -14,14 +14,10 @@ from resources.tasklane import TasklaneAPI
 
 from .tick_report import TickReport
 
+DEFAULT_CHECK_SECONDS = 60
 
-@dg.sensor(
-    job=sync_tenant,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps the tenant partitions equal to tenants.yaml's enabled tenants; starts new tenants' first sync.",
-)
-def tenant_registry(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+
+def register_tenants(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
     report = TickReport(context)
     loaded = report.read_tenants(tasklane)  # an unreadable file fails the tick with an error naming it
     enabled = {tenant_id: tenant for tenant_id, tenant in loaded.tenants.items() if tenant.enabled}
@@ -55,3 +51,23 @@ def tenant_registry(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) 
         dynamic_partitions_requests=requests,
         cursor=str(generation),
     )
+
+
+def tenant_registry_sensor(check_seconds: int = DEFAULT_CHECK_SECONDS) -> dg.SensorDefinition:
+    """The sensor, looking at tenants.yaml every `check_seconds` (how long a new tenant waits at most)."""
+
+    @dg.sensor(
+        name="tenant_registry",
+        job=sync_tenant,
+        minimum_interval_seconds=check_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Keeps the tenant partitions equal to tenants.yaml's enabled tenants; starts new tenants' "
+        "first sync.",
+    )
+    def tenant_registry(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+        return register_tenants(context, tasklane)
+
+    return tenant_registry
+
+
+tenant_registry = tenant_registry_sensor()

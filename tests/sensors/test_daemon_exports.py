@@ -1,6 +1,7 @@
-"""History exports through the real daemon: a new tenant's exports are submitted, the daemon is
-killed while they are open and started again, and each export is loaded once, none submitted twice;
-a load killed with the daemon is failed and retried."""
+"""History exports through the real daemon, under the default run launcher as `make dev` and
+deploy/run.sh run it: a new tenant's exports are submitted; the daemon is killed while they are open,
+then again (with its code server and the load's process) during a load; each export is loaded, none
+submitted twice, and the killed load is failed by dead_run_workers and retried."""
 
 from __future__ import annotations
 
@@ -41,30 +42,60 @@ def loads_finished(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [run for run in finished_runs(instance) if EXPORT_TAG in run.tags]
 
 
+def tagged_load(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """A history load whose step has begun (its process is recorded on it)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    return next((run for run in runs if EXPORT_TAG in run.tags and WORKER_TAG in run.tags), None)
+
+
 @pytest.mark.timeout(600)  # generous: a loaded CI machine starts runs slowly
-def test_exports_open_when_the_daemon_is_killed_are_loaded_once_after_a_restart(
+def test_exports_survive_the_daemon_killed_while_open_and_during_a_load(
     make_sim, webhook, tmp_path: Path, monkeypatch
 ) -> None:
-    sim = make_sim(workspace_config("acme", exports={"duration_seconds": 1}))
+    sim = make_sim(workspace_config("acme", records={"tasks": 12000}, exports={"duration_seconds": 1}))
     sim.admin.hold_exports("acme")  # open until the daemon has been killed, however slow the machine
-    home = scratch_instance(tmp_path)
+    home = scratch_instance(tmp_path, ROOT / "demo" / "dagster.yaml")  # its run_retries
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", history_since="2000-01-01"))
     env = dripfeed_env(tmp_path, home, tenants, sim.base_url, "acme")
-    env["DRIPFEED_EXPORT_POLL_SECONDS"] = "3"
+    env |= {
+        "DRIPFEED_EXPORT_POLL_SECONDS": "2",
+        "DRIPFEED_DEAD_RUN_CHECK_SECONDS": "2",
+        "DRIPFEED_ALERT_WEBHOOK_URL": webhook.url,
+    }
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
-        with running_daemon(tmp_path, env) as daemon:
+        stop_schedules(tmp_path, env)
+        with running_daemon(tmp_path, env) as daemon:  # killed while the exports are open
             wait_until(lambda: finished_runs(instance, **{"dagster/partition": "acme"}), 240, "acme's first sync")
             assert len(sim.admin.exports("acme")) == 3
             assert {job["status"] for job in sim.admin.exports("acme")} <= {"queued", "running"}
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
         sim.admin.hold_exports("acme", hold=False)
-        with running_daemon(tmp_path, env):
-            wait_until(lambda: len(loads_finished(instance)) == 3, 240, "the three loads")
-        loads = loads_finished(instance)
-        assert len(loads) == 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in loads)
-    assert sim.admin.counters("acme")["exports_created"] == 3  # nothing submitted twice
+        with running_daemon(tmp_path, env) as daemon:  # killed, with the load's process, during a load
+            deadline = time.monotonic() + 300
+            while (load := tagged_load(instance)) is None:
+                assert time.monotonic() < deadline, "a history load started within 300 s"
+                time.sleep(0.02)
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=30)
+        worker = Worker.from_tag(load.tags[WORKER_TAG])
+        assert worker is not None and liveness(worker) == Liveness.GONE
+        assert instance.get_run_by_id(load.run_id).status == dg.DagsterRunStatus.STARTED  # nobody failed it
+        with running_daemon(tmp_path, env):  # its dead_run_workers fails the load; run_retries retries it
+            wait_until(lambda: len(loads_finished(instance)) == 4, 240, "the three loads and the retry")
+            wait_until(lambda: webhook, 60, "the tenant's alert")
+        killed = instance.get_run_by_id(load.run_id)
+        failure = instance.get_records_for_run(load.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        retries = [run for run in loads_finished(instance) if run.parent_run_id == load.run_id]
+        loaded = [run for run in loads_finished(instance) if run.run_id != load.run_id]
+    assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
+    assert f"pid {worker.pid}" in (failure[0].event_log_entry.dagster_event.message or ""), "failed by the sensor"
+    assert len(retries) == 1 and retries[0].status == dg.DagsterRunStatus.SUCCESS
+    assert retries[0].tags[EXPORT_TAG] == load.tags[EXPORT_TAG]
+    assert len(loaded) == 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in loaded)
+    assert [(a["tenant"], a["error_class"]) for a in webhook] == [("acme", "process_died")]
+    assert sim.admin.counters("acme")["exports_created"] == 3  # nothing submitted twice, through both kills
     warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
     assert_equals_ground_truth(sim, warehouse, "acme")
 
@@ -77,55 +108,3 @@ def test_exports_open_when_the_daemon_is_killed_are_loaded_once_after_a_restart(
     assert_equals_ground_truth(sim, warehouse, "acme")
     counted = sim.admin.counters("acme")["endpoints"]["tasks.list"]["counted"]
     assert counted <= math.ceil(120 / 100) + 2
-
-
-def tagged_load(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
-    """A history load whose step has begun (its process is recorded on it)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    return next((run for run in runs if EXPORT_TAG in run.tags and WORKER_TAG in run.tags), None)
-
-
-@pytest.mark.timeout(600)
-def test_a_load_killed_with_the_daemon_is_failed_then_retried_to_the_ground_truth(
-    make_sim, webhook, tmp_path: Path, monkeypatch
-) -> None:
-    """Under the default run launcher, as `make dev` and deploy/run.sh run it: the daemon's process
-    group (the daemon, its code server and the load's process) is SIGKILLed mid-load. Dagster's
-    code server fails a run whose process died only while it lives itself; here the
-    dead_run_workers sensor of the restarted daemon fails it (else STARTED for ever, holding the
-    tenant's slot), the instance's run_retries retries it, and the retry loads the file again."""
-    sim = make_sim(workspace_config("acme", records={"tasks": 12000}, exports={"duration_seconds": 1}))
-    home = scratch_instance(tmp_path, ROOT / "demo" / "dagster.yaml")
-    tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", history_since="2000-01-01"))
-    env = dripfeed_env(tmp_path, home, tenants, sim.base_url, "acme")
-    env |= {
-        "DRIPFEED_EXPORT_POLL_SECONDS": "2",
-        "DRIPFEED_DEAD_RUN_CHECK_SECONDS": "2",
-        "DRIPFEED_ALERT_WEBHOOK_URL": webhook.url,
-    }
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.get() as instance:
-        stop_schedules(tmp_path, env)
-        with running_daemon(tmp_path, env) as daemon:
-            deadline = time.monotonic() + 300
-            while (load := tagged_load(instance)) is None:
-                assert time.monotonic() < deadline, "a history load started within 300 s"
-                time.sleep(0.02)
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait(timeout=30)
-        worker = Worker.from_tag(load.tags[WORKER_TAG])
-        assert worker is not None and liveness(worker) == Liveness.GONE
-        assert instance.get_run_by_id(load.run_id).status == dg.DagsterRunStatus.STARTED  # nobody failed it
-        with running_daemon(tmp_path, env):
-            wait_until(lambda: len(loads_finished(instance)) == 4, 240, "the three loads and the retry")
-            wait_until(lambda: webhook, 60, "the tenant's alert")
-        killed = instance.get_run_by_id(load.run_id)
-        failure = instance.get_records_for_run(load.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
-        retries = [run for run in loads_finished(instance) if run.parent_run_id == load.run_id]
-    assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
-    assert f"pid {worker.pid}" in (failure[0].event_log_entry.dagster_event.message or ""), "failed by the sensor"
-    assert len(retries) == 1 and retries[0].status == dg.DagsterRunStatus.SUCCESS
-    assert retries[0].tags[EXPORT_TAG] == load.tags[EXPORT_TAG]
-    assert [(a["tenant"], a["error_class"]) for a in webhook] == [("acme", "process_died")]
-    assert sim.admin.counters("acme")["exports_created"] == 3  # the file read again, no export submitted again
-    assert_equals_ground_truth(sim, Warehouse(url=env["DRIPFEED_WAREHOUSE"]), "acme")

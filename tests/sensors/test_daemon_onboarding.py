@@ -48,12 +48,13 @@ def test_a_tenant_added_to_tenants_yaml_is_onboarded_by_the_daemon(make_sim, tmp
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"))
     env = dripfeed_env(tmp_path, home, tenants, sim.base_url, "acme")
     env[documented["token_env"]] = f"token-{new}"  # step 1: the token where the entry points
+    env["DRIPFEED_REGISTRY_CHECK_SECONDS"] = "10"  # the tick the docs wait up to a minute for
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with running_daemon(tmp_path, env), dg.DagsterInstance.get() as instance:
         acme = wait_for_successful_first_sync(instance, "acme", timeout=240)
         assert acme.status == dg.DagsterRunStatus.SUCCESS and acme.tags["dripfeed/tier"] == "onboarding"
         write_tenants(tenants, tenant_entry("acme"), documented)  # step 2: the entry the docs show
-        onboarded = wait_for_successful_first_sync(instance, new, timeout=240)  # step 3: the sensor ticks every 60 s
+        onboarded = wait_for_successful_first_sync(instance, new, timeout=240)  # step 3: the sensor's next tick
         assert onboarded.status == dg.DagsterRunStatus.SUCCESS
         assert sorted(instance.get_dynamic_partitions("tenants")) == sorted(["acme", new])
         assert len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "acme"}))) == 1
