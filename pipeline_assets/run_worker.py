@@ -5,15 +5,16 @@ Under Dagster's default run launcher, the code server that launched a run fails 
 process dies, but only while that code server lives: a run whose process died together with it
 (the daemon's process group killed, the machine restarted), or ran outside one (`dagster asset
 materialize`), stays STARTED for ever, and the run queue's one-run-per-tenant limit then holds
-the tenant's every next run QUEUED. Each step of a tenant's sync records its process here as the run tag
-`dripfeed/run_worker` (the runs execute in process, so the step's process is the run's), and the
-`dead_run_workers` sensor (sensors/dead_run_workers.py) fails the STARTED runs whose recorded
-process is gone from its host.
+the tenant's every next run QUEUED. Each step of a tenant's sync records its process here as the
+run tag `dripfeed/run_worker`, and the `dead_run_workers` sensor (sensors/dead_run_workers.py)
+fails the STARTED runs whose recorded process is gone from its host.
 
 A process is named by its host, its boot, its pid and its start time (in clock ticks since boot,
 from /proc): a pid reused by another process after the worker died does not pass for it, and a
 machine restarted since does not either. Linux only, where /proc is; elsewhere nothing is
-recorded and nothing is checked.
+recorded and nothing is checked. Only a run whose steps execute in its own process records one
+(dripfeed's definitions use the in-process executor): under a multiprocess executor a step's
+process ends with the step while the run goes on, and recording it would get a healthy run failed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import dagster as dg
 
 WORKER_TAG = "dripfeed/run_worker"
 PROC = Path("/proc")
+# Executors that run every step in the run's own process: `in_process`, and the one behind
+# `dg.materialize` and `execute_in_process`.
+IN_PROCESS_EXECUTORS = frozenset({"in_process", "execute_in_process_executor"})
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,15 @@ def liveness(worker: Worker) -> Liveness:
 _recorded: set[str] = set()  # the runs this process has tagged: its later steps write nothing
 
 
+def steps_run_in_the_runs_process(executor: dg.ExecutorDefinition) -> bool:
+    """Whether a step's process is its run's, so that its death is the run's."""
+    return executor.name in IN_PROCESS_EXECUTORS
+
+
 def record_run_worker(context: dg.AssetExecutionContext) -> None:
     """Tag the run with its process, in its first step."""
+    if not steps_run_in_the_runs_process(context.job_def.executor_def):
+        return
     run_id = context.run.run_id
     worker = this_process()
     if worker is not None and run_id not in _recorded and context.run.tags.get(WORKER_TAG) != worker.tag():

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.support.ground_truth import assert_equals_ground_truth
 from tests.support.simulator import workspace_config
 from tests.support.sync_worker import start_sync_worker
 from tests.support.ticks import sensor_tick
+from tests.support.worker_probe_jobs import in_process_job, multiprocess_job
 
 
 def exited_child() -> Worker:
@@ -85,6 +87,18 @@ def test_a_zombie_worker_is_gone() -> None:
 @pytest.mark.parametrize("tag", ["", "host/boot", "host/boot/not-a-pid/1", "a/b/c/d/e"])
 def test_a_malformed_worker_tag_names_no_process(tag: str) -> None:
     assert Worker.from_tag(tag) is None
+
+
+@pytest.mark.parametrize(("job", "records"), [(in_process_job, True), (multiprocess_job, False)])
+def test_only_a_run_whose_steps_run_in_its_process_records_a_worker(
+    job: Callable[[], dg.JobDefinition], records: bool
+) -> None:
+    """A multiprocess executor's step process ends with its step while the run goes on: recording
+    it would get a healthy run failed as dead."""
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(job), instance=instance)
+        assert result.success
+        assert (WORKER_TAG in instance.get_run_by_id(result.run_id).tags) is records
 
 
 def started_runs(instance: dg.DagsterInstance) -> dict[str, dg.DagsterRun]:
