@@ -2,7 +2,8 @@
 
 The message names the tenant, the asset, the error class (auth, config,
 schema_drift, vendor_outage, process_died, bug), a one-line reason and the run's URL. Reasons come from
-`TasklaneFailure`, whose texts never hold a token."""
+`TasklaneFailure`, whose texts never hold a token, or, for a run whose process died, from whoever
+failed the run: sensor dead_run_workers or the code server (Dagster's exit explanation)."""
 
 import dagster as dg
 
@@ -10,6 +11,22 @@ from pipeline_assets.jobs import sync_tenant
 from resources.alerts import Alerts
 
 from .dead_run_workers import DEAD_RUN_MESSAGE
+
+# How Dagster's code server explains a run it failed because the run's process exited (killed by
+# the OOM killer, say): an engine event just before the run's failure, whose own message is generic.
+CRASH_EXPLANATION = "Run execution process for "
+
+
+def crash_explanation(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Dagster's explanation of the run's process exiting, when its code server failed the run."""
+    latest = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=5, ascending=False
+    ).records
+    for record in latest:
+        message = record.event_log_entry.dagster_event.message or ""
+        if CRASH_EXPLANATION in message:  # after the code server's "[DagsterApiServer] "
+            return message[message.index(CRASH_EXPLANATION) :]
+    return None
 
 
 def failure_alert(context: dg.RunFailureSensorContext, alerts: Alerts) -> dict[str, str]:
@@ -26,6 +43,10 @@ def failure_alert(context: dg.RunFailureSensorContext, alerts: Alerts) -> dict[s
         error_class = metadata["error_class"].value if "error_class" in metadata else "bug"
         reason = failure.error.message if failure and failure.error else reason
         break
+    else:
+        crash = crash_explanation(context.instance, run.run_id)
+        if crash is not None:
+            error_class, reason = "process_died", crash
     return {
         "tenant": tenant,
         "asset": asset,

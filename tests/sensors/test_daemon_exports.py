@@ -1,7 +1,9 @@
 """History exports through the real daemon, under the default run launcher as `make dev` and
-deploy/run.sh run it: a new tenant's exports are submitted; the daemon is killed while they are open,
-then again (with its code server and the load's process) during a load; each export is loaded, none
-submitted twice, and the killed load is failed by dead_run_workers and retried."""
+deploy/run.sh run it. A new tenant's first sync is killed (its process alone, as the OOM killer
+would): its code server fails it, the alert says the process died, and the retry submits the
+exports. The daemon is killed while they are open, then again (with its code server and the load's
+process) during a load; each export is loaded, none submitted twice, and the killed load is failed
+by dead_run_workers and retried."""
 
 from __future__ import annotations
 
@@ -42,14 +44,27 @@ def loads_finished(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [run for run in finished_runs(instance) if EXPORT_TAG in run.tags]
 
 
-def tagged_load(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
-    """A history load whose step has begun (its process is recorded on it)."""
+def first_syncs_succeeded(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    runs = finished_runs(instance, **{"dagster/partition": "acme"})
+    return [run for run in runs if EXPORT_TAG not in run.tags and run.status == dg.DagsterRunStatus.SUCCESS]
+
+
+def tagged_run(instance: dg.DagsterInstance, load: bool) -> dg.DagsterRun | None:
+    """A sync (or a history load) whose step has begun (its process is recorded on it)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    return next((run for run in runs if EXPORT_TAG in run.tags and WORKER_TAG in run.tags), None)
+    return next((run for run in runs if (EXPORT_TAG in run.tags) is load and WORKER_TAG in run.tags), None)
+
+
+def wait_for_tagged_run(instance: dg.DagsterInstance, load: bool) -> dg.DagsterRun:
+    deadline = time.monotonic() + 300
+    while (run := tagged_run(instance, load)) is None:
+        assert time.monotonic() < deadline, "a run's step started within 300 s"
+        time.sleep(0.02)
+    return run
 
 
 @pytest.mark.timeout(600)  # generous: a loaded CI machine starts runs slowly
-def test_exports_survive_the_daemon_killed_while_open_and_during_a_load(
+def test_history_survives_a_killed_first_sync_and_the_daemon_killed_while_open_and_during_a_load(
     make_sim, webhook, tmp_path: Path, monkeypatch
 ) -> None:
     sim = make_sim(workspace_config("acme", records={"tasks": 12000}, exports={"duration_seconds": 1}))
@@ -65,18 +80,22 @@ def test_exports_survive_the_daemon_killed_while_open_and_during_a_load(
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         stop_schedules(tmp_path, env)
-        with running_daemon(tmp_path, env) as daemon:  # killed while the exports are open
-            wait_until(lambda: finished_runs(instance, **{"dagster/partition": "acme"}), 240, "acme's first sync")
+        # The first session's dead_run_workers ticks once, at its start: the code server alone fails
+        # the killed first sync.
+        with running_daemon(tmp_path, env | {"DRIPFEED_DEAD_RUN_CHECK_SECONDS": "600"}) as daemon:
+            first_sync = wait_for_tagged_run(instance, load=False)
+            os.kill(Worker.from_tag(first_sync.tags[WORKER_TAG]).pid, signal.SIGKILL)
+            wait_until(lambda: first_syncs_succeeded(instance), 240, "acme's first sync, retried")
+            wait_until(lambda: webhook, 60, "the killed first sync's alert")
+            assert instance.get_run_by_id(first_sync.run_id).status == dg.DagsterRunStatus.FAILURE
+            assert first_syncs_succeeded(instance)[0].parent_run_id == first_sync.run_id
             assert len(sim.admin.exports("acme")) == 3
             assert {job["status"] for job in sim.admin.exports("acme")} <= {"queued", "running"}
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
         sim.admin.hold_exports("acme", hold=False)
         with running_daemon(tmp_path, env) as daemon:  # killed, with the load's process, during a load
-            deadline = time.monotonic() + 300
-            while (load := tagged_load(instance)) is None:
-                assert time.monotonic() < deadline, "a history load started within 300 s"
-                time.sleep(0.02)
+            load = wait_for_tagged_run(instance, load=True)
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
         worker = Worker.from_tag(load.tags[WORKER_TAG])
@@ -84,7 +103,7 @@ def test_exports_survive_the_daemon_killed_while_open_and_during_a_load(
         assert instance.get_run_by_id(load.run_id).status == dg.DagsterRunStatus.STARTED  # nobody failed it
         with running_daemon(tmp_path, env):  # its dead_run_workers fails the load; run_retries retries it
             wait_until(lambda: len(loads_finished(instance)) == 4, 240, "the three loads and the retry")
-            wait_until(lambda: webhook, 60, "the tenant's alert")
+            wait_until(lambda: len(webhook) == 2, 60, "the killed load's alert")
         killed = instance.get_run_by_id(load.run_id)
         failure = instance.get_records_for_run(load.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
         retries = [run for run in loads_finished(instance) if run.parent_run_id == load.run_id]
@@ -94,7 +113,9 @@ def test_exports_survive_the_daemon_killed_while_open_and_during_a_load(
     assert len(retries) == 1 and retries[0].status == dg.DagsterRunStatus.SUCCESS
     assert retries[0].tags[EXPORT_TAG] == load.tags[EXPORT_TAG]
     assert len(loaded) == 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in loaded)
-    assert [(a["tenant"], a["error_class"]) for a in webhook] == [("acme", "process_died")]
+    assert [(a["tenant"], a["error_class"]) for a in webhook] == [("acme", "process_died")] * 2
+    assert webhook[0]["reason"].startswith(f"Run execution process for {first_sync.run_id} was terminated by signal 9")
+    assert webhook[1]["reason"].startswith(f"dripfeed: this run's process (pid {worker.pid} ")
     assert sim.admin.counters("acme")["exports_created"] == 3  # nothing submitted twice, through both kills
     warehouse = Warehouse(url=env["DRIPFEED_WAREHOUSE"])
     assert_equals_ground_truth(sim, warehouse, "acme")
