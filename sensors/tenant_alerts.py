@@ -20,7 +20,7 @@ CRASH_EXPLANATION = "Run execution process for "
 def crash_explanation(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """Dagster's explanation of the run's process exiting, when its code server failed the run."""
     latest = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=5, ascending=False
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=10, ascending=False
     ).records
     for record in latest:
         message = record.event_log_entry.dagster_event.message or ""
@@ -36,17 +36,16 @@ def failure_alert(context: dg.RunFailureSensorContext, alerts: Alerts) -> dict[s
     reason = context.failure_event.message or "the run failed"
     error_class = "process_died" if reason.startswith(DEAD_RUN_MESSAGE) else "bug"
     asset = "the run"
-    for event in context.get_step_failure_events():
+    step_failures = context.get_step_failure_events()
+    if step_failures:
+        event = step_failures[0]
         failure = event.step_failure_data
         metadata = failure.user_failure_data.metadata if failure and failure.user_failure_data else {}
         asset = event.step_key or asset
         error_class = metadata["error_class"].value if "error_class" in metadata else "bug"
         reason = failure.error.message if failure and failure.error else reason
-        break
-    else:
-        crash = crash_explanation(context.instance, run.run_id)
-        if crash is not None:
-            error_class, reason = "process_died", crash
+    elif (crash := crash_explanation(context.instance, run.run_id)) is not None:
+        error_class, reason = "process_died", crash
     return {
         "tenant": tenant,
         "asset": asset,
