@@ -4,6 +4,7 @@ instance, Postgres, and the API resource and DuckDB warehouse the sync and senso
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,15 @@ from tests.support.tenants_files import tenant_entry, write_tenants
 # give each stream their own values; tests that start dagster processes set their own variables.
 os.environ.setdefault("TASKLANE_BASE_URL", "http://127.0.0.1:9")
 os.environ.setdefault("DRIPFEED_TENANTS_FILE", str(Path(__file__).resolve().parents[1] / "demo" / "tenants.yaml"))
+
+# A test run started in the background by a non-interactive shell (`make test &`, nohup) inherits
+# SIGINT ignored. Dagster, running a job in this process, gives SIGTERM SIGINT's handler
+# (dagster/_utils/interrupts.py), so SIGTERM would be ignored too, and every service a test starts
+# (`make dev`, deploy/run.sh) would inherit that and ignore the SIGTERM it is stopped with.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
