@@ -11,9 +11,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from resources.tasklane import TasklaneAPI
 from resources.tasklane.errors import parse_retry_after
 from tasklane_sim import SimServer
+from tests.support.resources import Resources, make_api
 
 from .report import Section, run_parts
 
@@ -26,13 +26,13 @@ def _sim_config(tasks: int, **knobs: object) -> dict:
     return {"admin_token": "bench-admin", "seed": 1, "workspaces": [workspace]}
 
 
-def _api(sim: SimServer, scratch: Path, **tenant: object) -> TasklaneAPI:
+def _api(sim: SimServer, scratch: Path, **tenant: object) -> Resources:
     os.environ["TASKLANE_TOKEN_BIG"] = TOKEN
     path = scratch / f"tenants-{time.monotonic_ns()}.yaml"
     path.write_text(
         yaml.safe_dump({"tenants": [{"id": "big", "tier": "hourly", "token_env": "TASKLANE_TOKEN_BIG", **tenant}]})
     )
-    return TasklaneAPI(
+    return make_api(
         base_url=sim.base_url, tenants_file=str(path), state=str(scratch / f"state-{time.monotonic_ns()}.db")
     )
 
@@ -50,7 +50,7 @@ def _bare_listing(base_url: str) -> tuple[int, float]:
         params["cursor"] = body["next_cursor"]
 
 
-def _resource_listing(api: TasklaneAPI) -> tuple[int, float]:
+def _resource_listing(api: Resources) -> tuple[int, float]:
     client = api.client("big")
     started = time.perf_counter()
     records = sum(len(page.records) for page in client.list_pages("tasks", None))
@@ -74,7 +74,7 @@ def overhead(section: Section, scratch: Path) -> None:
         [
             ["bare `requests` loop (keep-alive, no budget, no retries): the ceiling", f"{bare:,.0f}", "1.00"],
             [
-                "**TasklaneAPI** (budget, ledger, retries, ETag, validation)",
+                "**Resources** (budget, ledger, retries, ETag, validation)",
                 f"**{through:,.0f}**",
                 f"**{through / bare:.2f}**",
             ],
@@ -117,7 +117,7 @@ def _run_for_windows(sim: SimServer, consume: callable, other_client_spend: int 
     return ours, totals["totals"].get("rate_limited", 0), totals["lockouts"]
 
 
-def _resource_consumer(api: TasklaneAPI) -> callable:
+def _resource_consumer(api: Resources) -> callable:
     def consume(done: callable) -> None:
         client = api.client("big")
         while not done():
@@ -165,9 +165,9 @@ def utilisation(section: Section, scratch: Path) -> None:
     rows = []
     with SimServer(_sim_config(200_000, rate_limit=LIMIT, window_seconds=WINDOW), subprocess_mode=True) as sim:
         runs = [
-            ("**TasklaneAPI**, budget 60% of the limit", _resource_consumer(_api(sim, scratch, budget_share=SHARE)), 0),
+            ("**Resources**, budget 60% of the limit", _resource_consumer(_api(sim, scratch, budget_share=SHARE)), 0),
             (
-                "**TasklaneAPI**, another client spends 50 calls each window",
+                "**Resources**, another client spends 50 calls each window",
                 _resource_consumer(_api(sim, scratch, budget_share=SHARE)),
                 50,
             ),
@@ -180,7 +180,7 @@ def utilisation(section: Section, scratch: Path) -> None:
             allowed = min(BUDGET, LIMIT - other)
             ratios = " / ".join(f"{s / allowed:.2f}" for s in spent)
             rows.append([label, " / ".join(map(str, spent)), str(allowed), ratios, str(rejected), str(lockouts)])
-            if label.startswith("**TasklaneAPI**, budget"):
+            if label.startswith("**Resources**, budget"):
                 section.row(
                     "budget utilisation, 3 full windows (calls ÷ budget), zero 429s",
                     f"{min(s / BUDGET for s in spent):.2f} min, {rejected} × 429",

@@ -28,11 +28,11 @@ from dagster._core.instance.ref import InstanceRef  # the instance the daemon us
 
 from pipeline_assets.incremental_sync import sync_stream
 from resources.streams import STREAMS
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import BIN, ProcessLog, running_daemon, wait_until
 from tests.support.periodic import every
+from tests.support.resources import make_api
 
 from .report import Section, run_parts
 
@@ -115,7 +115,7 @@ class Location:
             }
         )
         self.env["PYTHONPATH"] += os.pathsep + str(design.root)
-        self.api = TasklaneAPI(
+        self.api = make_api(
             base_url=sim.base_url, tenants_file=self.env["DRIPFEED_TENANTS_FILE"], state=self.env["DRIPFEED_STATE"]
         )
 
@@ -153,7 +153,7 @@ class Location:
             for tenant in self.tenants:
                 if tenant not in throttled:
                     for stream in STREAMS:
-                        sync_stream(self.api.client(tenant), warehouse, stream)
+                        sync_stream(self.api.client(tenant), warehouse, self.api.state.stream_checks, stream)
         for schedule in ("hourly_tenants", "daily_tenants"):  # only the runs the benchmark launches
             self.dagster("schedule", "stop", schedule, "-w", "workspace.yaml")
 

@@ -15,9 +15,9 @@ import psutil
 import yaml
 
 from pipeline_assets.incremental_sync import sync_stream
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
+from tests.support.resources import make_api
 
 from .api_resource_bench import TOKEN, _bare_listing, _resource_listing
 from .report import Section, run_parts
@@ -69,7 +69,7 @@ def end_to_end(section: Section, scratch: Path) -> None:
                 rates[name].append(records / seconds)
                 page_cpu[name].append((time.process_time() - client_cpu) / records * PAGE * 1000)
                 page_cpu["simulator"].append((sum(simulator.cpu_times()[:2]) - server_cpu) / records * PAGE * 1000)
-            api = TasklaneAPI(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / f"listing{round_}.db"))
+            api = make_api(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / f"listing{round_}.db"))
             records, seconds = _resource_listing(api)
             rates["listing"].append(records / seconds)
             command = [
@@ -101,7 +101,7 @@ def end_to_end(section: Section, scratch: Path) -> None:
                 f"{stdlib / ceiling:.2f}",
             ],
             [
-                "TasklaneAPI listing only (budget, ledger, retries)",
+                "Resources listing only (budget, ledger, retries)",
                 f"{listing:,.0f}",
                 f"{listing / ceiling:.2f}",
             ],
@@ -150,7 +150,7 @@ def _stdlib_listing(base_url: str) -> tuple[int, float]:
 
 def _write_only(sim: SimServer, tenants: str, scratch: Path) -> float:
     """Records/s of the warehouse on its own: how fast DuckDB shapes and stores what a sync hands it."""
-    client = TasklaneAPI(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / "write.db")).client("big")
+    client = make_api(base_url=sim.base_url, tenants_file=tenants, state=str(scratch / "write.db")).client("big")
     bodies = [page.body for page in client.list_pages("tasks", None)]
     warehouse = Warehouse(url=str(scratch / "write_only.duckdb"))
     started = time.perf_counter()
@@ -174,17 +174,17 @@ def calls_per_sync(section: Section, scratch: Path) -> None:
     }
     rows = []
     with SimServer(config) as sim:
-        api = TasklaneAPI(
-            base_url=sim.base_url, tenants_file=_tenants(scratch, *changes), state=str(scratch / "calls.db")
-        )
+        api = make_api(base_url=sim.base_url, tenants_file=_tenants(scratch, *changes), state=str(scratch / "calls.db"))
         warehouse = Warehouse(url=str(scratch / "calls.duckdb"))
         for tenant, n in changes.items():
             client = api.client(tenant)
-            sync_stream(client, warehouse, "tasks")
-            second = _counted(sim, tenant, lambda c=client: sync_stream(c, warehouse, "tasks"))
+            sync_stream(client, warehouse, api.state.stream_checks, "tasks")
+            second = _counted(sim, tenant, lambda c=client: sync_stream(c, warehouse, api.state.stream_checks, "tasks"))
             if n:
                 sim.admin.mutate(tenant, updates=n, resource="tasks")
-            counted = _counted(sim, tenant, lambda c=client: sync_stream(c, warehouse, "tasks"))
+            counted = _counted(
+                sim, tenant, lambda c=client: sync_stream(c, warehouse, api.state.stream_checks, "tasks")
+            )
             bound = math.ceil(n / 100) + 1
             rows.append(
                 [

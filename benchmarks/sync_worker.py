@@ -8,15 +8,18 @@ import time
 from pathlib import Path
 
 from pipeline_assets.incremental_sync import sync_stream
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
+from tests.support.resources import make_api
 
 
 def main() -> None:
     base_url, tenants_file, state, warehouse_url = sys.argv[1:]
-    client = TasklaneAPI(base_url=base_url, tenants_file=tenants_file, state=state).client("big")
+    api = make_api(base_url=base_url, tenants_file=tenants_file, state=state)
+    client = api.client("big")
     started = time.perf_counter()
-    report = sync_stream(client, Warehouse(url=warehouse_url), "tasks", pages_per_checkpoint=50)
+    report = sync_stream(
+        client, Warehouse(url=warehouse_url), api.state.stream_checks, "tasks", pages_per_checkpoint=50
+    )
     seconds = time.perf_counter() - started
     peak = next(
         int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")

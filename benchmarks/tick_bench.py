@@ -16,13 +16,13 @@ from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJobs
 from resources.control.store import ControlStore, export_jobs, rate_windows
-from resources.tasklane import TasklaneAPI
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import export_status_sensor
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
 from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
+from tests.support.resources import Resources, make_api, resources_for
 
 from .report import Section, run_parts
 
@@ -51,7 +51,7 @@ def ticks(section: Section, scratch: Path) -> None:
             rate_windows.insert(),
             [{"tenant": t, "window_reset": reset, "spent": n % 100, "vendor_limit": 100} for n, t in enumerate(ids)],
         )
-    api = TasklaneAPI(base_url="http://unused", tenants_file=str(scratch / "tenants.yaml"), state=state)
+    api = make_api(base_url="http://unused", tenants_file=str(scratch / "tenants.yaml"), state=state)
     # The code location refuses to load without these; the ticks get the resources above.
     os.environ.update({"TASKLANE_BASE_URL": "http://unused", "DRIPFEED_TENANTS_FILE": str(scratch / "tenants.yaml")})
     from dripfeed.definitions import defs
@@ -61,7 +61,7 @@ def ticks(section: Section, scratch: Path) -> None:
     with dg.instance_for_test(temp_dir=str(scratch / "dagster_home")) as instance:
 
         def registry() -> dg.SensorResult | dg.SkipReason:
-            with dg.build_sensor_context(instance=instance, resources={"tasklane": api, "alerts": Alerts()}) as context:
+            with dg.build_sensor_context(instance=instance, resources=resources_for(api, alerts=Alerts())) as context:
                 result = tenant_registry(context)
             if isinstance(result, dg.SensorResult):  # applied as the daemon would
                 instance.add_dynamic_partitions("tenants", ids)
@@ -72,7 +72,7 @@ def ticks(section: Section, scratch: Path) -> None:
                 start = TIERS[tier].period_start(datetime.now(UTC))
                 with dg.build_schedule_context(
                     instance=instance,
-                    resources={"tasklane": api, "alerts": Alerts()},
+                    resources=resources_for(api, alerts=Alerts()),
                     scheduled_execution_time=start + timedelta(minutes=tick * TIERS[tier].tick_minutes),
                     repository_def=defs.get_repository_def(),
                 ) as context:
@@ -89,7 +89,7 @@ def ticks(section: Section, scratch: Path) -> None:
 
         def fresh(cursor: str | None) -> dg.SensorResult:
             with dg.build_sensor_context(
-                instance=instance, resources={"tasklane": api, "alerts": Alerts()}, cursor=cursor
+                instance=instance, resources=resources_for(api, alerts=Alerts()), cursor=cursor
             ) as context:
                 return tenant_freshness(context)
 
@@ -124,14 +124,14 @@ def ticks(section: Section, scratch: Path) -> None:
     )
 
 
-def _deferred_tick(instance: dg.DagsterInstance, api: TasklaneAPI, ids: list[str]) -> list[object]:
+def _deferred_tick(instance: dg.DagsterInstance, api: Resources, ids: list[str]) -> list[object]:
     """`deferred_syncs` with every tenant deferred, a tenth of them due."""
     now = time.time()
     for n, tenant in enumerate(ids):
         resume_at = now - 1 if n % 10 == 0 else now + 3600
-        api.deferrals.defer(Deferral(tenant, resume_at, "bench", now - 60, run_id=f"run-{n}"))
+        api.state.deferrals.defer(Deferral(tenant, resume_at, "bench", now - 60, run_id=f"run-{n}"))
     with dg.build_sensor_context(
-        instance=instance, resources={"tasklane": api, "alerts": Alerts()}, cursor=str(now - 30)
+        instance=instance, resources=resources_for(api, alerts=Alerts()), cursor=str(now - 30)
     ) as context:
         seconds, result = _timed(lambda: deferred_syncs(context))
     return [f"`deferred_syncs`, {len(ids)} tenants waiting, a tenth due", f"{seconds:.2f} s", len(result.run_requests)]
@@ -155,19 +155,19 @@ def _export_ticks(instance: dg.DagsterInstance, scratch: Path, ids: list[str]) -
         for t in ids
     ]
     with SimServer({"admin_token": "bench-admin", "seed": 1, "workspaces": workspaces}, subprocess_mode=True) as sim:
-        api = TasklaneAPI(
+        api = make_api(
             base_url=sim.base_url,
             tenants_file=str(scratch / "export_tenants.yaml"),
             state=str(scratch / "exports.sqlite3"),
         )
-        jobs = ExportJobs(api.store)
+        jobs = ExportJobs(api.state.store)
         for tenant in ids:
             start_history_export(api.client(tenant), jobs, "tasks")
-        with api.store.transaction() as conn:  # every job due now
+        with api.state.store.transaction() as conn:  # every job due now
             conn.execute(export_jobs.update().values(next_poll_at=0))
 
         def poll() -> dg.SensorResult | dg.SkipReason:
-            with dg.build_sensor_context(instance=instance, resources={"tasklane": api, "alerts": Alerts()}) as context:
+            with dg.build_sensor_context(instance=instance, resources=resources_for(api, alerts=Alerts())) as context:
                 return export_status_sensor()(context)
 
         all_due, _ = _timed(poll)

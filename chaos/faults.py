@@ -27,8 +27,6 @@ def short_read_timeout(checkpoint_pages: int) -> dict[str, Any]:
     environment, as the code location sets them) and frequent checkpoints."""
     tasklane = {
         "base_url": {"env": "TASKLANE_BASE_URL"},
-        "tenants_file": {"env": "DRIPFEED_TENANTS_FILE"},
-        "state": {"env": "DRIPFEED_STATE"},
         "read_timeout_seconds": READ_TIMEOUT_SECONDS,
     }
     ops = {stream: {"config": {"pages_per_checkpoint": checkpoint_pages}} for stream in ("users", "projects", "tasks")}

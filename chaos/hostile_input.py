@@ -23,10 +23,10 @@ import yaml
 
 from pipeline_assets.assets import FULL_RESYNC_TAG, projects, tasks, users
 from resources.streams import STREAMS
-from resources.tasklane import TasklaneAPI
 from resources.tasklane.transport import MAX_ANSWER_BYTES
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
+from tests.support.resources import Resources, make_api, resources_for
 
 from .harness import compare_with_truth
 
@@ -128,7 +128,7 @@ def hostile_sync(
     sim: SimServer,
     instance: dg.DagsterInstance,
     tenant: str,
-    tasklane: TasklaneAPI,
+    tasklane: Resources,
     warehouse: Warehouse,
     figures: Figures,
 ) -> Outcome:
@@ -197,7 +197,7 @@ def rows(warehouse: Warehouse, tenant: str) -> dict[str, list[Any]]:
 def materialize(
     instance: dg.DagsterInstance,
     tenant: str,
-    tasklane: TasklaneAPI,
+    tasklane: Resources,
     warehouse: Warehouse,
     *,
     full_resync: bool = False,
@@ -206,7 +206,7 @@ def materialize(
         [users, projects, tasks],
         partition_key=tenant,
         instance=instance,
-        resources={"tasklane": tasklane, "warehouse": warehouse},
+        resources=resources_for(tasklane, warehouse=warehouse),
         tags={FULL_RESYNC_TAG: "true"} if full_resync else None,
         raise_on_error=False,
     )
@@ -227,7 +227,7 @@ def simulator_config(tenants: list[str], tasks_per_tenant: int, scratch: Path) -
     return {"admin_token": admin_token, "seed": 14, "data_dir": str(scratch / "sim"), "workspaces": workspaces}
 
 
-def api_resource(sim: SimServer, tenants: list[str], sim_config: dict[str, Any], scratch: Path) -> TasklaneAPI:
+def api_resource(sim: SimServer, tenants: list[str], sim_config: dict[str, Any], scratch: Path) -> Resources:
     """The real API resource, each tenant's token in a secret file; two attempts a call, so that a
     retried hostile answer fails in seconds."""
     entries = []
@@ -237,6 +237,6 @@ def api_resource(sim: SimServer, tenants: list[str], sim_config: dict[str, Any],
         entries.append({"id": workspace["id"], "tier": "hourly", "token_file": str(token_file)})
     tenants_file = scratch / "tenants.yaml"
     tenants_file.write_text(yaml.safe_dump({"tenants": entries}))
-    return TasklaneAPI(
+    return make_api(
         base_url=sim.base_url, tenants_file=str(tenants_file), state=str(scratch / "control.sqlite3"), max_attempts=2
     )

@@ -14,20 +14,26 @@ import dagster as dg
 
 from pipeline_assets.api_usage import api_usage
 from pipeline_assets.assets import projects, tasks, users
-from pipeline_assets.freshness import tasks_fresh
+from pipeline_assets.freshness import TIER_CHECKS, tasks_fresh
 from pipeline_assets.jobs import sync_tenant
 from resources.alerts import DEFAULT_WEBSERVER, Alerts
 from resources.control.store import DEFAULT_STATE
+from resources.shared_state import SharedState
 from resources.tasklane import TasklaneAPI
+from resources.tenant_registry import TenantRegistry
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE
 from sensors.api_usage_schedule import DEFAULT_CRON, api_usage_schedule
 from sensors.dead_run_workers import DEFAULT_CHECK_SECONDS, dead_run_workers_sensor
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import DEFAULT_POLL_SECONDS, DEFAULT_TIMEOUT_HOURS, export_status_sensor
+from sensors.run_retention import DEFAULT_CHECK_SECONDS as RETENTION_SECONDS
+from sensors.run_retention import DEFAULT_DAYS as RETENTION_DAYS
+from sensors.run_retention import run_retention_sensor
 from sensors.tenant_alerts import tenant_failure_alerts
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import DEFAULT_CHECK_SECONDS as REGISTRY_SECONDS
+from sensors.tenant_registry import DEFAULT_WAVE as ONBOARDING_WAVE
 from sensors.tenant_registry import tenant_registry_sensor
 from sensors.tier_schedules import TIERS, tier_schedules
 from sensors.tier_slots import Tier, make_tier
@@ -62,13 +68,19 @@ def number(name: str, default: float) -> float:
 
 
 def tier_setting(default: Tier) -> Tier:
-    """A tier's period, shortened for tests and demos by DRIPFEED_<TIER>_PERIOD_MINUTES."""
-    name = f"DRIPFEED_{default.name.upper()}_PERIOD_MINUTES"
-    raw = os.environ.get(name, str(default.period_minutes))
+    """A tier's period and tick, shortened for tests, demos and benchmarks by
+    DRIPFEED_<TIER>_PERIOD_MINUTES and DRIPFEED_<TIER>_TICK_MINUTES (the longest tick wanted)."""
+    period_name = f"DRIPFEED_{default.name.upper()}_PERIOD_MINUTES"
+    tick_name = f"DRIPFEED_{default.name.upper()}_TICK_MINUTES"
+    period = os.environ.get(period_name, str(default.period_minutes))
+    tick = os.environ.get(tick_name, str(default.tick_minutes))
     try:
-        return make_tier(default.name, int(raw), default.tick_minutes)
+        return make_tier(default.name, int(period), int(tick))
     except ValueError:  # not a whole number, or a period that does not divide a day
-        raise RuntimeError(f"{name}={raw!r}: give a number of minutes that divides a day (1440), e.g. 60") from None
+        raise RuntimeError(
+            f"{period_name}={period!r}, {tick_name}={tick!r}: give whole minutes, a period that divides a day "
+            "(1440) and a tick of at least a minute, e.g. 60 and 5"
+        ) from None
 
 
 def usage_schedule() -> dg.ScheduleDefinition:
@@ -82,28 +94,37 @@ def usage_schedule() -> dg.ScheduleDefinition:
 required_settings()
 tiers = {name: tier_setting(default) for name, default in TIERS.items()}
 
+schedules = [*tier_schedules(tiers), usage_schedule()]
+sensors = [
+    tenant_registry_sensor(
+        int(number("DRIPFEED_REGISTRY_CHECK_SECONDS", REGISTRY_SECONDS)),
+        int(number("DRIPFEED_ONBOARDING_WAVE", ONBOARDING_WAVE)),
+    ),
+    export_status_sensor(
+        poll_seconds=int(number("DRIPFEED_EXPORT_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
+        timeout_hours=number("DRIPFEED_EXPORT_TIMEOUT_HOURS", DEFAULT_TIMEOUT_HOURS),
+    ),
+    deferred_syncs,
+    tenant_failure_alerts,
+    tenant_freshness,
+    dead_run_workers_sensor(int(number("DRIPFEED_DEAD_RUN_CHECK_SECONDS", DEFAULT_CHECK_SECONDS))),
+]
+retention = run_retention_sensor(
+    days=number("DRIPFEED_RETENTION_DAYS", RETENTION_DAYS),
+    check_seconds=int(number("DRIPFEED_RETENTION_CHECK_SECONDS", RETENTION_SECONDS)),
+    instigators=[instigator.name for instigator in (*schedules, *sensors)] + ["run_retention"],
+)
+
 defs = dg.Definitions(
     assets=[users, projects, tasks, api_usage],
-    asset_checks=[tasks_fresh],
+    asset_checks=[tasks_fresh, *TIER_CHECKS],
     jobs=[sync_tenant],
-    schedules=[*tier_schedules(tiers), usage_schedule()],
-    sensors=[
-        tenant_registry_sensor(int(number("DRIPFEED_REGISTRY_CHECK_SECONDS", REGISTRY_SECONDS))),
-        export_status_sensor(
-            poll_seconds=int(number("DRIPFEED_EXPORT_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
-            timeout_hours=number("DRIPFEED_EXPORT_TIMEOUT_HOURS", DEFAULT_TIMEOUT_HOURS),
-        ),
-        deferred_syncs,
-        tenant_failure_alerts,
-        tenant_freshness,
-        dead_run_workers_sensor(int(number("DRIPFEED_DEAD_RUN_CHECK_SECONDS", DEFAULT_CHECK_SECONDS))),
-    ],
+    schedules=schedules,
+    sensors=[*sensors, retention],
     resources={
-        "tasklane": TasklaneAPI(
-            base_url=dg.EnvVar("TASKLANE_BASE_URL"),
-            tenants_file=dg.EnvVar("DRIPFEED_TENANTS_FILE"),
-            state=env_or("DRIPFEED_STATE", DEFAULT_STATE),
-        ),
+        "tasklane": TasklaneAPI(base_url=dg.EnvVar("TASKLANE_BASE_URL")),
+        "registry": TenantRegistry(tenants_file=dg.EnvVar("DRIPFEED_TENANTS_FILE")),
+        "state": SharedState(url=env_or("DRIPFEED_STATE", DEFAULT_STATE)),
         "warehouse": Warehouse(url=env_or("DRIPFEED_WAREHOUSE", DEFAULT_WAREHOUSE)),
         "alerts": Alerts(
             webhook_url=env_or("DRIPFEED_ALERT_WEBHOOK_URL", None),

@@ -12,7 +12,8 @@ from pydantic import Field
 
 from resources.control.call_ledger import ledger_rows
 from resources.control.rate_budget import CONTRACT_WINDOW_SECONDS, RateBudget
-from resources.tasklane import TasklaneAPI
+from resources.shared_state import SharedState
+from resources.tenant_registry import TenantRegistry
 from resources.tenants import Tenant
 from resources.warehouse import USAGE_COLUMNS as TABLE_COLUMNS
 from resources.warehouse import Warehouse
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd  # imported when the asset runs: never on the path of a sync or a tick
 
 LEDGER_SUMS = ["calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds"]
+SUMMARY_TENANTS = 50  # the busiest tenants shown in the UI's table; the warehouse table has them all
 
 
 class UsageConfig(dg.Config):
@@ -37,15 +39,15 @@ def hourly_budget(tenant: Tenant | None, budget: RateBudget) -> int | None:
     return None if per_window is None else int(per_window * 3600 / seconds)
 
 
-def usage_frame(tasklane: TasklaneAPI, since_hour: str) -> "pd.DataFrame":
+def usage_frame(state: SharedState, registry: TenantRegistry, since_hour: str) -> "pd.DataFrame":
     """One row per tenant and hour since `since_hour`: the ledger's sums over endpoints, and budget use."""
     import pandas as pd
 
-    ledger = pd.DataFrame(ledger_rows(tasklane.store, since_hour=since_hour))
+    ledger = pd.DataFrame(ledger_rows(state.store, since_hour=since_hour))
     if ledger.empty:
         return pd.DataFrame(columns=["tenant_id", "hour", *LEDGER_SUMS, "hourly_budget", "budget_used"])
     usage = ledger.groupby(["tenant", "hour"], as_index=False)[LEDGER_SUMS].sum()
-    tenants, budget = tasklane.tenants(), tasklane.budget  # tenants.yaml read once, not per tenant
+    tenants, budget = registry.tenants(), state.budget  # tenants.yaml read once, not per tenant
     budgets = {tenant: hourly_budget(tenants.get(tenant), budget) for tenant in usage["tenant"].unique()}
     usage["hourly_budget"] = usage["tenant"].map(budgets).astype("Int64")
     usage["budget_used"] = (usage["counted"] / usage["hourly_budget"]).astype("Float64").round(3)
@@ -63,7 +65,8 @@ def warehouse_rows(usage: "pd.DataFrame") -> list[tuple]:
 
 
 def usage_summary(usage: "pd.DataFrame") -> str:
-    """A markdown table a person reads in the UI: per tenant, totals and the busiest hour's budget use."""
+    """A markdown table a person reads in the UI: per tenant, totals and the busiest hour's budget use,
+    for the SUMMARY_TENANTS tenants that spent the most (metadata is stored with every materialization)."""
     if usage.empty:
         return "No calls in the ledger for this period."
     totals = usage.groupby("tenant_id").agg(
@@ -73,7 +76,10 @@ def usage_summary(usage: "pd.DataFrame") -> str:
         rate_limited=("rate_limited", "sum"),
         busiest_hour_budget_used=("budget_used", "max"),
     )
-    return totals.rename(columns={"not_modified": "304s", "rate_limited": "429s"}).to_markdown()
+    busiest = totals.sort_values("counted", ascending=False, kind="stable").head(SUMMARY_TENANTS).sort_index()
+    table = busiest.rename(columns={"not_modified": "304s", "rate_limited": "429s"}).to_markdown()
+    hidden = len(totals) - len(busiest)
+    return table + (f"\n\nand {hidden} more tenants (table `api_usage` has every one)" if hidden else "")
 
 
 @dg.asset(
@@ -83,10 +89,14 @@ def usage_summary(usage: "pd.DataFrame") -> str:
     description="Calls, 304s, 429s and budget used per tenant and hour, from dripfeed's call ledger.",
 )
 def api_usage(
-    context: dg.AssetExecutionContext, config: UsageConfig, tasklane: TasklaneAPI, warehouse: Warehouse
+    context: dg.AssetExecutionContext,
+    config: UsageConfig,
+    state: SharedState,
+    registry: TenantRegistry,
+    warehouse: Warehouse,
 ) -> dg.MaterializeResult:
     since = (datetime.now(UTC) - timedelta(days=config.days)).strftime("%Y-%m-%dT%H:00:00Z")
-    usage = usage_frame(tasklane, since)
+    usage = usage_frame(state, registry, since)
     warehouse.replace_api_usage(warehouse_rows(usage), since)
     last_day = usage[usage["hour"] >= (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:00:00Z")]
     context.log.info(f"api_usage: {len(usage)} tenant-hours since {since}")

@@ -7,10 +7,12 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from resources.control.export_jobs import ExportJobs
+from resources.control.tenant_checks import Outcome
+from resources.shared_state import SharedState
 from resources.streams import STREAMS
-from resources.tasklane import TasklaneAPI
+from resources.tasklane import TasklaneAPI, TenantClient
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
+from resources.tenant_registry import TenantRegistry
 from resources.warehouse import TableFacts, Warehouse
 
 from .checks import check_results, check_specs
@@ -78,29 +80,49 @@ def tasklane_asset(stream: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> d
         can_subset=True,
     )
     def sync(
-        context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        config: SyncConfig,
+        tasklane: TasklaneAPI,
+        registry: TenantRegistry,
+        state: SharedState,
+        warehouse: Warehouse,
     ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
         record_run_worker(context)
+        tenant = context.partition_key
         try:
-            result = _sync(context, config, tasklane, warehouse, stream)
+            client = tasklane.client(registry.tenant(tenant), state)
+            result = _sync(context, config, client, state, warehouse, stream)
         except TenantThrottled as throttled:
-            yield defer_run(context, tasklane, stream, throttled)
+            yield defer_run(context, state, stream, throttled)
             return
         except TasklaneFailure as failure:  # the step fails, and its metadata tells the alert what happened
+            # The run's failure alert (sensors/tenant_alerts.py) reports it: the episode is alerted.
+            state.tenant_checks.record(
+                [(tenant, Outcome.FAILED, failure.description, failure.error_class)], time.time(), alerted=True
+            )
             raise dg.Failure(failure.description, metadata=failure.metadata, allow_retries=failure.retryable) from None
-        tasklane.deferrals.clear(context.partition_key, context.run.run_id, time.time())
+        now = time.time()
+        state.deferrals.clear(tenant, context.run.run_id, now)
+        state.tenant_checks.record(
+            [(tenant, Outcome.SYNCED, f"{stream} synced by run {context.run.run_id}", None)], now
+        )
         yield result
 
     return sync
 
 
 def _sync(
-    context: dg.AssetExecutionContext, config: SyncConfig, tasklane: TasklaneAPI, warehouse: Warehouse, stream: str
+    context: dg.AssetExecutionContext,
+    config: SyncConfig,
+    client: TenantClient,
+    state: SharedState,
+    warehouse: Warehouse,
+    stream: str,
 ) -> dg.MaterializeResult:
     """One tenant's sync of `stream`: a history load, a history export's submission, or the listing."""
     tenant = context.partition_key
     full = config.full_resync or context.run.tags.get(FULL_RESYNC_TAG, "").lower() == "true"
-    client, jobs = tasklane.client(tenant), ExportJobs(tasklane.store)
+    jobs = state.export_jobs
     export_id = context.run.tags.get(EXPORT_TAG)
     history = jobs.get(tenant, stream)
     if export_id:
@@ -109,15 +131,18 @@ def _sync(
                 f"tenant {tenant!r}: export {export_id} is not the finished {stream} export dripfeed recorded "
                 "for this tenant. Launch loads from the export_status sensor, not by hand."
             )
+        started = time.time()
         report = load_export(client, warehouse, jobs, history, client.tenant.history_since)
+        # The rows changed outside a listing: the stream's next sync lists, a probe cannot vouch for it.
+        state.stream_checks.record_sync(tenant, stream, None, synced_at=started, reconciled_at=None)
     elif (
         client.tenant.history_since
         and not full
         and (history is None or history.pending)
-        and (state := warehouse.state(tenant, stream)).watermark is None
+        and (sync_state := warehouse.state(tenant, stream)).watermark is None
     ):
         history = start_history_export(client, jobs, stream)
-        warehouse.write(tenant, stream, [], state)  # the (empty) tables exist, for the checks
+        warehouse.write(tenant, stream, [], sync_state)  # the (empty) tables exist, for the checks
         context.log.info(
             f"tenant {tenant!r} {stream}: history arrives through export {history.export_id} "
             f"({history.status}); the export_status sensor loads it when it is done"
@@ -135,6 +160,7 @@ def _sync(
         report = sync_stream(
             client,
             warehouse,
+            state.stream_checks,
             stream,
             full_resync=full,
             pages_per_checkpoint=config.pages_per_checkpoint,

@@ -17,7 +17,7 @@ import time
 import dagster as dg
 
 from resources.control.deferrals import Deferral
-from resources.tasklane import TasklaneAPI
+from resources.shared_state import SharedState
 from resources.tasklane.errors import TenantThrottled
 
 DEFERRED_UNTIL_TAG = "dripfeed/deferred_until"  # on a run that ended early: when its tenant may resume
@@ -29,11 +29,11 @@ def utc(moment: float) -> str:
 
 
 def defer_run(
-    context: dg.AssetExecutionContext, tasklane: TasklaneAPI, stream: str, throttled: TenantThrottled
+    context: dg.AssetExecutionContext, state: SharedState, stream: str, throttled: TenantThrottled
 ) -> dg.AssetObservation:
     """Record the deferral, mark the run, and say so; the caller then ends the step."""
     tenant = context.partition_key
-    recorded = tasklane.deferrals.defer(
+    recorded = state.deferrals.defer(
         Deferral(
             tenant=tenant,
             resume_at=throttled.resume_at,

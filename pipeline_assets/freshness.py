@@ -1,57 +1,191 @@
-"""How fresh each tenant's data is, against its tier: an hourly tenant is stale after 1 h plus
-grace, a daily one after 24 h plus grace, counted from its last successful `tasks` sync."""
+"""How fresh each tenant's data is, against its tier: an hourly tenant is stale after 1 h plus grace, a
+daily one after 24 h plus grace, counted from the last moment its `tasks` were known complete: a
+sync that completed, or a probe that found nothing changed (a check is a sync that found nothing).
+
+Two kinds of checks show it in the UI, both evaluated between syncs by the `tenant_freshness`
+sensor from dripfeed's control store, never by a sync run:
+- `tasks_fresh`, per tenant: recorded when the tenant's state changes, and once a day;
+- `<tier>_tenants_fresh`, one per tier for the whole asset: how many of the tier's tenants are
+  fresh, stale or failing, naming the stale and failing ones.
+"""
 
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
-from resources.tasklane import TasklaneAPI
+from resources.control.deferrals import Deferral
+from resources.control.stream_checks import StreamCheck
+from resources.control.tenant_checks import TenantCheck
+from resources.shared_state import SharedState
+from resources.tenant_registry import TenantRegistry
 
 from .assets import tasks
 from .partitions import partitioned_checks, tenant_partitions
 
 FRESH_CHECK = "tasks_fresh"
+TIERS = ("hourly", "daily")
 MAX_AGE = {"hourly": timedelta(hours=1), "daily": timedelta(hours=24)}
 GRACE = {"hourly": timedelta(minutes=15), "daily": timedelta(hours=2)}  # a run's own length, and a retry
+NAMED_IN_SUMMARY = 20  # stale or failing tenants a tier's summary names; its metadata counts them all
 
 
-def last_synced(instance: dg.DagsterInstance, tenant: str) -> float | None:
-    """Unix time of the tenant's latest `tasks` materialization, or None if it never synced."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=tasks.key, asset_partitions=[tenant]), limit=1
-    ).records
-    return records[0].timestamp if records else None
+def tier_check_name(tier: str) -> str:
+    return f"{tier}_tenants_fresh"
 
 
-def freshness(
-    instance: dg.DagsterInstance, tenant: str, tier: str, now: float, known_since: float | None = None
-) -> tuple[bool, str]:
-    """(fresh, a one-line explanation naming the age and the allowed age). A tenant that never
-    synced is given its tier's allowance from `known_since` (when it was first seen), so a new
+def utc(moment: float | None) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds") if moment else "never"
+
+
+@dataclass(frozen=True)
+class TenantStatus:
+    """What the UI says of one tenant: `state` is fresh, stale or failing (fresh but its last probe
+    or sync failed)."""
+
+    tenant: str
+    tier: str
+    fresh: bool
+    state: str
+    explanation: str
+    last_synced_at: float | None
+    last_checked_at: float | None
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "tier": self.tier,
+            "state": self.state,
+            "last_synced_at": utc(self.last_synced_at),
+            "last_checked_current_at": utc(self.last_checked_at),
+        }
+
+
+def freshness(tier: str, complete_at: float | None, known_since: float, now: float) -> tuple[bool, str]:
+    """(fresh, why): the tenant's `tasks` last known complete at `complete_at`. A tenant that never
+    synced is given its tier's allowance from `known_since` (when dripfeed first saw it), so a new
     tenant's first sync has time to run before anyone is alerted."""
     allowed = MAX_AGE[tier] + GRACE[tier]
-    synced = last_synced(instance, tenant)
-    if synced is None:
-        waited = timedelta(seconds=int(now - (known_since if known_since is not None else now)))
+    if complete_at is None:
+        waited = timedelta(seconds=int(now - known_since))
         verdict = "within" if waited <= allowed else "more than"
         return (
             waited <= allowed,
-            f"{tenant!r} has not synced yet, {waited} after onboarding, {verdict} its {tier} tier's {allowed}",
+            f"has not synced yet, {waited} after onboarding, {verdict} its {tier} tier's {allowed}",
         )
-    age = timedelta(seconds=int(now - synced))
+    age = timedelta(seconds=int(now - complete_at))
     verdict = "within" if age <= allowed else "older than"
-    return age <= allowed, f"{tenant!r} last synced {age} ago, {verdict} its {tier} tier's {allowed}"
+    return age <= allowed, f"last synced or checked current {age} ago, {verdict} its {tier} tier's {allowed}"
 
 
-def _tasks_fresh(context: dg.AssetCheckExecutionContext, tasklane: TasklaneAPI) -> dg.AssetCheckResult:
+def tenant_status(
+    tenant: str,
+    tier: str,
+    tasks_check: StreamCheck | None,
+    check: TenantCheck,
+    deferral: Deferral | None,
+    now: float,
+) -> TenantStatus:
+    """The tenant's state from the control store: its `tasks` stream check, its last probe, and its
+    deferral if it is waiting."""
+    complete_at = tasks_check.complete_at if tasks_check else None
+    fresh, why = freshness(tier, complete_at, check.known_since, now)
+    explanation = f"{tenant!r} {why}"
+    state = "fresh" if fresh else "stale"
+    if check.failing_since is not None:
+        explanation += f"; failing since {utc(check.failing_since)} ({check.error_class}): {check.detail}"
+        state = "failing" if fresh else state
+    if deferral is not None and not fresh:
+        explanation += f"; its sync is deferred until {utc(deferral.resume_at)} ({deferral.reason})"
+    return TenantStatus(
+        tenant,
+        tier,
+        fresh,
+        state,
+        explanation,
+        tasks_check.synced_at if tasks_check else None,
+        tasks_check.checked_at if tasks_check else None,
+    )
+
+
+def tenant_evaluation(
+    status: TenantStatus, target: AssetCheckEvaluationTargetMaterializationData | None = None
+) -> dg.AssetCheckEvaluation:
+    """`tasks_fresh` for one tenant; `target`: the tenant's latest `tasks` materialization, which the
+    UI shows the partition's check status for."""
+    return dg.AssetCheckEvaluation(
+        asset_key=tasks.key,
+        check_name=FRESH_CHECK,
+        passed=status.fresh,
+        partition=status.tenant,
+        description=status.explanation,
+        metadata=status.metadata(),
+        target_materialization_data=target,
+    )
+
+
+def tier_evaluation(
+    tier: str, statuses: list[TenantStatus], target: AssetCheckEvaluationTargetMaterializationData | None = None
+) -> dg.AssetCheckEvaluation:
+    """One evaluation for the whole tier: passes when none of its tenants is stale or failing."""
+    by_state = {state: sorted(s.tenant for s in statuses if s.state == state) for state in ("stale", "failing")}
+    fresh = sum(s.state == "fresh" for s in statuses)
+    parts = [f"{len(statuses)} {tier} tenants: {fresh} fresh, {len(by_state['stale'])} stale, "]
+    parts.append(f"{len(by_state['failing'])} failing")
+    for state, names in by_state.items():
+        if names:
+            shown = ", ".join(names[:NAMED_IN_SUMMARY])
+            parts.append(
+                f"; {state}: {shown}"
+                + (f" and {len(names) - NAMED_IN_SUMMARY} more" if len(names) > NAMED_IN_SUMMARY else "")
+            )
+    return dg.AssetCheckEvaluation(
+        asset_key=tasks.key,
+        check_name=tier_check_name(tier),
+        passed=not by_state["stale"] and not by_state["failing"],
+        target_materialization_data=target,
+        severity=dg.AssetCheckSeverity.ERROR if by_state["stale"] else dg.AssetCheckSeverity.WARN,
+        description="".join(parts),
+        metadata={
+            "tenants": dg.MetadataValue.int(len(statuses)),
+            "fresh": dg.MetadataValue.int(fresh),
+            "stale": dg.MetadataValue.int(len(by_state["stale"])),
+            "failing": dg.MetadataValue.int(len(by_state["failing"])),
+        },
+    )
+
+
+def statuses(registry: TenantRegistry, state: SharedState, tenant_ids: set[str], now: float) -> list[TenantStatus]:
+    """Every enabled tenant of `tenant_ids`, as the control store sees it now (a few queries)."""
+    tenants = [t for t in registry.tenants().values() if t.enabled and t.id in tenant_ids]
+    streams = state.stream_checks.of_tenants(t.id for t in tenants)
+    checks = state.tenant_checks.of_tenants(t.id for t in tenants)
+    waiting = state.deferrals.waiting(now)
+    return [
+        tenant_status(
+            t.id,
+            t.tier,
+            streams.get((t.id, tasks.key.path[-1])),
+            checks.get(t.id) or TenantCheck(t.id, known_since=now),
+            waiting.get(t.id),
+            now,
+        )
+        for t in sorted(tenants, key=lambda t: t.id)
+    ]
+
+
+def _tasks_fresh(
+    context: dg.AssetCheckExecutionContext, registry: TenantRegistry, state: SharedState
+) -> dg.AssetCheckResult:
+    """The check evaluated on demand (the UI's "execute"): the same answer the sensor records."""
     tenant = context.partition_key
-    configured = tasklane.tenants().get(tenant)
-    if configured is None:
-        return dg.AssetCheckResult(passed=False, description=f"{tenant!r} is not in tenants.yaml, so it has no tier")
-    tier = configured.tier
-    fresh, explanation = freshness(context.instance, tenant, tier, time.time())
-    return dg.AssetCheckResult(passed=fresh, description=explanation, metadata={"tier": tier})
+    found = statuses(registry, state, {tenant}, time.time())
+    if not found:
+        return dg.AssetCheckResult(passed=False, description=f"{tenant!r} is not an enabled tenant of tenants.yaml")
+    return dg.AssetCheckResult(passed=found[0].fresh, description=found[0].explanation, metadata=found[0].metadata())
 
 
 with partitioned_checks():
@@ -59,6 +193,31 @@ with partitioned_checks():
         asset=tasks,
         name=FRESH_CHECK,
         partitions_def=tenant_partitions,
-        description="Fails when the tenant's last sync is older than its tier allows (1 h or 24 h, plus grace). "
-        "Evaluated by the tenant_freshness sensor, between syncs.",
+        description="Fails when the tenant's tasks were last known complete (synced, or checked unchanged) longer "
+        "ago than its tier allows (1 h or 24 h, plus grace). Evaluated by the tenant_freshness sensor.",
     )(_tasks_fresh)
+
+
+def tier_check(tier: str) -> dg.AssetChecksDefinition:
+    def _tier_fresh(
+        context: dg.AssetCheckExecutionContext, registry: TenantRegistry, state: SharedState
+    ) -> dg.AssetCheckResult:
+        registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+        tier_statuses = [s for s in statuses(registry, state, registered, time.time()) if s.tier == tier]
+        evaluation = tier_evaluation(tier, tier_statuses)
+        return dg.AssetCheckResult(
+            passed=evaluation.passed,
+            severity=evaluation.severity,
+            description=evaluation.description,
+            metadata=evaluation.metadata,
+        )
+
+    return dg.asset_check(
+        asset=tasks,
+        name=tier_check_name(tier),
+        description=f"Passes when none of the {tier} tier's tenants is stale or failing; names those that are. "
+        "Evaluated by the tenant_freshness sensor every tick.",
+    )(_tier_fresh)
+
+
+TIER_CHECKS = [tier_check(tier) for tier in TIERS]

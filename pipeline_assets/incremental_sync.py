@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from resources.control.stream_checks import Listing, StreamChecks
 from resources.streams import TOMBSTONE_RETENTION, minus_overlap, rfc3339
 from resources.tasklane.client import TenantClient
 from resources.warehouse import Sweep, SyncState, Warehouse
@@ -46,29 +47,55 @@ class SyncReport:
         return self.reconcile_reason is not None
 
 
-def reconcile_reason(state: SyncState, now: datetime, *, requested: bool, every: timedelta | None) -> str | None:
-    """Why this sync must be a reconciliation, or None for an incremental sync."""
+def reconcile_due(
+    last_complete: datetime | None, reconciled_at: datetime | None, now: datetime, every: timedelta | None
+) -> str | None:
+    """Why a stream last known complete at `last_complete` (a sync that completed, or a probe that
+    found it unchanged) must now list every id, or None. Runs and probes decide alike."""
+    due = TOMBSTONE_RETENTION - RECONCILE_MARGIN
+    if last_complete is None or now - last_complete > due:
+        completed = rfc3339(last_complete) if last_complete else "unknown"
+        return (
+            f"its last complete sync ({completed}) is more than {due.days} days old, and Tasklane "
+            f"drops tombstones after {TOMBSTONE_RETENTION.days} days"
+        )
+    if every and reconciled_at and now - reconciled_at >= every:
+        return f"its safety-net cadence ({every.days} days) has passed since {rfc3339(reconciled_at)}"
+    return None
+
+
+def reconcile_reason(
+    state: SyncState,
+    now: datetime,
+    *,
+    requested: bool,
+    every: timedelta | None,
+    checked_at: datetime | None = None,
+) -> str | None:
+    """Why this sync must be a reconciliation, or None for an incremental sync. `checked_at`: the
+    last probe that found the stream unchanged, which counts as a complete sync."""
     if requested:
         return "a full re-sync was requested"
     if state.reconciling_since:
         return f"it resumes the reconciliation begun {state.reconciling_since}"
     if state.watermark is None:
         return None  # a first sync lists everything anyway
-    due = TOMBSTONE_RETENTION - RECONCILE_MARGIN
-    completed = state.completed_sync_at
-    if completed is None or now - datetime.fromisoformat(completed) > due:
-        return (
-            f"its last complete sync ({completed or 'unknown'}) is more than {due.days} days old, and Tasklane "
-            f"drops tombstones after {TOMBSTONE_RETENTION.days} days"
-        )
-    if every and state.reconciled_at and now - datetime.fromisoformat(state.reconciled_at) >= every:
-        return f"its safety-net cadence ({every.days} days) has passed since {state.reconciled_at}"
-    return None
+    completed = [moment for moment in (_moment(state.completed_sync_at), checked_at) if moment is not None]
+    return reconcile_due(max(completed, default=None), _moment(state.reconciled_at), now, every)
+
+
+def _moment(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def _unix(moment: str) -> float:
+    return datetime.fromisoformat(moment).timestamp()
 
 
 def sync_stream(
     client: TenantClient,
     warehouse: Warehouse,
+    checks: StreamChecks,
     stream: str,
     *,
     full_resync: bool = False,
@@ -82,12 +109,18 @@ def sync_stream(
     pages, one written while the next is fetched: a run that dies loses at most
     `pages_per_checkpoint` pages, and it or a throttled one resumes from its last checkpoint (minus
     the visibility overlap). A reconciliation soft-deletes nothing before its last transaction,
-    so it can stop anywhere."""
+    so it can stop anywhere. An incremental sync first asks the stream's last listing again with its
+    ETag (control/stream_checks.py): a `304` ends it at no cost; once everything is committed the
+    sync records the listing its successor (or a probe) may ask about."""
     batch_pages = max(1, pages_per_checkpoint // 2)
     tenant = client.tenant.id
     started = rfc3339(now or datetime.now(UTC))
     state = warehouse.state(tenant, stream)
-    reason = reconcile_reason(state, datetime.fromisoformat(started), requested=full_resync, every=reconcile_every)
+    known = checks.begin_sync(tenant, stream)
+    checked_at = datetime.fromtimestamp(known.checked_at, UTC) if known.checked_at else None
+    reason = reconcile_reason(
+        state, datetime.fromisoformat(started), requested=full_resync, every=reconcile_every, checked_at=checked_at
+    )
     reconciling = reason is not None
     # A reconciliation resumes only its own checkpoint: an incremental run's would skip the records
     # before it. An incremental run resumes its own (a reconciliation's makes the run reconcile).
@@ -96,6 +129,13 @@ def sync_stream(
     began = (state.reconciling_since or started) if reconciling else None
     start = resume_from if reconciling else (resume_from or state.watermark)
     since = minus_overlap(start) if start else None
+    # The last listing is asked again while it reads all this sync needs: a quiet stream keeps one query.
+    asked = known.listing if not reconciling and not resume_from and start and known.listing else None
+    if asked and asked.covers(since):
+        since = asked.since
+    else:
+        asked = None
+    listed: Listing | None = None  # what the next sync may ask about, once this one has committed
     calls_before = Counter(client.stats)
     pages: list[str] = []
     reached: str | None = resume_from  # what a killed run already committed counts as reached
@@ -134,10 +174,12 @@ def sync_stream(
         if reconciling and not state.reconciling_since:
             batches.begin_reconciliation(tenant, stream, checkpoint())
         try:
-            for page in client.list_pages(stream, since, conditional=not reconciling):
+            for page in client.list_pages(stream, since, etag=asked.etag if asked else None):
                 if page.not_modified:
-                    listed_to_the_end = False
+                    listed, listed_to_the_end = asked, False
                     break
+                if page.etag:
+                    listed = Listing(since, page.etag)
                 pages.append(page.body)
                 report.pages += 1
                 report.records += len(page.records)
@@ -162,6 +204,14 @@ def sync_stream(
             pending.result()
         sweep = Sweep(minus_overlap(began), began) if began and listed_to_the_end else None
         write(pages, final(swept=sweep is not None), sweep)
-    report.watermark_after = warehouse.state(tenant, stream).watermark
+    after = warehouse.state(tenant, stream)
+    report.watermark_after = after.watermark
+    checks.record_sync(
+        tenant,
+        stream,
+        listed,
+        synced_at=_unix(began or started),
+        reconciled_at=_unix(after.reconciled_at) if after.reconciled_at else None,
+    )
     report.calls = Counter(client.stats) - calls_before
     return report

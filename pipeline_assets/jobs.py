@@ -1,18 +1,18 @@
 """The job that syncs one tenant: its three assets and the checks evaluated in their steps, one
-partition per run (partitioned by tenant through its assets). The freshness check is left out: it
-is evaluated between syncs by the tenant_freshness sensor, and costs no run."""
+partition per run (partitioned by tenant through its assets). The freshness checks are left out: they
+are evaluated between syncs by the tenant_freshness sensor, and cost no run."""
 
 import dagster as dg
 
 from .assets import projects, tasks, users
-from .freshness import tasks_fresh
+from .freshness import TIER_CHECKS, tasks_fresh
 
 TENANT_TAG = "dripfeed/tenant"
 TIER_TAG = "dripfeed/tier"  # hourly, daily, or onboarding (a new tenant's first sync)
 
 sync_tenant = dg.define_asset_job(
     "sync_tenant",
-    selection=dg.AssetSelection.assets(users, projects, tasks) - dg.AssetSelection.checks(tasks_fresh),
+    selection=dg.AssetSelection.assets(users, projects, tasks) - dg.AssetSelection.checks(tasks_fresh, *TIER_CHECKS),
     description="Sync one tenant's users, projects and tasks (a backfill runs one per tenant).",
     # Under the instance's `run_retries` (deploy/dagster.yaml), a run whose process died is retried
     # once and resumes from its checkpoint; a run that failed in a step (a revoked token, a vendor

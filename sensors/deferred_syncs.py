@@ -6,6 +6,8 @@ the previous tick (the cursor), keyed by tenant and resume time: a repeated tick
 twice, and a tenant deferred again gets a new key. The run resumes from the committed checkpoint.
 A tenant whose token is missing when its deferral is due is not resumed (the run could only fail):
 the tick says so, and its next scheduled sync after the token is set resumes from the checkpoint.
+A tick requests at most MOST_RUNS_PER_TICK resumptions (ten thousand tenants deferred until one
+window's reset come due together); the rest, the longest waiting first, follow at the next ticks.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import dagster as dg
 from pipeline_assets.deferral import RESUMES_TAG, utc
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
-from resources.tasklane import TasklaneAPI
+from resources.shared_state import SharedState
+from resources.tenant_registry import TenantRegistry
 
 from .tick_report import TickReport
 
 TICK_SECONDS = 30
+MOST_RUNS_PER_TICK = 200  # the daemon looks up each request's partition: thousands would take minutes
 
 
 @dg.sensor(
@@ -32,15 +36,24 @@ TICK_SECONDS = 30
     description="Resumes the syncs that ended early because their tenant had to wait (a long Retry-After, "
     "a lockout, a spent budget), once the wait is over.",
 )
-def deferred_syncs(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -> dg.SensorResult | dg.SkipReason:
+def deferred_syncs(
+    context: dg.SensorEvaluationContext, registry: TenantRegistry, state: SharedState
+) -> dg.SensorResult | dg.SkipReason:
     now = time.time()
-    after = float(context.cursor) if context.cursor else None
-    due = tasklane.deferrals.due(now, after)
+    # cursor: "<resume_at>" (every deferral due until then was taken), or "<resume_at> <tenant>" when a
+    # tick took only part of them (every one up to that tenant, in (resume_at, tenant) order).
+    after, _, after_tenant = (context.cursor or "").partition(" ")
+    due = state.deferrals.due(now, float(after) if after else None, after_tenant)
     if not due:
-        waiting = len(tasklane.deferrals.waiting(now))
+        waiting = len(state.deferrals.waiting(now))
         return dg.SensorResult(skip_reason=f"no deferred sync is due ({waiting} tenants waiting)", cursor=str(now))
+    cursor = str(now)
+    if len(due) > MOST_RUNS_PER_TICK:  # oldest first: the next tick goes on from the last one taken
+        due = due[:MOST_RUNS_PER_TICK]
+        cursor = f"{due[-1].resume_at!r} {due[-1].tenant}"
+        context.log.info(f"more deferred syncs are due than a tick requests ({MOST_RUNS_PER_TICK}); the rest follow")
     report = TickReport(context)
-    tenants = report.read_tenants(tasklane).tenants
+    tenants = report.read_tenants(registry).tenants
     registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
     requests = []
     for deferral in due:
@@ -66,6 +79,6 @@ def deferred_syncs(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI) -
                 )
     if not requests:
         return dg.SensorResult(
-            skip_reason=report.skip_reason(f"{len(due)} deferred syncs due, none resumed"), cursor=str(now)
+            skip_reason=report.skip_reason(f"{len(due)} deferred syncs due, none resumed"), cursor=cursor
         )
-    return dg.SensorResult(run_requests=requests, cursor=str(now))
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

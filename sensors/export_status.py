@@ -2,7 +2,9 @@
 
 Per tick, each tenant with a job due costs one listing call (`GET exports?status=queued,running`)
 plus one call per job that left that list, and a job is due only once the vendor's
-`poll_after_seconds` has passed. Everything it knows lives in the control store, so a restarted
+`poll_after_seconds` has passed. Tenants are polled POLL_THREADS at once, the longest waiting first;
+a tick starts no poll after TICK_SECONDS, and the tenants it did not reach are polled first next.
+Everything it knows lives in the control store, so a restarted
 daemon carries on where it stopped; it submits again only a job whose submission was never
 answered, under the same idempotency key. What happens to a job is decided by
 `pipeline_assets/export_lifecycle.py`: a failed or expired job is resubmitted up to three
@@ -13,6 +15,7 @@ and alerted, and the tenant's next sync reads its history through the listing in
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from logging import INFO
 
 import dagster as dg
@@ -24,18 +27,21 @@ from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
+from resources.shared_state import SharedState
 from resources.tasklane import TasklaneAPI
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
+from resources.tenant_registry import TenantRegistry
 
 from .tick_report import TickReport
 
 DEFAULT_POLL_SECONDS = 30
 DEFAULT_TIMEOUT_HOURS = 6.0
 RETRY_TENANT_SECONDS = 300  # after a tenant's poll failed (a revoked token, an outage)
-# A tick must end well within Dagster's 60 s: the tenants not reached by then are polled first by
-# the next tick (each call of a tick is bounded too: TasklaneAPI.client(in_tick=True)).
-TICK_SECONDS = 40.0
+# A tick must end well within Dagster's 60 s: no poll starts after TICK_SECONDS, and each call of a
+# tick is bounded too (TasklaneAPI.client(..., in_tick=True): 18 s at most).
+TICK_SECONDS = 25.0
+POLL_THREADS = 16
 
 
 def load_request(job: ExportJob) -> dg.RunRequest:
@@ -58,14 +64,15 @@ class _Poll:
         self,
         context: dg.SensorEvaluationContext,
         tasklane: TasklaneAPI,
+        registry: TenantRegistry,
+        state: SharedState,
         alerts: Alerts,
-        jobs: ExportJobs,
         timeout: float,
         report: TickReport,
     ) -> None:
-        self.context, self.tasklane, self.alerts, self.jobs, self.timeout = context, tasklane, alerts, jobs, timeout
-        self.report = report
-        self.tenants = report.read_tenants(tasklane).tenants  # once per tick: 500 tenants must not mean 500 reads
+        self.context, self.tasklane, self.state, self.alerts = context, tasklane, state, alerts
+        self.jobs, self.timeout, self.report = state.export_jobs, timeout, report
+        self.tenants = report.read_tenants(registry).tenants  # once per tick: 500 tenants must not mean 500 reads
         self.runs: list[dg.RunRequest] = []
 
     def tenant(self, tenant: str, due: list[ExportJob], now: float) -> None:
@@ -81,11 +88,11 @@ class _Poll:
         if tenant not in self.tenants:
             self.report.leave_out(f"tenant {tenant!r} has open exports but is not a valid tenant of tenants.yaml now")
             return
-        left, _ = self.tasklane.budget.calls_left(self.tenants[tenant], now)
+        left, _ = self.state.budget.calls_left(self.tenants[tenant], now)
         if left is not None and left < 1:
             self.report.leave_out(f"tenant {tenant!r}: no call left in its rate window; polls its exports later", INFO)
             return
-        client = self.tasklane.client(tenant, self.tenants, in_tick=True)
+        client = self.tasklane.client(self.tenants[tenant], self.state, in_tick=True)
         open_now = {answer["id"]: answer for answer in client.list_open_exports()}
         for job in live:
             answer = None
@@ -152,9 +159,13 @@ def export_status_sensor(
         "finished ones.",
     )
     def export_status(
-        context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts
+        context: dg.SensorEvaluationContext,
+        tasklane: TasklaneAPI,
+        registry: TenantRegistry,
+        state: SharedState,
+        alerts: Alerts,
     ) -> dg.SensorResult | dg.SkipReason:
-        return poll_exports(context, tasklane, alerts, timeout_hours * 3600)
+        return poll_exports(context, tasklane, registry, state, alerts, timeout_hours * 3600)
 
     return export_status
 
@@ -162,34 +173,35 @@ def export_status_sensor(
 def poll_exports(
     context: dg.SensorEvaluationContext,
     tasklane: TasklaneAPI,
+    registry: TenantRegistry,
+    state: SharedState,
     alerts: Alerts,
     timeout: float,
     tick_seconds: float = TICK_SECONDS,
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick: each tenant with a due job on its own, so that one tenant's failure stops no other."""
-    jobs = ExportJobs(tasklane.store)
+    jobs = state.export_jobs
     now = time.time()
     due = sorted(jobs.due(now, timeout), key=lambda job: job.tenant)
     if not due:
         return dg.SkipReason(f"no export job is due ({jobs.open_count()} open)")
     report = TickReport(context)
-    poll = _Poll(context, tasklane, alerts, jobs, timeout, report)
+    poll = _Poll(context, tasklane, registry, state, alerts, timeout, report)
     started = time.monotonic()
     by_tenant: dict[str, list[ExportJob]] = {}
     for job in sorted(due, key=lambda job: (job.next_poll_at, job.tenant)):  # the longest waiting first
         by_tenant.setdefault(job.tenant, []).append(job)
-    for done, (tenant, batch) in enumerate(by_tenant.items()):
+
+    def one(tenant: str, batch: list[ExportJob]) -> bool:
+        """Poll the tenant's jobs; False when the tick's time was up before it started."""
         if time.monotonic() - started > tick_seconds:
-            report.leave_out(
-                f"{len(by_tenant) - done} tenants' exports wait for the next tick: this one is spent", INFO
-            )
-            break
+            return False
         try:  # each tenant on its own: whatever happens to it, the others are polled as usual
             poll.tenant(tenant, batch, now)
         except TenantThrottled as throttled:
             if throttled.vendor:  # every caller of the tenant must wait, syncs included
                 reason = f"{throttled.reason} (met by the export_status sensor)"
-                tasklane.deferrals.defer(Deferral(tenant, throttled.resume_at, reason, now, vendor_block=True))
+                state.deferrals.defer(Deferral(tenant, throttled.resume_at, reason, now, vendor_block=True))
             report.leave_out(f"{throttled}; its exports are polled again then", INFO)
             poll_later(jobs, batch, throttled.resume_at)
         except TasklaneFailure as failure:
@@ -200,6 +212,12 @@ def poll_exports(
         except Exception as error:  # a malformed answer, a bug: reported, and this tenant waits like a failure
             report.unexpected(tenant, error)
             poll_later(jobs, batch, now + RETRY_TENANT_SECONDS)
+        return True
+
+    with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="dripfeed-export-poll") as pool:
+        reached = list(pool.map(lambda item: one(*item), by_tenant.items()))
+    if not all(reached):
+        report.leave_out(f"{reached.count(False)} tenants' exports wait for the next tick: this one is spent", INFO)
     if not poll.runs:
         return dg.SkipReason(report.skip_reason(f"polled {len(due)} export jobs; none finished"))
     return dg.SensorResult(run_requests=poll.runs)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources.tasklane import TasklaneAPI
+from resources.tenant_registry import TenantRegistry
 from resources.tenants import TenantsFile, printable, shown_id
 
 SHOWN_IN_SKIP_REASON = 3  # the rest are in the tick's log
@@ -33,10 +33,10 @@ class TickReport:
         self.log: logging.Logger = context.log
         self.left_out: list[str] = []
 
-    def read_tenants(self, tasklane: TasklaneAPI) -> TenantsFile:
+    def read_tenants(self, registry: TenantRegistry) -> TenantsFile:
         """tenants.yaml, each of its skipped entries reported (a TenantConfigError, when the file
         cannot be read at all, fails the tick with a message naming the file)."""
-        loaded = tasklane.read_tenants()
+        loaded = registry.read()
         for entry in loaded.skipped:
             self.leave_out(f"{Path(loaded.path).name} {entry.name} is skipped: {entry.reason}")
         return loaded

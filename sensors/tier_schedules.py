@@ -1,18 +1,22 @@
 """Two freshness tiers on the same assets: an hourly schedule for dashboard tenants, a daily one
 for the rest. Moving a tenant between tiers is its `tier:` line in tenants.yaml.
 
-Each schedule ticks every few minutes (`tier_slots.py`) and requests the tenants whose slot is
-this tick, so a tier's runs and calls are spread over its period. A tenant is requested once per
-period: its run key names the tier, the period and the tenant, and a tick first reads which keys
-of the period exist. A tenant whose slot has passed without a run this period (skipped for
-budget or because it was waiting, or moved into an earlier tick by a change to the tier) is
-requested at the next tick, unless it has had a run of any kind since the period began (a new
-tenant's first sync, a tenant that changed tiers: it follows its new tier from then on).
+Each schedule ticks every few minutes (`tier_slots.py`) and serves the tenants whose slot is this
+tick. It asks Tasklane first (`tenant_probes.py`): a tenant with nothing new costs no run, only
+conditional requests that answer `304`; a tenant that changed (or must sync anyway) gets a run of
+the streams concerned. A tenant is served once per period: a check or a run of the period settles
+it (its run key names the tier, the period and the tenant). A tenant whose slot has passed unserved
+(skipped for budget, waiting, not reached in time, or moved into an earlier tick by a change to the
+tier) is served at the next tick, before the tenants whose slot it is; a tenant that has had a run
+of any kind since the period began (a new tenant's first sync, a tenant that changed tiers) is
+settled for the period.
 
 A tenant that is waiting (a deferred sync, pipeline_assets/deferral.py), whose rate window has
 too little budget left, or whose token is missing is skipped for this tick, with the reason in
-the tick's log, instead of launching a run that would only end at once, fail or collect 429s. So
-is an entry of tenants.yaml that is not valid (`tick_report.py`).
+the tick's log, instead of asking or running only to end at once, fail or collect 429s. So is an
+entry of tenants.yaml that is not valid (`tick_report.py`). Only what is worth reading is logged
+tenant by tenant (runs requested, failures, tenants skipped or not reached); current tenants are
+counted.
 """
 
 from __future__ import annotations
@@ -23,11 +27,18 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from pipeline_assets.checks import CHECKS, check_name
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
+from resources.control.deferrals import Deferral
+from resources.control.tenant_checks import Outcome
+from resources.shared_state import SharedState
+from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
+from resources.tenant_registry import TenantRegistry
 from resources.tenants import Tenant
 
+from .tenant_probes import Verdict, plan, probe_all
 from .tick_report import TickReport
 from .tier_slots import Tier, make_tier, slots
 
@@ -35,7 +46,14 @@ from .tier_slots import Tier, make_tier, slots
 MIN_CALLS_FOR_A_SYNC = 3
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
+WHY_TAG = "dripfeed/why"  # on a tier's run: which streams it syncs, and why (tenant_probes.py's codes)
 NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 TIERS = {"hourly": make_tier("hourly", 60, 5), "daily": make_tier("daily", 1440, 15)}  # definitions.py may shorten them
 
 
@@ -44,67 +62,152 @@ def run_key(tier: Tier, tick_time: datetime, tenant: str) -> str:
 
 
 def tier_run_requests(
-    context: dg.ScheduleEvaluationContext, tasklane: TasklaneAPI, tier: Tier
+    context: dg.ScheduleEvaluationContext,
+    tasklane: TasklaneAPI,
+    registry: TenantRegistry,
+    state: SharedState,
+    tier: Tier,
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    """A run request per enabled, registered tenant of `tier` whose slot is this tick (or has passed
-    without a run this period) and that has the budget for a sync."""
+    """A run request per tenant of `tier` due at this tick (or overdue) whose probe found changes or
+    that must sync; every other due tenant checked and recorded."""
+    started = time.monotonic()
     tick_time = context.scheduled_execution_time.astimezone(UTC)
     tick, period_start = tier.tick_of(tick_time), tier.period_start(tick_time)
     report = TickReport(context)
-    tenants = report.read_tenants(tasklane).tenants
-    due = {tenant_id for tenant_id, slot in slots(tier, tenants.values()).items() if slot <= tick}
+    tenants = report.read_tenants(registry).tenants
+    placed = slots(tier, tenants.values())
     prefix = run_key(tier, tick_time, "")
     requested = {
         key.removeprefix(prefix) for _, keys in context.instance.get_run_tags([RUN_KEY_TAG], prefix) for key in keys
     }
-    registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+    candidates = sorted((t for t, slot in placed.items() if slot <= tick and t not in requested), key=placed.get)
+    settled = _settled(context.instance, state, candidates, period_start)
     now = time.time()
-    waiting = tasklane.deferrals.waiting(now)
-    candidates = sorted(due - requested)
-    ran = _ran_since(context.instance, candidates, period_start)
-    requests = []
-    for tenant_id in candidates:
-        if tenant_id in ran:
-            continue
-        with report.on_its_own(tenant_id):
-            tenant = tenants[tenant_id]
-            if reason := _skip_reason(tenant, registered, waiting, tasklane, now):
-                report.leave_out(f"{tenant_id}: {reason}", logging.INFO)
-            elif missing := tenant.missing_token():
-                report.leave_out(f"{tenant_id}: {missing}")
-            else:
-                requests.append(
-                    dg.RunRequest(
-                        run_key=run_key(tier, tick_time, tenant_id),
-                        partition_key=tenant_id,
-                        tags={TENANT_TAG: tenant_id, TIER_TAG: tier.name},
-                    )
-                )
+    to_serve = _servable(report, state, [tenants[t] for t in candidates if t not in settled], context, now)
+    ids = [tenant.id for tenant in to_serve]
+    checks, exports = state.stream_checks.of_tenants(ids), state.export_jobs.of_tenants(ids)
+    ended = {d.tenant: d for d in state.deferrals.due(now)}
+    plans = [plan(tenant, checks, exports, ended.get(tenant.id), now) for tenant in to_serve]
+    verdicts, unreached = probe_all(tasklane, state, plans, started)
+    _record(state, verdicts, now)
+    requests = [_run_request(tier, tick_time, v) for v in verdicts if v.run]
+    summary = _log(report, verdicts, unreached, tick)
     if not requests:
-        return dg.SkipReason(report.skip_reason(f"no {tier.name} tenant to request at tick {tick} of this period"))
+        return dg.SkipReason(report.skip_reason(summary))
     return requests
 
 
-def _ran_since(instance: dg.DagsterInstance, tenants: list[str], since: datetime) -> set[str]:
-    """Which of `tenants` have had a run since `since` that did not fail, whoever launched it (a
-    first sync, a resumption, a backfill, a run of their previous tier): that is their run of the
-    period. One query; in a steady period it finds none."""
+def _settled(instance: dg.DagsterInstance, state: SharedState, tenants: list[str], since: datetime) -> set[str]:
+    """Which of `tenants` are done for the period: checked since `since`, or with a run since then that
+    did not fail (whoever launched it: a first sync, a resumption, a backfill, a run of their previous
+    tier), or with a run queued or under way."""
     if not tenants:
         return set()
-    runs = dg.RunsFilter(tags={PARTITION_TAG: tenants}, created_after=since, statuses=NOT_FAILED)
-    return {record.dagster_run.tags[PARTITION_TAG] for record in instance.get_run_records(runs)}
+    checked = {
+        tenant
+        for tenant, check in state.tenant_checks.of_tenants(tenants).items()
+        if check.outcome is not None
+        and check.outcome.settles_the_period
+        and (check.checked_at or 0) >= since.timestamp()
+    }
+    runs = [
+        dg.RunsFilter(tags={PARTITION_TAG: tenants}, created_after=since, statuses=NOT_FAILED),
+        dg.RunsFilter(tags={PARTITION_TAG: tenants}, statuses=IN_FLIGHT),
+    ]
+    ran = {
+        record.dagster_run.tags[PARTITION_TAG]
+        for runs_filter in runs
+        for record in instance.get_run_records(runs_filter)
+    }
+    return checked | ran
 
 
-def _skip_reason(tenant: Tenant, registered: set[str], waiting: dict, tasklane: TasklaneAPI, now: float) -> str | None:
-    if tenant.id not in registered:
-        return "not a partition yet (the tenant_registry sensor adds it)"
-    if tenant.id in waiting:
-        deferral = waiting[tenant.id]
-        return f"deferred until {_utc(deferral.resume_at)} ({deferral.reason})"
-    left, reset = tasklane.budget.calls_left(tenant, now)
-    if left is not None and left < MIN_CALLS_FOR_A_SYNC:
-        return f"{left} calls left in its rate window until {_utc(reset)}"
-    return None
+def _servable(
+    report: TickReport, state: SharedState, due: list[Tenant], context: dg.ScheduleEvaluationContext, now: float
+) -> list[Tenant]:
+    """The due tenants that can be served now; each other one is a line in the tick's log."""
+    registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+    waiting = state.deferrals.waiting(now)
+    budget = state.budget
+    windows = budget.windows(t.id for t in due)
+    servable = []
+    for tenant in due:
+        with report.on_its_own(tenant.id):
+            if tenant.id not in registered:
+                report.leave_out(f"{tenant.id}: not a partition yet (the tenant_registry sensor adds it)", logging.INFO)
+            elif tenant.id in waiting:
+                deferral = waiting[tenant.id]
+                report.leave_out(
+                    f"{tenant.id}: deferred until {_utc(deferral.resume_at)} ({deferral.reason})", logging.INFO
+                )
+            elif (left := budget.calls_left(tenant, now, windows.get(tenant.id, {})))[0] is not None and (
+                left[0] < MIN_CALLS_FOR_A_SYNC
+            ):
+                report.leave_out(
+                    f"{tenant.id}: {left[0]} calls left in its rate window until {_utc(left[1])}", logging.INFO
+                )
+            elif missing := tenant.missing_token():
+                report.leave_out(f"{tenant.id}: {missing}")
+            else:
+                servable.append(tenant)
+    return servable
+
+
+def _record(state: SharedState, verdicts: list[Verdict], now: float) -> None:
+    """What the probes found, for every tenant at once: streams found current count as synced now, a
+    throttle the vendor asked for makes every caller of the tenant wait."""
+    state.stream_checks.record_checked(((v.tenant, stream) for v in verdicts for stream in v.current), now)
+    state.tenant_checks.record(((v.tenant, v.outcome, v.detail, v.error_class) for v in verdicts), now)
+    for verdict in verdicts:
+        throttled = verdict.throttled
+        if throttled is not None and throttled.vendor:
+            reason = f"{throttled.reason} (met by a tier's probe)"
+            state.deferrals.defer(Deferral(verdict.tenant, throttled.resume_at, reason, now, vendor_block=True))
+
+
+def _run_request(tier: Tier, tick_time: datetime, verdict: Verdict) -> dg.RunRequest:
+    """A run of the verdict's streams (the whole job when every stream runs) with their checks."""
+    why = ", ".join(f"{stream}: {code}" for stream, (code, _) in sorted(verdict.run.items()))
+    tags = {TENANT_TAG: verdict.tenant, TIER_TAG: tier.name, WHY_TAG: why}
+    if set(verdict.run) == set(STREAMS):
+        return dg.RunRequest(run_key=run_key(tier, tick_time, verdict.tenant), partition_key=verdict.tenant, tags=tags)
+    streams = [stream for stream in STREAMS if stream in verdict.run]
+    return dg.RunRequest(
+        run_key=run_key(tier, tick_time, verdict.tenant),
+        partition_key=verdict.tenant,
+        asset_selection=[dg.AssetKey(stream) for stream in streams],
+        asset_check_keys=[
+            dg.AssetCheckKey(dg.AssetKey(stream), check_name(stream, check))
+            for stream in streams
+            for check in CHECKS[stream]
+        ],
+        tags=tags,
+    )
+
+
+def _log(report: TickReport, verdicts: list[Verdict], unreached: list[str], tick: int) -> str:
+    """A line per tenant worth reading; the tick's summary, returned."""
+    by_outcome: dict[Outcome, list[Verdict]] = {}
+    for verdict in verdicts:
+        by_outcome.setdefault(verdict.outcome, []).append(verdict)
+    for verdict in by_outcome.get(Outcome.CHANGED, []):
+        report.log.info(f"{verdict.tenant}: a run, for {verdict.detail}")
+    for verdict in by_outcome.get(Outcome.FAILED, []):
+        report.leave_out(f"{verdict.tenant}: its check failed: {verdict.detail}", logging.ERROR)
+    for verdict in by_outcome.get(Outcome.UNREACHED, []):
+        report.leave_out(f"{verdict.tenant}: not checked: {verdict.detail}; the next tick tries again", logging.INFO)
+    if unreached:
+        names = ", ".join(unreached)
+        report.leave_out(
+            f"{len(unreached)} tenants not reached before the tick's time was up, first at the next tick: {names}"
+        )
+    counts = ", ".join(
+        f"{len(by_outcome.get(o, []))} {o}"
+        for o in (Outcome.CURRENT, Outcome.CHANGED, Outcome.FAILED, Outcome.UNREACHED)
+    )
+    summary = f"tick {tick} of the period: {len(verdicts)} tenants checked ({counts})"
+    report.log.info(summary)
+    return summary
 
 
 def _utc(moment: float) -> str:
@@ -118,11 +221,13 @@ def tier_schedule(tier: Tier) -> dg.ScheduleDefinition:
         execution_timezone="UTC",
         job=sync_tenant,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Syncs each {tier.name} tenant of tenants.yaml once every {tier.period_minutes} minutes, at "
-        f"its slot: one of the period's {tier.ticks} ticks, spread evenly over the tenants.",
+        description=f"Checks each {tier.name} tenant of tenants.yaml once every {tier.period_minutes} minutes, at its "
+        f"slot (one of the period's {tier.ticks} ticks), and syncs the streams that changed.",
     )
-    def _schedule(context: dg.ScheduleEvaluationContext, tasklane: TasklaneAPI) -> list[dg.RunRequest] | dg.SkipReason:
-        return tier_run_requests(context, tasklane, tier)
+    def _schedule(
+        context: dg.ScheduleEvaluationContext, tasklane: TasklaneAPI, registry: TenantRegistry, state: SharedState
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        return tier_run_requests(context, tasklane, registry, state, tier)
 
     return _schedule
 

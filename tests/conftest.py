@@ -12,10 +12,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.support.postgres_server import fresh_database, running_postgres
+from tests.support.resources import Resources, make_api
 from tests.support.simulator import ADMIN_TOKEN, workspace_config
 from tests.support.tasklane_client import TasklaneClient
 from tests.support.tenants_files import tenant_entry, write_tenants
@@ -90,11 +90,11 @@ def duckdb_warehouse(tmp_path: Path) -> Warehouse:
 
 
 @pytest.fixture
-def tasklane_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., TasklaneAPI]:
-    def make(sim: SimServer, *tenant_ids: str, **tenant: Any) -> TasklaneAPI:
+def tasklane_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Resources]:
+    def make(sim: SimServer, *tenant_ids: str, **tenant: Any) -> Resources:
         for tenant_id in tenant_ids:
             monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant_id.upper()}", f"token-{tenant_id}")
         path = write_tenants(tmp_path / "tenants.yaml", *(tenant_entry(t, **tenant) for t in tenant_ids))
-        return TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+        return make_api(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
 
     return make

@@ -60,12 +60,13 @@ class Deferrals:
                 )
             )
 
-    def due(self, now: float, after: float | None = None) -> list[Deferral]:
-        """Deferred syncs whose time has come (since `after`, when given): each needs a resumption run."""
+    def due(self, now: float, after: float | None = None, after_tenant: str = "") -> list[Deferral]:
+        """Deferred syncs whose time has come, oldest first: each needs a resumption run. With `after`,
+        only those after (`after`, `after_tenant`) in that order: what a previous look did not take."""
         c = deferrals.c
-        query = sa.select(deferrals).where(c.run_id.is_not(None), c.resume_at <= now).order_by(c.resume_at)
+        query = sa.select(deferrals).where(c.run_id.is_not(None), c.resume_at <= now).order_by(c.resume_at, c.tenant)
         if after is not None:
-            query = query.where(c.resume_at > after)
+            query = query.where(sa.or_(c.resume_at > after, sa.and_(c.resume_at == after, c.tenant > after_tenant)))
         with self.store.engine.connect() as conn:
             return [Deferral(**row) for row in conn.execute(query).mappings()]
 

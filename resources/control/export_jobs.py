@@ -8,12 +8,13 @@ happens to a job is decided in `pipeline_assets/export_lifecycle.py`; this modul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 
 import sqlalchemy as sa
 
-from .store import ControlStore, export_jobs
+from .store import ControlStore, chunks, export_jobs
 
 RESULT_TTL_SECONDS = 3600  # the contract: a result expires one hour after completion
 
@@ -72,6 +73,16 @@ class ExportJobs:
         with self.store.engine.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
         return _job(row) if row else None
+
+    def of_tenants(self, tenants: Iterable[str]) -> dict[tuple[str, str], ExportJob]:
+        """The jobs of `tenants`, by (tenant, stream)."""
+        query = sa.select(export_jobs)
+        with self.store.engine.connect() as conn:
+            return {
+                (job.tenant, job.stream): job
+                for chunk in chunks(tenants)
+                for job in map(_job, conn.execute(query.where(export_jobs.c.tenant.in_(chunk))).mappings())
+            }
 
     def save(self, job: ExportJob) -> None:
         values = {f.name: getattr(job, f.name) for f in fields(job) if f.name != "stream"}

@@ -1,24 +1,26 @@
-"""The control store every dripfeed process shares: rate windows, call leases, the call ledger, ETags,
-export jobs, deferred tenants.
+"""The control store every dripfeed process shares: rate windows, call leases, the call ledger, stream
+and tenant checks, export jobs, deferred tenants.
 
 A SQLite file in the embedded setup, Postgres in production (a `postgresql://` URL): the
-`TasklaneAPI` resource's `state` field. One schema through SQLAlchemy Core; the two dialects
+`SharedState` resource's `url` field. One schema through SQLAlchemy Core; the two dialects
 differ only in how a transaction takes its lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import tenacity
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+T = TypeVar("T")
 DEFAULT_STATE = ".dev/control.sqlite3"
+IN_CHUNK = 500  # values per IN (...) list of a query about many tenants
 
 metadata = sa.MetaData()
 
@@ -58,12 +60,35 @@ call_ledger = sa.Table(
     sa.Column("wait_seconds", sa.Float, nullable=False, default=0.0),
 )
 
-etags = sa.Table(
-    "dripfeed_etags",
+# What dripfeed knows of each tenant's stream between syncs (stream_checks.py): the listing a probe
+# may ask again with If-None-Match, and when the stream was last known complete.
+stream_checks = sa.Table(
+    "dripfeed_stream_checks",
     metadata,
     sa.Column("tenant", sa.String(63), primary_key=True),
-    sa.Column("query", sa.String(500), primary_key=True),
-    sa.Column("etag", sa.String(200), nullable=False),
+    sa.Column("resource", sa.String(20), primary_key=True),  # the stream (the vendor calls it a resource)
+    sa.Column("listing_since", sa.String(40)),  # the listing's updated_since (NULL: from the start)
+    sa.Column("listing_etag", sa.String(200)),  # NULL: no listing to ask about; the next sync lists
+    sa.Column("synced_at", sa.Float),  # Unix seconds the last complete sync of a run began
+    sa.Column("checked_at", sa.Float),  # Unix seconds of the last probe that found the stream unchanged
+    sa.Column("reconciled_at", sa.Float),  # Unix seconds the last reconciliation began
+)
+
+# Each tenant's last check and the state last reported to Dagster (tenant_checks.py).
+tenant_checks = sa.Table(
+    "dripfeed_tenant_checks",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("known_since", sa.Float, nullable=False),  # when dripfeed first saw the tenant
+    sa.Column("checked_at", sa.Float),  # the last probe, whatever it found
+    sa.Column("outcome", sa.String(20)),  # see tenant_checks.Outcome
+    sa.Column("detail", sa.String(500)),  # what the probe found, for a failure what to do
+    sa.Column("error_class", sa.String(20)),  # of the failure, when the tenant is failing
+    sa.Column("failing_since", sa.Float),  # NULL while the tenant's last probe or sync succeeded
+    sa.Column("failure_alerted", sa.Boolean, nullable=False, default=False),
+    sa.Column("reported_state", sa.String(20)),  # the state last recorded in the Dagster instance
+    sa.Column("reported_at", sa.Float),
+    sa.Column("reported_target", sa.BigInteger),  # the tasks materialization that evaluation targeted
 )
 
 export_jobs = sa.Table(
@@ -109,6 +134,18 @@ def _use_wal(dbapi_connection: Any) -> None:
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
+def chunks(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """`values` in lists of at most `size`, for queries about many tenants or rows."""
+    chunk: list[T] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def state_url(value: str) -> str:
     """The control store's location as a SQLAlchemy URL: a `postgresql://` URL as is, anything else a
     SQLite path."""
@@ -141,7 +178,8 @@ class ControlStore:
     def _engine_options(self) -> dict[str, Any]:
         if self.url.startswith("sqlite"):
             return {"connect_args": {"timeout": 60, "check_same_thread": False}}
-        return {"pool_size": 4, "max_overflow": 4}
+        # A run needs one or two connections; a tier tick probes many tenants at once (each a thread).
+        return {"pool_size": 4, "max_overflow": 28}
 
     def _make_sqlite_transactions_immediate(self) -> None:
         """SQLite's default deferred transactions deadlock when two readers both upgrade to write;

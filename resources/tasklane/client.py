@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +22,9 @@ from typing import Any
 import requests
 import tenacity
 
-from ..control.etag_store import ETagStore, NoETags
-from ..control.rate_budget import RateBudget
+from ..control.rate_budget import MAX_BLOCK, RateBudget
 from ..control.store import ControlStore
+from ..control.stream_checks import Listing
 from ..tenants import MissingToken, Tenant
 from . import exports, listing
 from .errors import TasklaneFailure, TransientError
@@ -43,6 +43,7 @@ class ClientSettings:
     max_attempts: int = 6
     long_wait_seconds: float = 60.0
     max_concurrent: int = 8
+    calls_per_block: int = MAX_BLOCK  # calls reserved from the shared budget at a time
 
 
 class TenantClient:
@@ -55,14 +56,14 @@ class TenantClient:
         store: ControlStore,
         budget: RateBudget,
         log: logging.Logger = CALL_LOG,
+        session: requests.Session | None = None,
     ) -> None:
         """`log` gets one DEBUG line per call; the Dagster resource passes a logger whose lines land
-        in the run's event log."""
+        in the run's event log. `session`: an HTTP session shared with other tenants' clients."""
         self.tenant, self.settings = tenant, settings
         timeouts = (settings.connect_timeout, settings.read_timeout)
-        self.transport = Transport(tenant, settings.base_url, timeouts, settings.max_concurrent)
-        self.meter = Meter(tenant, store, budget, settings.long_wait_seconds, log)
-        self.etags = ETagStore(store, tenant.id)
+        self.transport = Transport(tenant, settings.base_url, timeouts, settings.max_concurrent, session)
+        self.meter = Meter(tenant, store, budget, settings.long_wait_seconds, log, settings.calls_per_block)
         self._backoff = tenacity.wait_random_exponential(multiplier=0.2, max=20)
 
     @property
@@ -166,13 +167,24 @@ class TenantClient:
         self.transport.close()
 
     # --- what the product calls -------------------------------------------------------------
-    def list_pages(
-        self, stream: str, updated_since: str | None, *, include_deleted: bool = True, conditional: bool = True
-    ) -> Iterator[Page]:
-        """See listing.list_pages; `conditional=False` reads every page even if nothing changed."""
-        etags = self.etags if conditional else NoETags(self.etags.store, self.tenant.id)
+    def list_pages(self, stream: str, updated_since: str | None, *, etag: str | None = None) -> Iterator[Page]:
+        """See listing.list_pages: with `etag`, an unchanged listing yields one `not_modified` page."""
         with self._operation():
-            yield from listing.list_pages(self, etags, stream, updated_since, include_deleted=include_deleted)
+            yield from listing.list_pages(self, stream, updated_since, etag=etag)
+
+    def changed_streams(self, listings: Mapping[str, Listing]) -> set[str]:
+        """Which of the streams' listings changed since their ETag: one conditional request each (a
+        `304` costs no budget). An answer that is not the contract's format fails like a sync's."""
+        changed = set()
+        with self._operation():
+            for stream, known in listings.items():
+                pages = listing.list_pages(self, stream, known.since, etag=known.etag)
+                try:
+                    if not next(pages).not_modified:
+                        changed.add(stream)
+                finally:
+                    pages.close()
+        return changed
 
     def submit_export(self, stream: str, updated_before: str, key: str) -> dict[str, Any]:
         with self._operation():

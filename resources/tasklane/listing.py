@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
-from ..control.etag_store import ETagStore
 from .errors import CursorExpired, TasklaneFailure
 
 if TYPE_CHECKING:
@@ -44,33 +42,39 @@ class Page:
     next_cursor: str | None
     not_modified: bool = False
     body: str = ""
+    etag: str | None = None  # on the first page of a listing that fits on it: its ETag, to ask again later
 
 
 def list_pages(
-    client: TenantClient, etags: ETagStore, stream: str, updated_since: str | None, *, include_deleted: bool = True
+    client: TenantClient,
+    stream: str,
+    updated_since: str | None,
+    *,
+    etag: str | None = None,
+    include_deleted: bool = True,
 ) -> Iterator[Page]:
     """Pages of 100 records with `updated_at >= updated_since`, tombstones included.
 
-    An unchanged listing answers 304 and yields one empty `not_modified` page. A cursor that
-    expires mid-listing restarts the listing from the last `updated_at` already yielded; five
-    restarts in a row that bring nothing newer give up. A listing that does not move on fails."""
+    With `etag` (of an earlier one-page answer to the same listing), an unchanged listing answers
+    304 and yields one empty `not_modified` page. A first page that is the whole listing carries its
+    ETag, which the caller records once it has committed the page (control/stream_checks.py). A
+    cursor that expires mid-listing restarts the listing from the last `updated_at` already yielded;
+    five restarts in a row that bring nothing newer give up. A listing that does not move on fails."""
     tenant = client.tenant.id
     since, cursor, restarts = updated_since, None, 0
     resume_from = since  # where a restart begins: the last updated_at already yielded
     followed: set[str] = set()  # the cursors of this pass of the listing
     previous: list[tuple[str, str]] | None = None  # the previous page's (id, updated_at)
+    first = True
     while True:
         params: dict[str, Any] = {"limit": PAGE_SIZE, "include_deleted": str(include_deleted).lower()}
         if since:
             params["updated_since"] = since
-        query = f"{stream}?{urlencode(sorted(params.items()))}"
         headers = {}
-        if cursor is None:
-            remembered = etags.get(query)
-            if remembered:
-                headers["If-None-Match"] = remembered
-        else:
+        if cursor is not None:
             params["cursor"] = cursor
+        elif first and etag:
+            headers["If-None-Match"] = etag
         try:
             reply = client.request("GET", stream, endpoint=f"{stream}.list", params=params, headers=headers)
         except CursorExpired:
@@ -79,7 +83,7 @@ def list_pages(
                 raise TasklaneFailure(
                     tenant, "vendor_outage", f"cursors kept expiring while listing {stream}", retryable=True
                 ) from None
-            since, cursor, followed, previous = resume_from, None, set(), None
+            since, cursor, followed, previous, first = resume_from, None, set(), None, False
             continue
         except RecursionError:  # the transport's JSON parser, on a body nested deeper than Python recurses
             raise _malformed(tenant, stream, "nested deeper than dripfeed can parse") from None
@@ -99,9 +103,9 @@ def list_pages(
             raise _stuck(tenant, stream, "a page repeated the previous page's records exactly")
         if next_cursor is not None and next_cursor in followed:
             raise _stuck(tenant, stream, "a page's next_cursor pointed back at a page already read")
-        if cursor is None:
-            etags.remember(query, reply.headers.get("ETag") if next_cursor is None else None)
-        yield Page(records, next_cursor, body=text)
+        whole = first and cursor is None and next_cursor is None
+        yield Page(records, next_cursor, body=text, etag=reply.headers.get("ETag") if whole else None)
+        first = False
         if records and records[-1]["updated_at"] > (resume_from or ""):
             resume_from = records[-1]["updated_at"]
             restarts = 0  # only restarts that bring something newer start the count again

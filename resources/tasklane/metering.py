@@ -28,10 +28,17 @@ class Meter:
     """One tenant's calls in this process; one call at a time."""
 
     def __init__(
-        self, tenant: Tenant, store: ControlStore, budget: RateBudget, long_wait_seconds: float, log: logging.Logger
+        self,
+        tenant: Tenant,
+        store: ControlStore,
+        budget: RateBudget,
+        long_wait_seconds: float,
+        log: logging.Logger,
+        block: int = MAX_BLOCK,
     ) -> None:
+        """`block`: the calls to reserve at a time (a probe needs three, a sync many)."""
         self.tenant, self.store, self.budget, self.long_wait_seconds = tenant, store, budget, long_wait_seconds
-        self.log = log
+        self.log, self.block = log, block
         self.stats: Counter = Counter()
         self.ledger = PendingLedger(store, tenant.id)
         self._grant: Grant | None = None  # calls reserved for this client
@@ -48,7 +55,7 @@ class Meter:
                 assert self._grant is not None
                 return self._grant, waited
             decision = self.budget.exchange(
-                self.tenant, self._settlement(), want=MAX_BLOCK, write_ledger=self.ledger.write
+                self.tenant, self._settlement(), want=self.block, write_ledger=self.ledger.write
             )
             self._grant, self._counted, self._uncounted = None, 0, 0
             if isinstance(decision, Grant):

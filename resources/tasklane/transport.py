@@ -46,24 +46,37 @@ class Reply:
     response: requests.Response
 
 
-class Transport:
-    """A keep-alive session to the tenant's workspace, which sends the token only to the API host."""
+def new_session(base: str, pool_size: int) -> requests.Session:
+    """A keep-alive session to the Tasklane host: its version header, and proxy and CA settings read
+    from the environment once, not on every request (requests' per-call environment scan cost a
+    tenth of a page's time). Tokens are sent per request, so tenants may share a session."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Tasklane-Version": API_VERSION, "Accept": "application/json", "User-Agent": "dripfeed"})
+    session.proxies.update(requests.utils.get_environ_proxies(base))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
+    return session
 
-    def __init__(self, tenant: Tenant, base_url: str, timeouts: tuple[float, float], max_concurrent: int) -> None:
+
+class Transport:
+    """Requests to the tenant's workspace over a keep-alive session, which sends the token only to the
+    API host. A tick's probes of many tenants share one session (`session`), which its owner closes."""
+
+    def __init__(
+        self,
+        tenant: Tenant,
+        base_url: str,
+        timeouts: tuple[float, float],
+        max_concurrent: int,
+        session: requests.Session | None = None,
+    ) -> None:
         self.tenant, self.timeouts = tenant, timeouts
         self.base = f"{base_url.rstrip('/')}/v1/workspaces/{tenant.id}"
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_concurrent, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(
-            {"Tasklane-Version": API_VERSION, "Accept": "application/json", "User-Agent": "dripfeed"}
-        )
-        # Proxy and CA settings come from the environment once per session, not on every request:
-        # requests' per-call environment scan cost a tenth of a page's time.
-        self.session.proxies.update(requests.utils.get_environ_proxies(self.base))
-        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self.session.trust_env = False
+        self.owns_session = session is None
+        self.session = new_session(self.base, max_concurrent) if session is None else session
 
     def send(
         self,
@@ -126,7 +139,8 @@ class Transport:
         return path
 
     def close(self) -> None:
-        self.session.close()
+        if self.owns_session:
+            self.session.close()
 
 
 def meaning(response: requests.Response, tenant: Tenant, endpoint: str, *, stream: bool) -> Reply:

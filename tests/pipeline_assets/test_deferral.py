@@ -12,6 +12,7 @@ from resources.control.store import deferrals
 from resources.tasklane.errors import TenantThrottled
 from sensors.deferred_syncs import deferred_syncs
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.resources import resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 
@@ -19,7 +20,7 @@ SMALL_PARENTS = {"users": 20, "projects": 8, "tasks": 1000}  # one page each, th
 
 
 def deferred_tick(instance: dg.DagsterInstance, api, cursor: str | None = None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+    with dg.build_sensor_context(instance=instance, resources=resources_for(api), cursor=cursor) as context:
         return deferred_syncs(context)
 
 
@@ -36,7 +37,7 @@ def test_a_tenant_out_of_budget_defers_its_run_instead_of_waiting(
     assert materialized == {"users", "projects"}, "the deferred asset is not materialized, so not fresh"
     kept = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
     assert kept == 300 and duckdb_warehouse.state("acme", "tasks").resume_from is not None, "checkpoint committed"
-    deferral = api.deferrals.waiting(time.time())["acme"]
+    deferral = api.state.deferrals.waiting(time.time())["acme"]
     assert deferral.run_id == result.run_id and not deferral.vendor_block
     assert deferral.resume_at > time.time() + 60 and "budget" in deferral.reason
     run = instance.get_run_by_id(result.run_id)
@@ -54,7 +55,7 @@ def test_a_vendor_lockout_defers_the_run_and_every_other_caller_waits_without_a_
     sim.admin.spend("acme", 100)  # the customer's own scripts spent the window: the first 429 locks acme out
     result = materialize_tenant(instance, "acme", api, duckdb_warehouse)
     assert result.success and not result.get_asset_materialization_events()
-    deferral = api.deferrals.waiting(time.time())["acme"]
+    deferral = api.state.deferrals.waiting(time.time())["acme"]
     assert deferral.vendor_block and 290 <= deferral.resume_at - time.time() <= 300
     calls = sim.admin.counters("acme")["totals"]["requests"]
     other = tasklane_for(sim, "acme").client("acme")  # another process of dripfeed, e.g. a sensor
@@ -77,7 +78,7 @@ def test_the_resumption_is_requested_once_when_the_wait_is_over_and_resumes_the_
     waiting = deferred_tick(instance, api)
     assert not waiting.run_requests and "1 tenants waiting" in str(waiting.skip_reason)
 
-    with api.store.transaction() as conn:  # as if the window had reset: its time came after that tick
+    with api.state.store.transaction() as conn:  # as if the window had reset: its time came after that tick
         conn.execute(deferrals.update().values(resume_at=float(waiting.cursor) + 0.001))
     due = deferred_tick(instance, api, cursor=waiting.cursor)
     assert len(due.run_requests) == 1
@@ -95,4 +96,4 @@ def test_the_resumption_is_requested_once_when_the_wait_is_over_and_resumes_the_
     assert tasks["resumed_from_checkpoint"].value != "none"
     assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 7 + 1, "only the rest was fetched"
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
-    assert not api.deferrals.due(time.time()), "a completed sync ends the deferral"
+    assert not api.state.deferrals.due(time.time()), "a completed sync ends the deferral"

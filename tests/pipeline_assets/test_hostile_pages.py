@@ -14,7 +14,6 @@ import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from resources.streams import STREAMS
-from resources.tasklane import TasklaneAPI
 from resources.tasklane.transport import MAX_ANSWER_BYTES
 from resources.warehouse import Warehouse
 from resources.warehouse.schema import column_for, quote
@@ -22,6 +21,7 @@ from tasklane_sim import SimServer
 from tasklane_sim.crafted_replies import HOSTILE_FIELD_NAMES, UNICODE_ID_SUFFIXES
 from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
 from tests.support.postgres_server import fresh_database
+from tests.support.resources import Resources, make_api
 from tests.support.runs import check_results, materialize_tenant
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
@@ -158,14 +158,14 @@ def cases() -> list[Any]:
 @pytest.fixture
 def hostile_and_healthy(
     make_sim: Callable[..., SimServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[SimServer, TasklaneAPI]:
+) -> tuple[SimServer, Resources]:
     """Two tenants of one simulator; two attempts a call, so a retried hostile answer fails fast."""
     sim = make_sim(workspace_config("hostile", records={"tasks": TASKS}), workspace_config("healthy"))
     for tenant in ("hostile", "healthy"):
         monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
     tenants = write_tenants(tmp_path / "tenants.yaml", tenant_entry("hostile"), tenant_entry("healthy"))
     state = str(tmp_path / "control.sqlite3")
-    return sim, TasklaneAPI(base_url=sim.base_url, tenants_file=str(tenants), state=state, max_attempts=2)
+    return sim, make_api(base_url=sim.base_url, tenants_file=str(tenants), state=state, max_attempts=2)
 
 
 def warehouse_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Warehouse:
@@ -182,7 +182,7 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
 
 @pytest.mark.parametrize(("case", "backend"), cases())
 def test_a_hostile_page_fails_its_tenant_clearly_or_is_stored_safely(
-    hostile_and_healthy: tuple[SimServer, TasklaneAPI],
+    hostile_and_healthy: tuple[SimServer, Resources],
     instance: dg.DagsterInstance,
     request: pytest.FixtureRequest,
     tmp_path: Path,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline_assets.incremental_sync import reconcile_reason, sync_stream
+from resources.control.stream_checks import StreamChecks
 from resources.streams import STREAMS, rfc3339
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState, Warehouse
@@ -166,7 +167,7 @@ def test_an_interrupted_reconciliation_deletes_nothing_and_the_next_sync_of_any_
     spent = sim.admin.counters("acme")["totals"]["counted"]
     throttled = tasklane_for(sim, "acme", budget_per_hour=spent + 3).client("acme")  # three pages, then a far reset
     with pytest.raises(TenantThrottled):
-        sync_stream(throttled, warehouse, "tasks", pages_per_checkpoint=1)
+        sync_stream(throttled, warehouse, StreamChecks(throttled.meter.store), "tasks", pages_per_checkpoint=1)
     state = warehouse.state("acme", "tasks")
     assert state.reconciling_since is not None and state.resume_from is not None
     assert (

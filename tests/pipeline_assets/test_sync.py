@@ -12,6 +12,7 @@ import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from pipeline_assets.incremental_sync import sync_stream
+from resources.control.stream_checks import StreamChecks
 from resources.streams import STREAMS, rfc3339
 from resources.tasklane.errors import TenantThrottled
 from resources.warehouse import SyncState
@@ -163,7 +164,7 @@ def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, du
     sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
     client = tasklane_for(sim, "acme", budget_per_hour=4).client("acme")  # 4 calls, then a far reset
     with pytest.raises(TenantThrottled) as throttled:
-        sync_stream(client, duckdb_warehouse, "tasks", pages_per_checkpoint=50)
+        sync_stream(client, duckdb_warehouse, StreamChecks(client.meter.store), "tasks", pages_per_checkpoint=50)
     assert throttled.value.resume_at > time.time() + 60
     kept = duckdb_warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = 'acme'")[0][0]
     assert kept == 400, "the four pages fetched before the throttle were committed"
@@ -172,7 +173,7 @@ def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, du
     sim.admin.reset_counters("acme")
     # The operator raises the budget in tenants.yaml; the next run (same control store) resumes.
     resumed = tasklane_for(sim, "acme", budget_per_hour=10_000).client("acme")
-    sync_stream(resumed, duckdb_warehouse, "tasks")
+    sync_stream(resumed, duckdb_warehouse, StreamChecks(resumed.meter.store), "tasks")
     assert_equals_ground_truth_for(sim, duckdb_warehouse, "tasks")
     assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 6 + 1, "only the rest was fetched"
 
@@ -189,11 +190,11 @@ def test_a_watermark_never_passes_the_moment_its_sync_began(make_sim, tasklane_f
     sim = make_sim(workspace_config("acme"), as_of=ahead.isoformat())
     client = tasklane_for(sim, "acme").client("acme")
     began = datetime.now(UTC).replace(microsecond=0)  # the watermark keeps milliseconds
-    report = sync_stream(client, duckdb_warehouse, "tasks")
+    report = sync_stream(client, duckdb_warehouse, StreamChecks(client.meter.store), "tasks")
     assert report.records == 430
     watermark = datetime.fromisoformat(duckdb_warehouse.state("acme", "tasks").watermark)
     assert began <= watermark <= datetime.now(UTC), "the watermark stops at the sync's start"
-    again = sync_stream(client, duckdb_warehouse, "tasks")
+    again = sync_stream(client, duckdb_warehouse, StreamChecks(client.meter.store), "tasks")
     newer = sum(
         record["updated_at"] >= rfc3339(watermark - timedelta(seconds=60))
         for record in sim.admin.truth("acme", "tasks")

@@ -232,16 +232,23 @@ def test_every_call_is_logged_once_with_its_budget(make_sim, make_api, caplog) -
     assert lines[0]["tenant"] == "acme" and lines[0]["status"] == 200 and lines[0]["budget_left"] == 999
 
 
-def test_a_repeated_unchanged_listing_costs_zero_counted_calls(make_sim, make_api) -> None:
+def test_a_listing_asked_again_with_its_etag_costs_zero_counted_calls(make_sim, make_api) -> None:
     sim = make_sim()
     client = make_api(sim).client("acme")
     latest = records(client, "projects")[-1]["updated_at"]
-    assert len(records(client, "projects", latest)) >= 1
+    (first,) = client.list_pages("projects", latest)
+    assert first.etag, "a listing that fits on one page carries its ETag"
     sim.admin.reset_counters("acme")
-    pages = list(client.list_pages("projects", latest))
+    pages = list(client.list_pages("projects", latest, etag=first.etag))
     assert len(pages) == 1 and pages[0].not_modified
     totals = sim.admin.counters("acme")["totals"]
     assert totals["not_modified"] == 1 and totals["counted"] == 0
+
+
+def test_a_longer_listing_carries_no_etag(make_sim, make_api) -> None:
+    sim = make_sim(workspace_config("acme", records={"tasks": 250}))
+    pages = list(make_api(sim).client("acme").list_pages("tasks", None))
+    assert len(pages) == 3 and not any(page.etag for page in pages), "page one of three says nothing of the rest"
 
 
 KEY = "dripfeed-export-tasks-0123456789abcdef"
@@ -279,7 +286,7 @@ def test_every_call_is_in_the_ledger_per_tenant_hour_and_endpoint(make_sim, make
     client = api.client("acme")
     records(client)
     records(client, "users")
-    rows = ledger_rows(api.store, "acme")
+    rows = ledger_rows(api.state.store, "acme")
     by_endpoint = {r["endpoint"]: r for r in rows}
     assert set(by_endpoint) == {"tasks.list", "users.list"}
     sim_totals = sim.admin.counters("acme")["endpoints"]
@@ -287,7 +294,7 @@ def test_every_call_is_in_the_ledger_per_tenant_hour_and_endpoint(make_sim, make
         assert row["calls"] == sim_totals[endpoint]["requests"]
         assert row["counted"] == sim_totals[endpoint]["counted"]
         assert row["errors"] == sim_totals[endpoint].get("fault_error", 0)
-    with api.store.engine.connect() as conn:
+    with api.state.store.engine.connect() as conn:
         hourly = conn.execute(sa.text("SELECT tenant, hour, sum(counted) FROM dripfeed_api_calls GROUP BY 1, 2")).all()
     assert hourly[0][0] == "acme" and hourly[0][2] == sum(r["counted"] for r in rows)
 
@@ -304,6 +311,6 @@ def test_no_token_reaches_a_log_an_exception_or_the_ledger(make_sim, make_api, c
     assert "tasklane_call" in caplog.text
     assert "token-acme" not in caplog.text and "Bearer" not in caplog.text
     assert "token-acme" not in str(failure.value) and "token-acme" not in repr(failure.value.metadata)
-    api.store.dispose()
+    api.state.store.dispose()
     for path in tmp_path.glob("secret-check.sqlite3*"):
         assert b"token-acme" not in path.read_bytes()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from resources.tasklane import TasklaneAPI
 from resources.tenants import Tenant, TenantConfigError, load_tenants, parse_tenants
+from tests.support.resources import make_api
 
 GOOD = {"id": "acme", "tier": "hourly", "token_env": "TASKLANE_TOKEN_ACME"}
 GLOBEX = {"id": "globex", "tier": "daily", "token_env": "TASKLANE_TOKEN_GLOBEX"}
@@ -158,7 +158,7 @@ def test_yaml_dates_become_dates(tmp_path: Path) -> None:
 def test_a_run_of_a_skipped_tenant_fails_naming_its_entry(tmp_path: Path) -> None:
     path = tmp_path / "tenants.yaml"
     path.write_text(yaml.safe_dump({"tenants": [{**GOOD, "tier": "weekly"}, GLOBEX]}))
-    api = TasklaneAPI(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    api = make_api(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     with pytest.raises(TenantConfigError, match=r"skips tenant 'acme': entry 1 \(id 'acme'\): tier: Input should be"):
         api.client("acme")
     with pytest.raises(TenantConfigError, match=r"tenant 'hooli' is not in .*; add it there first"):

@@ -21,7 +21,6 @@ from pipeline_assets.history_exports import start_history_export
 from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJobs
-from resources.tasklane import TasklaneAPI
 from resources.tenants import TenantConfigError
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import export_status_sensor
@@ -30,6 +29,7 @@ from sensors.tenant_registry import tenant_registry
 from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import ROOT
+from tests.support.resources import Resources, make_api, resources_for
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import bad_tenants_file, tenant_entry
 from tests.support.ticks import Tick, schedule_tick, sensor_tick
@@ -39,37 +39,37 @@ REGISTERED_BEFORE = ["acme", "globex", "initech", "umbrella"]
 
 
 @pytest.fixture
-def bad_file_api(make_sim: Callable[..., SimServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TasklaneAPI:
+def bad_file_api(make_sim: Callable[..., SimServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Resources:
     """tenants.yaml with healthy globex among bad entries, on a simulator serving globex."""
     small = {"users": 5, "projects": 3, "tasks": 40}
     sim = make_sim(workspace_config("globex", records=small, exports={"duration_seconds": 0.2}))
     monkeypatch.setenv("TASKLANE_TOKEN_GLOBEX", "token-globex")
     monkeypatch.delenv("TASKLANE_TOKEN_ACME", raising=False)
     path = bad_tenants_file(tmp_path / "tenants.yaml", tenant_entry("globex", history_since="2000-01-01"))
-    return TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    return make_api(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
 
 
-def deferrals_due(instance: dg.DagsterInstance, api: TasklaneAPI) -> Tick:
+def deferrals_due(instance: dg.DagsterInstance, api: Resources) -> Tick:
     for tenant in ("globex", "acme"):
-        api.deferrals.defer(Deferral(tenant, time.time() - 1, "a long Retry-After", time.time() - 60, run_id="r"))
-    return sensor_tick(deferred_syncs, instance, {"tasklane": api})
+        api.state.deferrals.defer(Deferral(tenant, time.time() - 1, "a long Retry-After", time.time() - 60, run_id="r"))
+    return sensor_tick(deferred_syncs, instance, resources_for(api))
 
 
-def exports_due(instance: dg.DagsterInstance, api: TasklaneAPI) -> Tick:
-    start_history_export(api.client("globex"), ExportJobs(api.store), "users")
+def exports_due(instance: dg.DagsterInstance, api: Resources) -> Tick:
+    start_history_export(api.client("globex"), ExportJobs(api.state.store), "users")
     time.sleep(1.1)  # done, and past the vendor's poll_after_seconds
-    return sensor_tick(export_status_sensor(), instance, {"tasklane": api, "alerts": Alerts()})
+    return sensor_tick(export_status_sensor(), instance, resources_for(api, alerts=Alerts()))
 
 
-def hourly_tick(instance: dg.DagsterInstance, api: TasklaneAPI) -> Tick:
+def hourly_tick(instance: dg.DagsterInstance, api: Resources) -> Tick:
     last_tick = TIERS["hourly"].period_start(datetime.now(UTC)) + timedelta(minutes=55)  # every slot is due
-    return schedule_tick("hourly_tenants", instance, {"tasklane": api}, last_tick)
+    return schedule_tick("hourly_tenants", instance, resources_for(api), last_tick)
 
 
 @dataclass(frozen=True)
 class Sensor:
     name: str
-    tick: Callable[[dg.DagsterInstance, TasklaneAPI], Tick]
+    tick: Callable[[dg.DagsterInstance, Resources], Tick]
     served: Callable[[Tick], list[str]]  # the tenants the tick served
     serves_acme: bool  # freshness evaluates acme, which turns stale without a token; the others leave it out
     names_missing_token: bool  # the ticks that would request a run of acme say which variable to set
@@ -81,7 +81,7 @@ TICKS = [
     Sensor("export status", exports_due, lambda t: t.tenants, serves_acme=False, names_missing_token=False),
     Sensor(
         "freshness",
-        lambda instance, api: sensor_tick(tenant_freshness, instance, {"tasklane": api, "alerts": Alerts()}),
+        lambda instance, api: sensor_tick(tenant_freshness, instance, resources_for(api, alerts=Alerts())),
         lambda t: sorted(e.partition for e in t.asset_events),
         serves_acme=True,
         names_missing_token=False,
@@ -98,7 +98,7 @@ def assert_names_every_bad_entry(tick: Tick) -> None:
 
 @pytest.mark.parametrize("sensor", TICKS, ids=[s.name for s in TICKS])
 def test_every_tick_serves_the_valid_tenants_and_names_each_bad_entry(
-    bad_file_api: TasklaneAPI, instance: dg.DagsterInstance, sensor: Sensor
+    bad_file_api: Resources, instance: dg.DagsterInstance, sensor: Sensor
 ) -> None:
     instance.add_dynamic_partitions("tenants", REGISTERED_BEFORE)
     tick = sensor.tick(instance, bad_file_api)
@@ -108,16 +108,16 @@ def test_every_tick_serves_the_valid_tenants_and_names_each_bad_entry(
 
 
 def test_the_registry_keeps_a_broken_entrys_partition_and_adds_a_tenant_once_its_token_is_set(
-    bad_file_api: TasklaneAPI, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+    bad_file_api: Resources, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     instance.add_dynamic_partitions("tenants", ["globex", "initech", "umbrella"])
-    tick = sensor_tick(tenant_registry, instance, {"tasklane": bad_file_api})
+    tick = sensor_tick(tenant_registry, instance, resources_for(bad_file_api))
     assert tick.partition_requests == [] and tick.run_requests == [], "nothing removed, nothing added"
     assert "acme: not added yet" in tick.text and "TASKLANE_TOKEN_ACME" in tick.text
     assert_names_every_bad_entry(tick)
 
     monkeypatch.setenv("TASKLANE_TOKEN_ACME", "token-acme")
-    tick = sensor_tick(tenant_registry, instance, {"tasklane": bad_file_api})
+    tick = sensor_tick(tenant_registry, instance, resources_for(bad_file_api))
     assert [request.partition_keys for request in tick.partition_requests] == [["acme"]]
     assert tick.tenants == ["acme"], "its first sync"
 
@@ -127,9 +127,9 @@ def test_a_file_with_nothing_to_read_fails_the_tick_naming_the_file(
 ) -> None:
     path = tmp_path / "tenants.yaml"
     path.write_text("tenants: [\n")
-    api = TasklaneAPI(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    api = make_api(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     with pytest.raises(TenantConfigError, match=f"{path} is not valid YAML"):
-        sensor_tick(tenant_registry, instance, {"tasklane": api})
+        sensor_tick(tenant_registry, instance, resources_for(api))
 
 
 def test_the_code_location_loads_with_bad_entries(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ import pytest
 
 from pipeline_assets.history_exports import EXPORT_TAG
 from pipeline_assets.run_worker import WORKER_TAG, Liveness, Worker, liveness
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tests.support.dagster_daemon import (
     ROOT,
@@ -29,6 +28,7 @@ from tests.support.dagster_daemon import (
     wait_until,
 )
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.resources import make_api
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
@@ -121,7 +121,7 @@ def test_history_survives_a_killed_first_sync_and_the_daemon_killed_while_open_a
     assert_equals_ground_truth(sim, warehouse, "acme")
 
     monkeypatch.setenv("TASKLANE_TOKEN_ACME", "token-acme")  # then an hourly sync reads only what changed
-    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(tenants), state=env["DRIPFEED_STATE"])
+    api = make_api(base_url=sim.base_url, tenants_file=str(tenants), state=env["DRIPFEED_STATE"])
     sim.admin.mutate("acme", updates=120, resource="tasks")
     sim.admin.reset_counters("acme")
     with dg.instance_for_test() as scratch:

@@ -18,11 +18,11 @@ import pytest
 from dagster._core.instance.ref import InstanceRef  # the instance the daemon uses, from its DAGSTER_HOME
 
 from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import ROOT, ProcessLog, dripfeed_env, running_daemon, scratch_instance, wait_until
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.resources import Resources, make_api
 from tests.support.simulator import ADMIN_TOKEN, workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
 
@@ -59,7 +59,7 @@ class Session:
     sim: SimServer
     instance: dg.DagsterInstance
     warehouse: Warehouse
-    api: TasklaneAPI
+    api: Resources
     processes: ProcessLog
     throttled_at: float  # when the other client spent the throttled tenants' windows
     drifted_at: float = 0.0  # when acme's vendor changed a field's type
@@ -109,7 +109,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             sim=sim,
             instance=dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))),
             warehouse=Warehouse(url=env["DRIPFEED_WAREHOUSE"]),
-            api=TasklaneAPI(base_url=sim.base_url, tenants_file=str(tenants), state=env["DRIPFEED_STATE"]),
+            api=make_api(base_url=sim.base_url, tenants_file=str(tenants), state=env["DRIPFEED_STATE"]),
             processes=processes,
             throttled_at=time.time(),
         )
@@ -168,7 +168,7 @@ def test_a_throttled_tenants_run_ends_within_a_minute_with_its_checkpoint_commit
     assert 900 <= resume_at - session.throttled_at <= 965, "deferred until the window resets, 15 minutes away"
     assert session.warehouse.query("SELECT count(*) FROM tasks WHERE tenant_id = ?", (LOCKED,))[0][0] == 300
     assert session.warehouse.state(LOCKED, "tasks").resume_from is not None
-    assert session.api.deferrals.waiting(time.time())[LOCKED].run_id == run.run_id
+    assert session.api.state.deferrals.waiting(time.time())[LOCKED].run_id == run.run_id
     assert not session.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("tasks"), asset_partitions=[LOCKED]), limit=1
     ).records, "not counted as fresh"

@@ -15,11 +15,11 @@ from pipeline_assets.history_exports import EXPORT_TAG
 from resources.alerts import Alerts
 from resources.control.export_jobs import ExportJobs
 from resources.streams import STREAMS, minus_overlap
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.resources import Resources, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 
@@ -29,14 +29,14 @@ HISTORY = {"history_since": "2000-01-01"}  # before every simulated record: the 
 
 
 def tick(
-    instance: dg.DagsterInstance, api: TasklaneAPI, alerts: Alerts | None = None, timeout_hours: float = 6.0
+    instance: dg.DagsterInstance, api: Resources, alerts: Alerts | None = None, timeout_hours: float = 6.0
 ) -> dg.SensorResult | dg.SkipReason:
-    resources = {"tasklane": api, "alerts": alerts or Alerts()}
+    resources = resources_for(api, alerts=alerts or Alerts())
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         return export_status_sensor(timeout_hours=timeout_hours)(context)
 
 
-def load(instance: dg.DagsterInstance, api: TasklaneAPI, warehouse: Warehouse, request: dg.RunRequest) -> None:
+def load(instance: dg.DagsterInstance, api: Resources, warehouse: Warehouse, request: dg.RunRequest) -> None:
     """Run what the sensor asked for, as the daemon would launch it."""
     result = dg.materialize(
         [users, projects, tasks],
@@ -45,14 +45,14 @@ def load(instance: dg.DagsterInstance, api: TasklaneAPI, warehouse: Warehouse, r
         partition_key=request.partition_key,
         tags=request.tags,
         instance=instance,
-        resources={"tasklane": api, "warehouse": warehouse},
+        resources=resources_for(api, warehouse=warehouse),
     )
     assert result.success
 
 
 def first_sync_with_history(
     make_sim, tasklane_for, warehouse: Warehouse, instance: dg.DagsterInstance, **exports: float
-) -> tuple[SimServer, TasklaneAPI]:
+) -> tuple[SimServer, Resources]:
     """Tenant acme with `history_since`, its exports behaving as `exports` says, after its first sync."""
     sim = make_sim(workspace_config("acme", exports=exports))
     api = tasklane_for(sim, "acme", **HISTORY)
@@ -87,7 +87,7 @@ def test_history_arrives_through_exports_and_the_sensor_loads_it(
         load(instance, api, duckdb_warehouse, request)
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
     for stream in STREAMS:
-        job = ExportJobs(api.store).get("acme", stream)
+        job = ExportJobs(api.state.store).get("acme", stream)
         assert job is not None and job.status == "loaded"
         assert duckdb_warehouse.state("acme", stream).watermark == minus_overlap(job.updated_before)
     assert sim.admin.counters("acme")["exports_created"] == 3
@@ -110,7 +110,7 @@ def test_failed_exports_are_resubmitted_then_abandoned_with_one_alert_each(
         time.sleep(1.2)
         assert isinstance(tick(instance, api, alerts), dg.SkipReason)  # nothing to load
     assert sim.admin.counters("acme")["exports_created"] == 3 * MAX_ATTEMPTS
-    assert {job.status for job in (ExportJobs(api.store).get("acme", r) for r in STREAMS)} == {"abandoned"}
+    assert {job.status for job in (ExportJobs(api.state.store).get("acme", r) for r in STREAMS)} == {"abandoned"}
     assert sorted(alert["asset"] for alert in webhook) == sorted(STREAMS)
     assert {alert["tenant"] for alert in webhook} == {"acme"}
     assert "token-acme" not in str(webhook)
@@ -134,14 +134,14 @@ def test_an_export_not_done_in_time_is_abandoned_without_polling(
     assert isinstance(tick(instance, api, alerts, timeout_hours=0.5 / 3600), dg.SkipReason)
     assert endpoint_calls(sim, "exports.list") + endpoint_calls(sim, "exports.get") == 0
     assert len(webhook) == 3 and all("h after it was submitted" in alert["reason"] for alert in webhook)
-    assert ExportJobs(api.store).open_count() == 0
+    assert ExportJobs(api.state.store).open_count() == 0
 
 
 def test_a_restart_between_recording_and_submitting_submits_the_same_job(
     make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
 ) -> None:
     sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.5)
-    jobs = ExportJobs(api.store)
+    jobs = ExportJobs(api.state.store)
     for stream in STREAMS:  # as if every POST had been answered but the answers were lost
         job = jobs.get("acme", stream)
         assert job is not None
@@ -170,8 +170,8 @@ def test_a_tenant_locked_out_during_the_tick_does_not_stop_the_others(
     result = tick(instance, api)
     assert isinstance(result, dg.SensorResult)
     assert sorted(r.partition_key for r in result.run_requests) == ["globex"] * 3, "globex loads in the same tick"
-    locked = api.deferrals.waiting(time.time())["acme"]
+    locked = api.state.deferrals.waiting(time.time())["acme"]
     assert locked.vendor_block and 290 <= locked.resume_at - time.time() <= 300
-    assert {job.next_poll_at for job in (ExportJobs(api.store).get("acme", r) for r in STREAMS)} == {
+    assert {job.next_poll_at for job in (ExportJobs(api.state.store).get("acme", r) for r in STREAMS)} == {
         locked.resume_at
     }, "acme's jobs are looked at again when the lockout ends"

@@ -24,11 +24,11 @@ from pipeline_assets.jobs import sync_tenant
 from resources.alerts import Alerts
 from resources.control.export_jobs import ExportJobs
 from resources.streams import STREAMS
-from resources.tasklane import TasklaneAPI
 from sensors.export_status import export_status_sensor, poll_exports
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
+from tests.support.resources import Resources, make_api, resources_for
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
 from tests.support.ticks import schedule_tick, sensor_tick
@@ -42,7 +42,7 @@ class Failure:
     """How acme fails, what the export sensor's tick says of it, and whether its schedule skips it."""
 
     name: str
-    inflict: Callable[[SimServer, TasklaneAPI, pytest.MonkeyPatch], Any]
+    inflict: Callable[[SimServer, Resources, pytest.MonkeyPatch], Any]
     export_tick_says: str
     schedule_skips_it: bool  # a vendor block or a missing token is known before any call; a bad token is not
     workspace: dict[str, Any] = field(default_factory=dict)
@@ -96,9 +96,9 @@ FAILURES = [
 ]
 
 
-def corrupt_rate_window(api: TasklaneAPI, tenant: str) -> None:
+def corrupt_rate_window(api: Resources, tenant: str) -> None:
     """A hand-edited row: the calls spent in the tenant's rate window as text (SQLite keeps it)."""
-    with api.store.transaction() as conn:
+    with api.state.store.transaction() as conn:
         conn.exec_driver_sql(
             "UPDATE dripfeed_rate_windows SET spent = 'many', vendor_limit = 100, window_reset = ? WHERE tenant = ?",
             (int(time.time()) + 3600, tenant),
@@ -107,7 +107,7 @@ def corrupt_rate_window(api: TasklaneAPI, tenant: str) -> None:
 
 def two_tenants_with_open_exports(
     make_sim: Callable[..., SimServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Failure
-) -> TasklaneAPI:
+) -> Resources:
     """acme and globex, registered, each with a history export of every stream that is done now."""
     sim = make_sim(
         workspace_config("acme", records=SMALL, exports=EXPORTS, **failure.workspace),
@@ -116,12 +116,12 @@ def two_tenants_with_open_exports(
     for tenant in ("acme", "globex"):
         monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
     entries = [tenant_entry(t, history_since="2000-01-01") for t in ("acme", "globex")]
-    api = TasklaneAPI(  # a tick's calls are tried twice whatever max_attempts says (TasklaneAPI.client)
+    api = make_api(  # a tick's calls are tried twice whatever max_attempts says (Resources.client)
         base_url=sim.base_url,
         tenants_file=str(write_tenants(tmp_path / "tenants.yaml", *entries)),
         state=str(tmp_path / "control.sqlite3"),
     )
-    jobs = ExportJobs(api.store)
+    jobs = ExportJobs(api.state.store)
     for tenant in ("acme", "globex"):
         for stream in STREAMS:
             start_history_export(api.client(tenant), jobs, stream)
@@ -136,7 +136,7 @@ def test_one_failing_tenant_is_named_in_each_tick_and_the_others_are_served(
 ) -> None:
     api = two_tenants_with_open_exports(make_sim, tmp_path, monkeypatch, failure)
     instance.add_dynamic_partitions("tenants", ["acme", "globex"])
-    resources = {"tasklane": api, "alerts": Alerts()}
+    resources = resources_for(api, alerts=Alerts())
 
     exports = sensor_tick(export_status_sensor(), instance, resources)
     assert exports.tenants == ["globex"] * 3, "globex's three finished exports are loaded in the same tick"
@@ -168,10 +168,10 @@ def test_a_slow_tenant_cannot_use_up_the_export_tick_and_those_it_delayed_go_fir
     instance.add_dynamic_partitions("tenants", ["acme", "globex"])
 
     @dg.sensor(name="export_status", job=sync_tenant)
-    def short_ticks(context: dg.SensorEvaluationContext, tasklane: TasklaneAPI, alerts: Alerts) -> Any:
+    def short_ticks(context: dg.SensorEvaluationContext, tasklane: Resources, alerts: Alerts) -> Any:
         return poll_exports(context, tasklane, alerts, timeout=3600, tick_seconds=0.2)
 
-    resources = {"tasklane": api, "alerts": Alerts()}
+    resources = resources_for(api, alerts=Alerts())
     first = sensor_tick(short_ticks, instance, resources)
     assert first.tenants == ["acme"] * 3, "acme's exports waited longest: it went first, slowly"
     assert "1 tenants' exports wait for the next tick" in first.text, first.text

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer
+from tests.support.resources import Resources, make_api, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.schedule_ticks import evaluate_period, period_start
 from tests.support.simulator import workspace_config
@@ -23,15 +23,15 @@ SMALL = {"users": 5, "projects": 3, "tasks": 50}  # one page each: a sync costs 
 TENANTS = {"acme": "hourly", "globex": "hourly", "initech": "daily", "umbrella": "daily"}
 
 
-def tasklane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, *entries: dict[str, Any]) -> TasklaneAPI:
+def tasklane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, *entries: dict[str, Any]) -> Resources:
     for entry in entries:
         monkeypatch.setenv(entry["token_env"], f"token-{entry['id']}")
     path = write_tenants(tmp_path / "tenants.yaml", *entries)
-    return TasklaneAPI(base_url=base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    return make_api(base_url=base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
 
 
-def registry_tick(instance: dg.DagsterInstance, api: TasklaneAPI, cursor: str | None = None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, resources={"tasklane": api}, cursor=cursor) as context:
+def registry_tick(instance: dg.DagsterInstance, api: Resources, cursor: str | None = None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, resources=resources_for(api), cursor=cursor) as context:
         result = tenant_registry(context)
     if isinstance(result, dg.SensorResult):  # what the daemon does with a tick's result
         for request in result.dynamic_partitions_requests or []:

@@ -9,10 +9,10 @@ import dagster as dg
 import pytest
 
 from resources.alerts import Alerts
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_alerts import tenant_failure_alerts
 from tasklane_sim import SimServer
+from tests.support.resources import make_api
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
@@ -38,7 +38,7 @@ def test_a_revoked_token_fails_only_that_tenant_and_posts_one_alert(
     for tenant in ("acme", "globex"):
         monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
     path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"), tenant_entry("globex"))
-    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    api = make_api(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     warehouse = Warehouse(url=str(tmp_path / "warehouse.duckdb"))
     sim.admin.revoke_token("acme", "token-acme")
 

@@ -11,9 +11,9 @@ import pytest
 
 from pipeline_assets.freshness import freshness, last_synced
 from resources.control.deferrals import Deferral
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import tenant_freshness
+from tests.support.resources import make_api, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
@@ -31,7 +31,7 @@ def test_a_tenant_is_stale_after_its_tier_plus_grace(
     sim = make_sim(workspace_config("acme", records={"tasks": 20}))
     monkeypatch.setenv("TASKLANE_TOKEN_ACME", "token-acme")
     path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme", tier=tier))
-    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    api = make_api(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
     synced = last_synced(instance, "acme")
     assert freshness(instance, "acme", tier, synced + minutes_since_sync * MINUTE)[0] is fresh
@@ -44,12 +44,12 @@ def test_a_stale_tenant_shows_in_its_check_and_alerts_once(
     for tenant in ("acme", "globex"):
         monkeypatch.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
     path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("acme"), tenant_entry("globex"))
-    api = TasklaneAPI(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    api = make_api(base_url=sim.base_url, tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
     instance.add_dynamic_partitions("tenants", ["globex"])  # registered, never synced
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        resources = {"tasklane": api, "alerts": alerts}
+        resources = resources_for(api, alerts=alerts)
         with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
             return tenant_freshness(context)
 
@@ -71,11 +71,13 @@ def test_a_tenant_stale_because_it_waits_says_until_when_and_why(
 ) -> None:
     monkeypatch.setenv("TASKLANE_TOKEN_GLOBEX", "token-globex")
     path = write_tenants(tmp_path / "tenants.yaml", tenant_entry("globex"))
-    api = TasklaneAPI(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    api = make_api(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
     instance.add_dynamic_partitions("tenants", ["globex"])
-    api.deferrals.defer(Deferral("globex", time.time() + 1800, "Tasklane answered 429 with Retry-After 1800s", 0.0))
+    api.state.deferrals.defer(
+        Deferral("globex", time.time() + 1800, "Tasklane answered 429 with Retry-After 1800s", 0.0)
+    )
     onboarded_long_ago = json.dumps({"globex": {"fresh": True, "known_since": time.time() - 3 * 3600}})
-    resources = {"tasklane": api, "alerts": alerts}
+    resources = resources_for(api, alerts=alerts)
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=onboarded_long_ago) as context:
         result = tenant_freshness(context)
     (stale,) = result.asset_events

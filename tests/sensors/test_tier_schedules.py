@@ -14,19 +14,19 @@ import pytest
 from dripfeed.definitions import tier_setting
 from pipeline_assets.jobs import TIER_TAG
 from resources.control.deferrals import Deferral
-from resources.tasklane import TasklaneAPI
 from sensors.tier_schedules import TIERS
 from sensors.tier_slots import Tier, pinned_tick, slots
+from tests.support.resources import Resources, make_api
 from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
 from tests.support.tenants_files import tenant_entry, write_tenants
 
 HOURLY = TIERS["hourly"]
 
 
-def tenants_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[dict]) -> TasklaneAPI:
+def tenants_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[dict]) -> Resources:
     monkeypatch.setenv("TASKLANE_TOKEN_ANY", "unused")
     path = write_tenants(tmp_path / "tenants.yaml", *entries)
-    return TasklaneAPI(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
+    return make_api(base_url="http://unused", tenants_file=str(path), state=str(tmp_path / "control.sqlite3"))
 
 
 def entry(tenant: str, **overrides: object) -> dict:
@@ -106,13 +106,13 @@ def test_a_waiting_tenant_is_skipped_with_its_reason_then_caught_up_in_the_same_
 ) -> None:
     api = tenants_api(tmp_path, monkeypatch, [entry("acme", sync_at="00:00"), entry("globex", sync_at="00:30")])
     registered(instance, ["acme", "globex"])
-    api.deferrals.defer(Deferral("acme", time.time() + 3600, "Tasklane answered 429 with Retry-After 900s", 0.0))
+    api.state.deferrals.defer(Deferral("acme", time.time() + 3600, "Tasklane answered 429 with Retry-After 900s", 0.0))
     start = period_start("hourly")
     slot_tick = evaluate_ticks(instance, api, "hourly", start, 1)
     assert slot_tick.tenants == []
     assert "Left out: acme: deferred until " in slot_tick.skipped[0]
     assert slot_tick.skipped[0].endswith("(Tasklane answered 429 with Retry-After 900s)")
-    with api.store.transaction() as conn:
+    with api.state.store.transaction() as conn:
         conn.exec_driver_sql("DELETE FROM dripfeed_deferrals")  # its wait is over
     assert evaluate_ticks(instance, api, "hourly", start, 1, first=1).tenants == ["acme"]
 
@@ -134,7 +134,7 @@ def test_sync_at_pins_the_tick_that_holds_that_time(tier: Tier, sync_at: str, ti
 
 def test_slots_are_stable_and_pinned_tenants_keep_theirs(tmp_path, monkeypatch) -> None:
     api = tenants_api(tmp_path, monkeypatch, [entry(f"t{n}") for n in range(50)] + [entry("pinned", sync_at="00:55")])
-    tenants = api.tenants().values()
+    tenants = api.registry.tenants().values()
     placed = slots(HOURLY, tenants)
     assert placed == slots(HOURLY, list(reversed(list(tenants)))), "the order of tenants.yaml does not matter"
     assert placed["pinned"] == 11

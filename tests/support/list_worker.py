@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
-from resources.tasklane import TasklaneAPI
+from tests.support.resources import make_api
 
 
 def main() -> None:
     base_url, tenants_file, state, tenant, passes = sys.argv[1:]
-    api = TasklaneAPI(base_url=base_url, tenants_file=tenants_file, state=state)
+    api = make_api(base_url=base_url, tenants_file=tenants_file, state=state)
     client = api.client(tenant)
     records = 0
     for _ in range(int(passes)):

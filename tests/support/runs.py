@@ -7,12 +7,12 @@ from typing import Any
 import dagster as dg
 
 from pipeline_assets.assets import projects, tasks, users
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
+from tests.support.resources import Resources, resources_for
 
 
 def materialize_tenant(
-    instance: dg.DagsterInstance, tenant: str, tasklane: TasklaneAPI, warehouse: Warehouse, **kwargs: Any
+    instance: dg.DagsterInstance, tenant: str, tasklane: Resources, warehouse: Warehouse, **kwargs: Any
 ) -> dg.ExecuteInProcessResult:
     if not instance.has_dynamic_partition("tenants", tenant):
         instance.add_dynamic_partitions("tenants", [tenant])
@@ -20,7 +20,7 @@ def materialize_tenant(
         [users, projects, tasks],  # with the checks their steps evaluate
         partition_key=tenant,
         instance=instance,
-        resources={"tasklane": tasklane, "warehouse": warehouse},
+        resources=resources_for(tasklane, warehouse=warehouse),
         **kwargs,
     )
 

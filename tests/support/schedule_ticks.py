@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dripfeed.definitions import defs
-from resources.tasklane import TasklaneAPI
 from sensors.tier_schedules import TIERS
+from tests.support.resources import Resources, resources_for
 
 
 @dataclass
@@ -44,7 +44,7 @@ def launch(instance: dg.DagsterInstance, request: dg.RunRequest, schedule: str) 
 
 
 def evaluate_ticks(
-    instance: dg.DagsterInstance, api: TasklaneAPI, tier: str, start: datetime, ticks: int, first: int = 0
+    instance: dg.DagsterInstance, api: Resources, tier: str, start: datetime, ticks: int, first: int = 0
 ) -> Ticks:
     """Ticks `first` .. `first + ticks - 1` of the tier's period beginning at `start`, each launched."""
     schedule = defs.resolve_schedule_def(f"{tier}_tenants")
@@ -53,7 +53,7 @@ def evaluate_ticks(
         when = start + timedelta(minutes=tick * TIERS[tier].tick_minutes)
         with dg.build_schedule_context(
             instance=instance,
-            resources={"tasklane": api},
+            resources=resources_for(api),
             scheduled_execution_time=when,
             repository_def=defs.get_repository_def(),
         ) as context:
@@ -68,6 +68,6 @@ def evaluate_ticks(
     return seen
 
 
-def evaluate_period(instance: dg.DagsterInstance, api: TasklaneAPI, tier: str, start: datetime | None = None) -> Ticks:
+def evaluate_period(instance: dg.DagsterInstance, api: Resources, tier: str, start: datetime | None = None) -> Ticks:
     """Every tick of one period of the tier (default: the current period)."""
     return evaluate_ticks(instance, api, tier, start or period_start(tier), TIERS[tier].ticks)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources.tasklane import TasklaneAPI
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
+from tests.support.resources import make_api
 from tests.support.runs import materialize_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def start_sync_worker(
 
 def main() -> None:
     base_url, tenants_file, state, warehouse_url, tenant, pages_per_checkpoint = sys.argv[1:]
-    tasklane = TasklaneAPI(base_url=base_url, tenants_file=tenants_file, state=state)
+    tasklane = make_api(base_url=base_url, tenants_file=tenants_file, state=state)
     config = {
         "ops": {
             name: {"config": {"pages_per_checkpoint": int(pages_per_checkpoint)}}
