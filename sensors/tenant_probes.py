@@ -23,7 +23,7 @@ waits for none after FINISH_WITHIN_SECONDS: what it did not reach is tried first
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -142,15 +142,17 @@ def probe_all(
     state: SharedState,
     plans: Iterable[Plan],
     started: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    start_within: float = START_WITHIN_SECONDS,
+    finish_within: float = FINISH_WITHIN_SECONDS,
 ) -> tuple[list[Verdict], list[str]]:
-    """Probe every plan's tenant, PROBE_THREADS at once, in the order given (the most overdue first):
-    (the verdicts, the tenants not reached before the tick's time was up)."""
-    started = clock() if started is None else started
+    """Probe every plan's tenant, PROBE_THREADS at once, in the order given (the most overdue first),
+    starting none `start_within` seconds after `started` (time.monotonic(); default: now) and waiting
+    for none after `finish_within`: (the verdicts, the tenants not reached in time)."""
+    started = time.monotonic() if started is None else started
     ordered = list(plans)
 
     def one(slot: Plan) -> Verdict | None:
-        if clock() - started > START_WITHIN_SECONDS:
+        if time.monotonic() - started >= start_within:
             return None  # too late to start: the next tick takes it first
         try:
             return probe(tasklane, state, slot)
@@ -161,7 +163,7 @@ def probe_all(
     pool = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="dripfeed-probe")
     try:
         futures: dict[Future[Verdict | None], str] = {pool.submit(one, slot): slot.tenant.id for slot in ordered}
-        wait(futures, timeout=max(0.0, FINISH_WITHIN_SECONDS - (clock() - started)))
+        wait(futures, timeout=max(0.0, finish_within - (time.monotonic() - started)))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # a probe still waiting on Tasklane ends on its own
     verdicts = [f.result() for f in futures if f.done() and not f.cancelled() and f.result() is not None]

@@ -81,7 +81,8 @@ def tier_run_requests(
         key.removeprefix(prefix) for _, keys in context.instance.get_run_tags([RUN_KEY_TAG], prefix) for key in keys
     }
     candidates = sorted((t for t, slot in placed.items() if slot <= tick and t not in requested), key=placed.get)
-    settled = _settled(context.instance, state, candidates, period_start)
+    period = prefix.rstrip(":")
+    settled = _settled(context.instance, state, candidates, period_start, period)
     now = time.time()
     to_serve = _servable(report, state, [tenants[t] for t in candidates if t not in settled], context, now)
     ids = [tenant.id for tenant in to_serve]
@@ -89,7 +90,7 @@ def tier_run_requests(
     ended = {d.tenant: d for d in state.deferrals.due(now)}
     plans = [plan(tenant, checks, exports, ended.get(tenant.id), now) for tenant in to_serve]
     verdicts, unreached = probe_all(tasklane, state, plans, started)
-    _record(state, verdicts, now)
+    _record(state, verdicts, now, period)
     requests = [_run_request(tier, tick_time, v) for v in verdicts if v.run]
     summary = _log(report, verdicts, unreached, tick)
     if not requests:
@@ -97,19 +98,15 @@ def tier_run_requests(
     return requests
 
 
-def _settled(instance: dg.DagsterInstance, state: SharedState, tenants: list[str], since: datetime) -> set[str]:
-    """Which of `tenants` are done for the period: checked since `since`, or with a run since then that
-    did not fail (whoever launched it: a first sync, a resumption, a backfill, a run of their previous
-    tier), or with a run queued or under way."""
+def _settled(
+    instance: dg.DagsterInstance, state: SharedState, tenants: list[str], since: datetime, period: str
+) -> set[str]:
+    """Which of `tenants` are done for the `period` that began `since`: checked by a tick of it, or
+    with a run since then that did not fail (whoever launched it: a first sync, a resumption, a
+    backfill, a run of their previous tier), or with a run queued or under way."""
     if not tenants:
         return set()
-    checked = {
-        tenant
-        for tenant, check in state.tenant_checks.of_tenants(tenants).items()
-        if check.outcome is not None
-        and check.outcome.settles_the_period
-        and (check.checked_at or 0) >= since.timestamp()
-    }
+    checked = state.tenant_checks.settled(tenants, period)
     runs = [
         dg.RunsFilter(tags={PARTITION_TAG: tenants}, created_after=since, statuses=NOT_FAILED),
         dg.RunsFilter(tags={PARTITION_TAG: tenants}, statuses=IN_FLIGHT),
@@ -153,11 +150,11 @@ def _servable(
     return servable
 
 
-def _record(state: SharedState, verdicts: list[Verdict], now: float) -> None:
+def _record(state: SharedState, verdicts: list[Verdict], now: float, period: str) -> None:
     """What the probes found, for every tenant at once: streams found current count as synced now, a
     throttle the vendor asked for makes every caller of the tenant wait."""
     state.stream_checks.record_checked(((v.tenant, stream) for v in verdicts for stream in v.current), now)
-    state.tenant_checks.record(((v.tenant, v.outcome, v.detail, v.error_class) for v in verdicts), now)
+    state.tenant_checks.record(((v.tenant, v.outcome, v.detail, v.error_class) for v in verdicts), now, period=period)
     for verdict in verdicts:
         throttled = verdict.throttled
         if throttled is not None and throttled.vendor:

@@ -81,6 +81,7 @@ tenant_checks = sa.Table(
     sa.Column("tenant", sa.String(63), primary_key=True),
     sa.Column("known_since", sa.Float, nullable=False),  # when dripfeed first saw the tenant
     sa.Column("checked_at", sa.Float),  # the last probe, whatever it found
+    sa.Column("period", sa.String(40)),  # the tier's period that probe served, e.g. hourly:2026-12-05T10:00Z
     sa.Column("outcome", sa.String(20)),  # see tenant_checks.Outcome
     sa.Column("detail", sa.String(500)),  # what the probe found, for a failure what to do
     sa.Column("error_class", sa.String(20)),  # of the failure, when the tenant is failing

@@ -36,6 +36,7 @@ class TenantCheck:
     tenant: str
     known_since: float
     checked_at: float | None = None
+    period: str | None = None  # the tier's period the last probe served
     outcome: Outcome | None = None
     detail: str | None = None
     error_class: str | None = None
@@ -46,11 +47,18 @@ class TenantCheck:
     reported_target: int | None = None  # the storage id of the materialization the last report targeted
 
     def after(
-        self, outcome: Outcome, detail: str | None, at: float, error_class: str | None = None, *, alerted: bool = False
+        self,
+        outcome: Outcome,
+        detail: str | None,
+        at: float,
+        error_class: str | None = None,
+        *,
+        alerted: bool = False,
+        period: str | None = None,
     ) -> TenantCheck:
-        """This tenant once a probe or a sync found `outcome` at `at`; `alerted`: a failure whose
-        alert has already gone out (a failed run's, by the run failure sensor)."""
-        changed = replace(self, checked_at=at, outcome=outcome, detail=detail)
+        """This tenant once a probe (serving its tier's `period`) or a sync found `outcome` at `at`;
+        `alerted`: a failure whose alert has already gone out (a failed run's, by the run failure sensor)."""
+        changed = replace(self, checked_at=at, outcome=outcome, detail=detail, period=period)
         if outcome is Outcome.FAILED:
             new_episode = self.failing_since is None or error_class != self.error_class
             return replace(
@@ -94,19 +102,33 @@ class TenantChecks:
         return self.of_tenants([tenant]).get(tenant)
 
     def record(
-        self, outcomes: Iterable[tuple[str, Outcome, str | None, str | None]], at: float, *, alerted: bool = False
+        self,
+        outcomes: Iterable[tuple[str, Outcome, str | None, str | None]],
+        at: float,
+        *,
+        alerted: bool = False,
+        period: str | None = None,
     ) -> None:
-        """(tenant, outcome, detail, error class) found at `at`, for many tenants in one transaction."""
+        """(tenant, outcome, detail, error class) found at `at` (by a probe of a tier's `period`), for
+        many tenants in one transaction."""
         found = list(outcomes)
         if not found:
             return
         known = self.of_tenants(tenant for tenant, *_ in found)
         self.save(
             (known.get(tenant) or TenantCheck(tenant, known_since=at)).after(
-                outcome, detail, at, error_class, alerted=alerted
+                outcome, detail, at, error_class, alerted=alerted, period=period
             )
             for tenant, outcome, detail, error_class in found
         )
+
+    def settled(self, tenants: Iterable[str], period: str) -> set[str]:
+        """Which of `tenants` a probe has served for the tier's `period` (an unreached one is not)."""
+        return {
+            tenant
+            for tenant, check in self.of_tenants(tenants).items()
+            if check.period == period and check.outcome is not None and check.outcome.settles_the_period
+        }
 
     def save(self, checks: Iterable[TenantCheck]) -> None:
         """Write these checks as they are (one transaction)."""

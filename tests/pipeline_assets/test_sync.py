@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from pipeline_assets.assets import FULL_RESYNC_TAG
@@ -15,9 +16,10 @@ from pipeline_assets.incremental_sync import sync_stream
 from resources.control.stream_checks import StreamChecks
 from resources.streams import STREAMS, rfc3339
 from resources.tasklane.errors import TenantThrottled
-from resources.warehouse import SyncState
+from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
+from tests.support.postgres_server import fresh_database
 from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
@@ -200,3 +202,26 @@ def test_a_watermark_never_passes_the_moment_its_sync_began(make_sim, tasklane_f
         for record in sim.admin.truth("acme", "tasks")
     )
     assert again.records == newer > 0, "the next sync re-reads what came after that start, overlap included"
+
+
+def test_a_sync_whose_write_failed_leaves_no_etag_and_the_next_sync_lists_what_it_lost(
+    make_sim, tasklane_for, postgres_url
+) -> None:
+    """The ETag of a one-page listing is recorded only once its page is committed: a sync that failed
+    to write must not leave the next sync (or a probe) a 304 for rows the warehouse never got."""
+    sim = make_sim(workspace_config("acme", records={"tasks": 30}))
+    api = tasklane_for(sim, "acme")
+    client, checks = api.client("acme"), api.state.stream_checks
+    warehouse = Warehouse(url=fresh_database(postgres_url, "warehouse"))
+    sync_stream(client, warehouse, checks, "tasks")
+    sim.admin.mutate("acme", creates=3, resource="tasks")
+    with psycopg2.connect(warehouse.url) as conn, conn.cursor() as cursor:  # a DBA's constraint refuses new rows
+        cursor.execute("ALTER TABLE tasks ADD CONSTRAINT no_new_rows CHECK (false) NOT VALID")
+    with pytest.raises(psycopg2.Error):
+        sync_stream(client, warehouse, checks, "tasks")
+    assert checks.get("acme", "tasks").listing is None, "no listing to ask about: the failed sync wrote nothing"
+    with psycopg2.connect(warehouse.url) as conn, conn.cursor() as cursor:
+        cursor.execute("ALTER TABLE tasks DROP CONSTRAINT no_new_rows")
+    report = sync_stream(client, warehouse, checks, "tasks")
+    assert report.records >= 3 and report.calls["not_modified"] == 0
+    assert warehouse_records(warehouse, "acme", "tasks") == sim.admin.truth("acme", "tasks")

@@ -94,7 +94,11 @@ def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tm
     for tenant in ("acme", "globex"):
         assert materialize_tenant(instance, tenant, api, warehouse).success  # acme spends 3 of its 5 calls
     next_period = period_start("hourly") + timedelta(hours=1)  # both synced in this one
-    assert evaluate_period(instance, api, "hourly", next_period).tenants == ["globex"]
+    ticks = evaluate_period(instance, api, "hourly", next_period)
+    assert ticks.tenants == [], "globex, quiet, is checked without a run; acme is not even asked"
+    assert any("Left out: acme: 2 calls left in its rate window" in reason for reason in ticks.skipped), ticks.skipped
+    assert api.state.tenant_checks.get("globex").outcome.value == "current"
+    assert sim.admin.counters("acme")["totals"]["requests"] == 3, "only its sync's three calls"
 
 
 def test_a_tier_with_no_runnable_tenant_says_why(make_sim, instance, tmp_path, monkeypatch) -> None:

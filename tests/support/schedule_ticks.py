@@ -33,14 +33,18 @@ def period_start(tier: str, now: datetime | None = None) -> datetime:
 
 
 def launch(instance: dg.DagsterInstance, request: dg.RunRequest, schedule: str) -> None:
-    """What the daemon does with a run request: a run of sync_tenant with the request's tags."""
+    """What the daemon does with a run request: a run of sync_tenant with the request's tags, here
+    recorded as done (a tick-by-tick test does not execute it)."""
     tags = {
         **request.tags,
         "dagster/run_key": request.run_key,
         "dagster/partition": request.partition_key,
         "dagster/schedule_name": schedule,
     }
-    instance.add_run(dg.DagsterRun(job_name="sync_tenant", run_id=str(uuid.uuid4()), tags=tags))
+    run_id = str(uuid.uuid4())
+    instance.add_run(
+        dg.DagsterRun(job_name="sync_tenant", run_id=run_id, tags=tags, status=dg.DagsterRunStatus.SUCCESS)
+    )
 
 
 def evaluate_ticks(
