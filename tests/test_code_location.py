@@ -22,14 +22,12 @@ from datetime import UTC, datetime
 import dagster as dg
 from dripfeed.definitions import defs
 from sensors.tenant_registry import tenant_registry
-from tests.support.resources import make_api, resources_for
 
 with dg.instance_for_test() as instance:
     instance.add_dynamic_partitions("tenants", ["acme"])
     sync = defs.resolve_job_def("sync_tenant").execute_in_process(partition_key="acme", instance=instance)
     assert sync.success and len(sync.get_asset_materialization_events()) == 3
-    tasklane = make_api(base_url=os.environ["TASKLANE_BASE_URL"], tenants_file=os.environ["DRIPFEED_TENANTS_FILE"])
-    resources = resources_for(tasklane)  # what definitions.py wires, from the same environment
+    resources = dict(defs.resources)  # what definitions.py wires, from the same environment
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         tenant_registry(context)
     with dg.build_schedule_context(

@@ -101,7 +101,7 @@ def test_registered_tenants_materialize_headless_from_the_cli(make_sim, tasklane
     env = {
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "DRIPFEED_TENANTS_FILE": tasklane.tenants_file,
+        "DRIPFEED_TENANTS_FILE": tasklane.registry.tenants_file,
         "DRIPFEED_STATE": tasklane.state,
         "DRIPFEED_WAREHOUSE": str(tmp_path / "cli.duckdb"),
         "TASKLANE_BASE_URL": sim.base_url,

@@ -1,34 +1,40 @@
-"""Tenant runs through the real daemon with the demo's instance (run queue, compute logs): what a run
-costs, where its checks land, and what a throttled tenant occupies while it waits.
+"""Tenant runs through the real daemon with the demo's instance (run queue, compute logs): which
+tenants get a run at all, what a run costs, where its checks land, and what a throttled tenant
+occupies while it waits.
 
-One daemon session serves every test here (about three minutes): two healthy hourly tenants (the
-hourly period shortened to a minute, so the schedule fires while the test watches) and two daily
-tenants whose vendor window another client has nearly spent, one with the reset about 15 minutes
-away and one with a window shortened so that it resets within the session.
+One daemon session serves every test here (about five minutes), the hourly period shortened to a
+minute so that the schedule fires while the test watches: twenty quiet hourly tenants and two that
+change (both synced before the daemon starts, as if onboarded earlier), and two daily tenants whose
+vendor window another client has nearly spent, one with the reset about 15 minutes away and one with
+a window shortened so that it resets within the session.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef  # the instance the daemon uses, from its DAGSTER_HOME
 
 from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
+from pipeline_assets.freshness import statuses
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import ROOT, ProcessLog, dripfeed_env, running_daemon, scratch_instance, wait_until
 from tests.support.ground_truth import assert_equals_ground_truth
 from tests.support.resources import Resources, make_api
+from tests.support.runs import materialize_tenant
 from tests.support.simulator import ADMIN_TOKEN, workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
 
 pytestmark = pytest.mark.e2e  # the real dagster-daemon, its sensors and schedules
 
-HEALTHY = ("acme", "globex")
+HEALTHY = ("acme", "globex")  # hourly; they change during the session
+QUIET = tuple(f"quiet-{n:02d}" for n in range(20))  # hourly; nothing changes upstream
+QUIET_RECORDS = {"users": 4, "projects": 2, "tasks": 30}  # one page each: their first sync leaves every listing
 LOCKED, BRIEF = "locked", "brief"  # reset ~15 minutes away; reset within the session
 RATE_LIMIT = 200
 LEFT_FOR_DRIPFEED = 5  # users, projects and three pages of tasks, then the window is spent
@@ -63,6 +69,10 @@ class Session:
     processes: ProcessLog
     throttled_at: float  # when the other client spent the throttled tenants' windows
     drifted_at: float = 0.0  # when acme's vendor changed a field's type
+    quiet_from: float = 0.0  # the two periods in which only acme, then globex, changed
+    globex_changed_at: float = 0.0
+    quiet_until: float = 0.0
+    quiet_not_modified: dict[str, int] = field(default_factory=dict)  # 304s each quiet tenant got then
     ended_at: float = 0.0  # when the daemon was stopped (a run it had in flight then is cut short)
 
     def runs(self, tenant: str, **tags: str) -> list[dg.DagsterRun]:
@@ -70,12 +80,17 @@ class Session:
         records = self.instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": tenant, **tags}))
         return [record.dagster_run for record in sorted(records, key=lambda r: r.create_timestamp)]
 
-    def hourly_runs(self, tenant: str, created_after: float = 0.0) -> list[dg.DagsterRun]:
+    def hourly_runs(self, tenant: str, created_after: float = 0.0, created_before: float = 0.0) -> list[dg.DagsterRun]:
         """The tenant's finished runs from the hourly schedule, oldest first."""
         records = self.instance.get_run_records(
             dg.RunsFilter(tags={"dagster/partition": tenant, "dagster/schedule_name": "hourly_tenants"})
         )
-        chosen = [r for r in records if r.create_timestamp.timestamp() > created_after and r.dagster_run.is_finished]
+        chosen = [
+            r
+            for r in records
+            if created_after < r.create_timestamp.timestamp() < (created_before or float("inf"))
+            and r.dagster_run.is_finished
+        ]
         return [record.dagster_run for record in sorted(chosen, key=lambda r: r.create_timestamp)]
 
     def check_evaluations(self, run: dg.DagsterRun) -> dict[str, dg.AssetCheckEvaluation]:
@@ -86,33 +101,43 @@ class Session:
         return next((run for run in self.runs(BRIEF) if RESUMES_TAG in run.tags and run.is_finished), None)
 
 
+def not_modified(sim: SimServer, tenant: str) -> int:
+    return sim.admin.counters(tenant)["totals"]["not_modified"]
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     directory = tmp_path_factory.mktemp("daemon-tenant-runs")
     records = {"users": 20, "projects": 8, "tasks": 1000}
     workspaces = [workspace_config(t, records={"tasks": 300}) for t in HEALTHY]
+    workspaces += [workspace_config(t, records=QUIET_RECORDS) for t in QUIET]
     locked_window = window_resetting_in(900, 960)
     brief_window = window_resetting_in(150, 170)
     for tenant, window in ((LOCKED, locked_window), (BRIEF, brief_window)):
         workspaces.append(workspace_config(tenant, records=records, rate_limit=RATE_LIMIT, window_seconds=window))
     with SimServer({"admin_token": ADMIN_TOKEN, "seed": 7, "as_of": AS_OF, "workspaces": workspaces}) as sim:
-        entries = [tenant_entry(t) for t in HEALTHY]
+        for tenant in (LOCKED, BRIEF):
+            sim.admin.spend(tenant, RATE_LIMIT - LEFT_FOR_DRIPFEED)  # the customer's own scripts
+        throttled_at = time.time()
+        entries = [tenant_entry(t) for t in (*HEALTHY, *QUIET)]
         entries += [tenant_entry(t, tier="daily", budget_share=1.0) for t in (LOCKED, BRIEF)]
         tenants = write_tenants(directory / "tenants.yaml", *entries)
         home = scratch_instance(directory, ROOT / "demo" / "dagster.yaml")
         processes = ProcessLog(directory)
-        env = processes.env(dripfeed_env(directory, home, tenants, sim.base_url, *HEALTHY, LOCKED, BRIEF))
+        env = processes.env(dripfeed_env(directory, home, tenants, sim.base_url, *HEALTHY, *QUIET, LOCKED, BRIEF))
         env["DRIPFEED_HOURLY_PERIOD_MINUTES"] = "1"
-        for tenant in (LOCKED, BRIEF):
-            sim.admin.spend(tenant, RATE_LIMIT - LEFT_FOR_DRIPFEED)  # the customer's own scripts
         session = Session(
             sim=sim,
             instance=dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))),
             warehouse=Warehouse(url=env["DRIPFEED_WAREHOUSE"]),
             api=make_api(base_url=sim.base_url, tenants_file=str(tenants), state=env["DRIPFEED_STATE"]),
             processes=processes,
-            throttled_at=time.time(),
+            throttled_at=throttled_at,
         )
+        with pytest.MonkeyPatch.context() as tokens:  # onboarded earlier: their first syncs, in this process
+            for tenant in (*HEALTHY, *QUIET):
+                tokens.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
+                assert materialize_tenant(session.instance, tenant, session.api, session.warehouse).success
         with running_daemon(directory, env) as daemon, processes.polling(daemon.pid):
             wait_until(lambda: all(session.hourly_runs(t) for t in HEALTHY), 240, "an hourly run of each")
             session.drifted_at = time.time()
@@ -124,6 +149,16 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             wait_until(
                 lambda: all(session.hourly_runs(t, session.drifted_at) for t in HEALTHY), 240, "the runs after it"
             )
+            # Two periods in which only acme changes, then only globex: the quiet tenants are asked, never run.
+            session.quiet_from = time.time()
+            before = {tenant: not_modified(sim, tenant) for tenant in QUIET}
+            sim.admin.mutate("acme", updates=5, creates=2, resource="tasks")
+            wait_until(lambda: session.hourly_runs("acme", session.quiet_from), 150, "acme's run")
+            session.globex_changed_at = time.time()
+            sim.admin.mutate("globex", updates=4, deletes=1, resource="tasks")
+            wait_until(lambda: session.hourly_runs("globex", session.globex_changed_at), 150, "globex's run")
+            session.quiet_until = time.time()
+            session.quiet_not_modified = {tenant: not_modified(sim, tenant) - before[tenant] for tenant in QUIET}
             wait_until(session.resumption, 300, f"{BRIEF}'s resumption")
             session.ended_at = time.time()
         yield session
@@ -144,8 +179,10 @@ def test_an_unchanged_tenants_scheduled_run_is_one_process_that_starts_none(sess
 
 def test_every_check_result_of_a_run_is_recorded_for_the_tenants_partition(session: Session) -> None:
     for tenant in HEALTHY:
-        evaluations = session.check_evaluations(session.hourly_runs(tenant)[0])
-        assert set(evaluations) == CHECKS
+        run = session.hourly_runs(tenant)[0]
+        assert run.tags["dripfeed/why"] == "tasks: no_listing", "its first sync listed more than a page of tasks"
+        evaluations = session.check_evaluations(run)
+        assert set(evaluations) == {check for check in CHECKS if check.startswith("tasks_")}
         assert {e.partition for e in evaluations.values()} == {tenant}
         assert all(e.passed for e in evaluations.values()), evaluations
 
@@ -156,7 +193,32 @@ def test_a_drift_on_one_tenant_fails_only_that_tenants_check_with_the_diff(sessi
     assert not acme["tasks_schema_drift"].passed and acme["tasks_schema_drift"].partition == "acme"
     diff = acme["tasks_schema_drift"].metadata["drift"].value
     assert [(d["field"], d["expected_type"], d["seen_type"]) for d in diff] == [("estimate_hours", "double", "string")]
-    assert all(e.passed for e in globex.values()) and acme["users_schema_drift"].passed
+    assert all(e.passed for e in globex.values()) and "users_schema_drift" not in acme, "only tasks changed"
+
+
+def test_only_tenants_that_changed_get_runs_and_the_quiet_ones_are_checked_every_period(session: Session) -> None:
+    during = (session.quiet_from, session.quiet_until)
+    runs = session.instance.get_run_records(dg.RunsFilter(tags={"dagster/schedule_name": "hourly_tenants"}))
+    ran = sorted(
+        (r.dagster_run.tags["dagster/partition"], r.dagster_run.tags["dripfeed/why"])
+        for r in runs
+        if during[0] < r.create_timestamp.timestamp() < during[1]
+    )
+    assert ran == [("acme", "tasks: changed"), ("globex", "tasks: changed")], ran
+    (acme,) = session.hourly_runs("acme", *during)
+    (globex,) = session.hourly_runs("globex", *during)
+    assert acme.status == globex.status == dg.DagsterRunStatus.SUCCESS
+    assert session.instance.get_run_record_by_id(globex.run_id).create_timestamp.timestamp() > session.globex_changed_at
+    periods = (session.quiet_until - session.quiet_from) / 60
+    assert periods >= 1.5, "two periods at least"
+    for tenant in QUIET:
+        assert not session.runs(tenant, **{"dagster/schedule_name": "hourly_tenants"}), f"{tenant} was run"
+        assert session.quiet_not_modified[tenant] >= 3 * int(periods), f"{tenant} was not asked every period"
+        assert session.sim.admin.counters(tenant)["totals"]["counted"] == 0
+    found = statuses(session.api.registry, session.api.state, set(QUIET), time.time())
+    assert {s.tenant for s in found if s.fresh} == set(QUIET), "every quiet tenant is fresh"
+    for tenant in (*HEALTHY, *QUIET):
+        assert_equals_ground_truth(session.sim, session.warehouse, tenant)
 
 
 def test_a_throttled_tenants_run_ends_within_a_minute_with_its_checkpoint_committed(session: Session) -> None:
@@ -188,12 +250,7 @@ def test_a_deferred_tenant_is_resumed_without_anyone_acting_once_its_window_rese
     assert_equals_ground_truth(session.sim, session.warehouse, BRIEF)
 
 
-def test_healthy_tenants_run_every_period_while_the_throttled_ones_occupy_nothing(session: Session) -> None:
-    for tenant in HEALTHY:
-        records = session.instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": tenant}))
-        done = [r.dagster_run for r in records if r.end_time and r.end_time < session.ended_at]
-        assert len(done) >= 3 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in done)
-    assert_equals_ground_truth(session.sim, session.warehouse, "globex")
+def test_throttled_tenants_occupy_nothing_while_they_wait(session: Session) -> None:
     for tenant in (LOCKED, BRIEF):
         for run in session.runs(tenant):
             record = session.instance.get_run_record_by_id(run.run_id)

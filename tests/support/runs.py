@@ -27,3 +27,22 @@ def materialize_tenant(
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
+def run_sync_tenant(
+    instance: dg.DagsterInstance, tenant: str, tasklane: Resources, warehouse: Warehouse
+) -> dg.ExecuteInProcessResult:
+    """A run of the `sync_tenant` job itself (not an ad hoc materialization), in this process."""
+    from pipeline_assets.freshness import TIER_CHECKS, tasks_fresh
+    from pipeline_assets.jobs import sync_tenant
+
+    if not instance.has_dynamic_partition("tenants", tenant):
+        instance.add_dynamic_partitions("tenants", [tenant])
+    definitions = dg.Definitions(
+        assets=[users, projects, tasks],
+        asset_checks=[tasks_fresh, *TIER_CHECKS],
+        jobs=[sync_tenant],
+        resources=resources_for(tasklane, warehouse=warehouse),
+        executor=dg.in_process_executor,
+    )
+    return definitions.resolve_job_def(sync_tenant.name).execute_in_process(partition_key=tenant, instance=instance)
