@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
+import resource as rlimit
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .config import RESOURCES
 
 Row = tuple[str, int, int, bytes]  # id, updated_ms, deleted (0/1), JSON body
+FILES_PER_STORE = 3  # the database, its write-ahead log and its shared-memory index
+FILES_KEPT_FREE = 2000  # sockets, export files, the truth endpoint's readers
+
+
+class OpenStores:
+    """The workspaces' connections kept open, the most recently used last. A simulator of thousands of
+    workspaces would otherwise run out of file descriptors (three per workspace in WAL mode): past
+    `limit`, the least recently used workspace's connection is closed, and reopened when next used."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._open: OrderedDict[int, WorkspaceStore] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def touch(self, store: WorkspaceStore) -> None:
+        with self._lock:
+            self._open[id(store)] = store
+            self._open.move_to_end(id(store))
+            while len(self._open) > self.limit:
+                _, oldest = self._open.popitem(last=False)
+                oldest.release()
+
+    def forget(self, store: WorkspaceStore) -> None:
+        with self._lock:
+            self._open.pop(id(store), None)
+
+
+def _store_limit() -> int:
+    soft, _ = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if soft == rlimit.RLIM_INFINITY:
+        return 1_000_000
+    return (soft - FILES_KEPT_FREE) // FILES_PER_STORE
+
+
+OPEN_STORES = OpenStores(_store_limit())
 
 
 class WorkspaceStore:
@@ -16,11 +54,7 @@ class WorkspaceStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("PRAGMA cache_size=-65536")
-        self.db.execute("PRAGMA mmap_size=4294967296")  # page reads straight from the OS page cache
+        self._db: sqlite3.Connection | None = None
         for resource in RESOURCES:
             # A rowid table: history is appended in generation order, and the id index is built
             # once afterwards. (Keyed on the random-looking ids, 1M inserts thrash the page cache.)
@@ -28,6 +62,25 @@ class WorkspaceStore:
                 f"CREATE TABLE IF NOT EXISTS {resource} ("
                 "id TEXT NOT NULL, updated_ms INTEGER NOT NULL, deleted INTEGER NOT NULL, body BLOB NOT NULL)"
             )
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The workspace's connection, opened again if it was closed to keep file descriptors free."""
+        if self._db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA cache_size=-65536")
+            db.execute("PRAGMA mmap_size=4294967296")  # page reads straight from the OS page cache
+            self._db = db
+        OPEN_STORES.touch(self)
+        return self._db
+
+    def release(self) -> None:
+        """Close the connection until the workspace is used again (its data stays in its file)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def bulk_load(self, resource: str, rows: Iterable[Row]) -> None:
         """Insert generated history in one transaction; indexes are built afterwards, which is faster."""
@@ -102,4 +155,5 @@ class WorkspaceStore:
         return purged
 
     def close(self) -> None:
-        self.db.close()
+        OPEN_STORES.forget(self)
+        self.release()
