@@ -166,11 +166,6 @@ def _sync(
             pages_per_checkpoint=config.pages_per_checkpoint,
             reconcile_every=timedelta(days=every) if every else None,
         )
-    context.log.info(
-        f"tenant {tenant!r} {stream}: {report.records} records ({report.tombstones} tombstones), "
-        f"{report.pages} pages, {report.calls['counted']} counted calls, "
-        f"watermark {report.watermark_before} -> {report.watermark_after}"
-    )
     facts = warehouse.facts(tenant, stream)
     return dg.MaterializeResult(
         metadata=_metadata(report, facts), check_results=_checks(context, stream, tenant, facts)

@@ -32,6 +32,9 @@ from .listing import Page
 from .metering import Meter
 from .transport import Reply, Transport, meaning
 
+# One DEBUG line per call, on a plain Python logger: kept out of a run's event log (an event per call
+# was most of a sync's events, and the ledger has the same counts). dagster.yaml's `python_logs`
+# (managed_python_loggers: [dripfeed.tasklane], python_log_level: DEBUG) records them there.
 CALL_LOG = logging.getLogger("dripfeed.tasklane")
 
 

@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 from ..control.rate_budget import RateBudget
 from ..shared_state import SharedState
 from ..tenants import Tenant
-from .client import ClientSettings, TenantClient
+from .client import CALL_LOG, ClientSettings, TenantClient
 from .transport import new_session
 
 # A tick must end well within Dagster's 60 s whatever one tenant's answers do: a tick's calls wait at
@@ -82,8 +82,7 @@ class TasklaneAPI(dg.ConfigurableResource):
             if in_tick:
                 self._clients[key] = self.tick_client(tenant, state)
             else:
-                logger = dg.get_dagster_logger("dripfeed.tasklane")
-                self._clients[key] = TenantClient(tenant, self.settings(), state.store, self.budget(state), logger)
+                self._clients[key] = TenantClient(tenant, self.settings(), state.store, self.budget(state), CALL_LOG)
         return self._clients[key]
 
     def tick_client(self, tenant: Tenant, state: SharedState) -> TenantClient:
@@ -92,8 +91,7 @@ class TasklaneAPI(dg.ConfigurableResource):
         settings = self.settings(in_tick=True)
         if self._tick_session is None:
             self._tick_session = new_session(settings.base_url, TICK_CONNECTIONS)
-        logger = dg.get_dagster_logger("dripfeed.tasklane")
-        return TenantClient(tenant, settings, state.store, self.budget(state), logger, self._tick_session)
+        return TenantClient(tenant, settings, state.store, self.budget(state), CALL_LOG, self._tick_session)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for client in self._clients.values():

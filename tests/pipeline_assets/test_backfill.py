@@ -27,7 +27,7 @@ def test_a_cli_backfill_over_two_tenants_runs_one_sync_per_tenant(
         **os.environ,
         "DAGSTER_HOME": str(home),
         "DRIPFEED_TENANTS_FILE": tasklane.registry.tenants_file,
-        "DRIPFEED_STATE": tasklane.state,
+        "DRIPFEED_STATE": tasklane.state.url,
         "DRIPFEED_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
         "TASKLANE_BASE_URL": sim.base_url,
     }

@@ -102,7 +102,7 @@ def test_registered_tenants_materialize_headless_from_the_cli(make_sim, tasklane
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "DRIPFEED_TENANTS_FILE": tasklane.registry.tenants_file,
-        "DRIPFEED_STATE": tasklane.state,
+        "DRIPFEED_STATE": tasklane.state.url,
         "DRIPFEED_WAREHOUSE": str(tmp_path / "cli.duckdb"),
         "TASKLANE_BASE_URL": sim.base_url,
     }

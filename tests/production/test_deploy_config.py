@@ -44,6 +44,8 @@ def test_each_deploy_instance_passes_dagsters_schema(instance_file: str, launche
     assert config["concurrency"]["runs"]["tag_concurrency_limits"][0]["key"] == "dagster/partition"
     assert config["compute_logs"] == {"module": "dripfeed.compute_logs", "class": "ThreadedComputeLogManager"}
     assert config["run_retries"] == {"enabled": True, "max_retries": 0}  # sync_tenant's tags set its own
+    assert config["retention"]["schedule"] == {"purge_after_days": 7}, "tick history is not kept for ever"
+    assert config["retention"]["sensor"]["purge_after_days"]["skipped"] == 1
     if launcher is not None:
         launched = process_config(launcher.config_type(), config["run_launcher"]["config"])
         assert launched.success, launched.errors
@@ -67,3 +69,9 @@ def test_helm_values_queue_the_runs_like_the_instance_files() -> None:
     custom = values["computeLogManager"]["config"]["customComputeLogManager"]
     assert {k: custom[k] for k in ("module", "class")} == instance["compute_logs"]
     assert values["dagster-user-deployments"]["deployments"][0]["dagsterApiGrpcArgs"] == ["-m", "dripfeed.definitions"]
+    ticks = values["retention"]
+    assert (
+        ticks["enabled"]
+        and ticks["schedule"]["purgeAfterDays"] == instance["retention"]["schedule"]["purge_after_days"]
+    )
+    assert ticks["sensor"]["purgeAfterDays"] == instance["retention"]["sensor"]["purge_after_days"]

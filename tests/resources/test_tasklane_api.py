@@ -211,7 +211,7 @@ def test_ten_clients_of_one_tenant_keep_to_the_vendors_8_concurrent_requests(mak
 def test_every_call_is_logged_once_with_its_budget(make_sim, make_api, caplog) -> None:
     sim = make_sim()
     client = make_api(sim, tenant_entry("acme", budget_per_hour=1000)).client("acme")
-    with caplog.at_level(logging.DEBUG, logger="dagster"):
+    with caplog.at_level(logging.DEBUG, logger="dripfeed.tasklane"):
         records(client, "users")
     lines = [
         json.loads(r.getMessage().split(" ", 1)[1])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef  # how `dagster dev` reads $DAGSTER_HOME/dagster.yaml
+from dagster._core.scheduler.instigation import InstigatorType
 
 from pipeline_assets.jobs import sync_tenant
 
@@ -38,3 +39,17 @@ def test_a_tenant_run_whose_process_died_is_retried_once_from_every_step(tmp_pat
     assert tags["dagster/retry_on_asset_or_op_failure"] == "false", "a failed step (a revoked token) is not retried"
     # From failure, Dagster cannot retry a run whose process died after its last step succeeded.
     assert tags["dagster/retry_strategy"] == "ALL_STEPS"
+
+
+def test_the_demo_instance_keeps_a_week_of_ticks_and_a_day_of_skipped_ones(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "demo" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
+        schedule = instance.get_tick_retention_settings(InstigatorType.SCHEDULE)
+        sensor = instance.get_tick_retention_settings(InstigatorType.SENSOR)
+    assert set(schedule.values()) == {7}
+    assert {status.value: days for status, days in sensor.items()} == {
+        "STARTED": 7,
+        "SKIPPED": 1,
+        "SUCCESS": 7,
+        "FAILURE": 7,
+    }
