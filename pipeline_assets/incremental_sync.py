@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from resources.control.stream_checks import Listing, StreamChecks
 from resources.streams import TOMBSTONE_RETENTION, minus_overlap, rfc3339
 from resources.tasklane.client import TenantClient
+from resources.tasklane.errors import TasklaneFailure, TenantThrottled
 from resources.warehouse import Sweep, SyncState, Warehouse
 from resources.warehouse.schema import Drift
 
@@ -24,6 +25,10 @@ from resources.warehouse.schema import Drift
 # sync that is deferred or fails for a few days once it is due.
 RECONCILE_MARGIN = timedelta(days=3)
 DEFAULT_RECONCILE_EVERY = timedelta(days=7)
+# A listing that reaches back further than this before the watermark's overlap is not kept for the
+# next sync to ask: Tasklane drops a tombstone 30 days after it was written, which changes the
+# answer of a listing that reaches back to it though nothing new was written (a run for nothing).
+LISTING_KEPT = timedelta(days=7)
 
 
 @dataclass
@@ -84,6 +89,11 @@ def reconcile_reason(
     return reconcile_due(max(completed, default=None), _moment(state.reconciled_at), now, every)
 
 
+def _reaches_back(listing: Listing, needed_since: str) -> bool:
+    """Whether `listing` reaches back further than LISTING_KEPT before `needed_since`."""
+    return listing.since is None or listing.since < rfc3339(datetime.fromisoformat(needed_since) - LISTING_KEPT)
+
+
 def _moment(stamp: str | None) -> datetime | None:
     return datetime.fromisoformat(stamp) if stamp else None
 
@@ -110,8 +120,11 @@ def sync_stream(
     `pages_per_checkpoint` pages, and it or a throttled one resumes from its last checkpoint (minus
     the visibility overlap). A reconciliation soft-deletes nothing before its last transaction,
     so it can stop anywhere. An incremental sync first asks the stream's last listing again with its
-    ETag (control/stream_checks.py): a `304` ends it at no cost; once everything is committed the
-    sync records the listing its successor (or a probe) may ask about."""
+    ETag (control/stream_checks.py): a `304` ends it at no cost. Once everything is committed the
+    sync records the listing its successor (or a probe) may ask about: the one it made if that fit on
+    a page and reaches back less than LISTING_KEPT before the new watermark's overlap, else the
+    listing from that overlap, asked for now (one counted call), so that the next check can answer
+    `304` without a run."""
     batch_pages = max(1, pages_per_checkpoint // 2)
     tenant = client.tenant.id
     started = rfc3339(now or datetime.now(UTC))
@@ -164,6 +177,20 @@ def sync_stream(
             reconciled_at=began if swept else (started if state.reconciled_at is None else None),
         )
 
+    def _listing_from(new_since: str) -> Listing | None:
+        """The listing the next sync will make, asked now: its pages (the overlap, mostly rows already
+        written) are written too, and its ETag is kept if it fits on a page. The sync is complete
+        already: a throttle or a failure here only leaves no listing (the next check runs a sync)."""
+        fetched, etag = [], None
+        try:
+            for page in client.list_pages(stream, new_since):
+                fetched.append(page.body)
+                etag = etag or page.etag
+        except (TasklaneFailure, TenantThrottled):
+            return None
+        write(fetched, SyncState(done.watermark))
+        return Listing(new_since, etag) if etag else None
+
     # Checkpoints are written by one background thread while the next pages are fetched: the
     # database shapes rows outside the GIL, so fetching and writing overlap. Waiting for the
     # previous write before handing over the next keeps commits in order and stops on a failure.
@@ -203,7 +230,10 @@ def sync_stream(
         if pending:
             pending.result()
         sweep = Sweep(minus_overlap(began), began) if began and listed_to_the_end else None
-        write(pages, final(swept=sweep is not None), sweep)
+        done = final(swept=sweep is not None)
+        write(pages, done, sweep)
+        if done.watermark and (listed is None or _reaches_back(listed, minus_overlap(done.watermark))):
+            listed = _listing_from(minus_overlap(done.watermark))
     after = warehouse.state(tenant, stream)
     report.watermark_after = after.watermark
     checks.record_sync(

@@ -8,13 +8,15 @@ import time
 import dagster as dg
 
 from pipeline_assets.deferral import DEFERRED_UNTIL_TAG, RESUMES_TAG
+from resources.control.deferrals import Deferral
 from resources.control.store import deferrals
 from resources.tasklane.errors import TenantThrottled
-from sensors.deferred_syncs import deferred_syncs
+from sensors.deferred_syncs import MOST_RUNS_PER_TICK, deferred_syncs
 from tests.support.ground_truth import assert_equals_ground_truth
-from tests.support.resources import resources_for
+from tests.support.resources import make_api, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
+from tests.support.tenants_files import tenant_entry, write_tenants
 
 SMALL_PARENTS = {"users": 20, "projects": 8, "tasks": 1000}  # one page each, then ten pages of tasks
 
@@ -97,3 +99,21 @@ def test_the_resumption_is_requested_once_when_the_wait_is_over_and_resumes_the_
     assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 7 + 1, "only the rest was fetched"
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
     assert not api.state.deferrals.due(time.time()), "a completed sync ends the deferral"
+
+
+def test_thousands_deferred_until_one_reset_are_resumed_a_batch_a_tick(instance, tmp_path, monkeypatch) -> None:
+    """Every tenant of a customer's account deferred until the same reset: a tick requests at most
+    MOST_RUNS_PER_TICK resumptions, and the next goes on from the last it took, skipping none."""
+    ids = [f"t{n:03d}" for n in range(MOST_RUNS_PER_TICK + 50)]
+    monkeypatch.setenv("TASKLANE_TOKEN_ANY", "unused")
+    path = write_tenants(tmp_path / "tenants.yaml", *(tenant_entry(t, token_env="TASKLANE_TOKEN_ANY") for t in ids))
+    api = make_api("http://unused", path, str(tmp_path / "control.sqlite3"))
+    instance.add_dynamic_partitions("tenants", ids)
+    reset = time.time() - 1
+    for tenant in ids:
+        api.state.deferrals.defer(Deferral(tenant, reset, "the window's budget", reset - 600, run_id=f"run-{tenant}"))
+    first = deferred_tick(instance, api, cursor=str(reset - 60))
+    second = deferred_tick(instance, api, cursor=first.cursor)
+    assert len(first.run_requests) == MOST_RUNS_PER_TICK and len(second.run_requests) == 50
+    assert sorted(r.partition_key for r in first.run_requests + second.run_requests) == ids
+    assert deferred_tick(instance, api, cursor=second.cursor).run_requests == []

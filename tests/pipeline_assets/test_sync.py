@@ -37,7 +37,7 @@ def test_a_first_sync_equals_the_ground_truth(make_sim, instance, tasklane_for, 
     tasks = next(iter(result.asset_materializations_for_node("tasks"))).metadata
     assert tasks["dagster/row_count"].value == 1250
     assert tasks["records_upserted"].value == 1250 and tasks["pages"].value == 13
-    assert tasks["counted_calls"].value == 13
+    assert tasks["counted_calls"].value == 14, "13 pages, and the listing its next sync asks about (see below)"
     assert {c.name for c in tasks["dagster/column_schema"].value.columns} >= {
         "tenant_id",
         "id",
@@ -177,7 +177,8 @@ def test_a_throttled_sync_checkpoints_before_it_stops(make_sim, tasklane_for, du
     resumed = tasklane_for(sim, "acme", budget_per_hour=10_000).client("acme")
     sync_stream(resumed, duckdb_warehouse, StreamChecks(resumed.meter.store), "tasks")
     assert_equals_ground_truth_for(sim, duckdb_warehouse, "tasks")
-    assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 6 + 1, "only the rest was fetched"
+    # Only the rest was fetched, and the listing its next sync asks about (one call).
+    assert sim.admin.counters("acme")["endpoints"]["tasks.list"]["requests"] <= 6 + 1 + 1
 
 
 def assert_equals_ground_truth_for(sim: SimServer, warehouse, stream: str) -> None:
@@ -186,8 +187,10 @@ def assert_equals_ground_truth_for(sim: SimServer, warehouse, stream: str) -> No
 
 def test_a_watermark_never_passes_the_moment_its_sync_began(make_sim, tasklane_for, duckdb_warehouse) -> None:
     """A write the listing passed before it became visible is younger than the sync's start minus
-    the overlap; the next sync reads it only if the watermark stopped at that start. (The vendor's
-    clock runs an hour ahead here, as a listing that followed new writes for an hour would see.)"""
+    the overlap; it is read again only if the watermark stopped at that start: by the listing from
+    the watermark's overlap the sync asks at its end (for its successor's ETag), and by every later
+    sync until that listing changes. (The vendor's clock runs an hour ahead here, as a listing that
+    followed new writes for an hour would see.)"""
     ahead = datetime.now(UTC) + timedelta(hours=1)
     sim = make_sim(workspace_config("acme"), as_of=ahead.isoformat())
     client = tasklane_for(sim, "acme").client("acme")
@@ -196,12 +199,18 @@ def test_a_watermark_never_passes_the_moment_its_sync_began(make_sim, tasklane_f
     assert report.records == 430
     watermark = datetime.fromisoformat(duckdb_warehouse.state("acme", "tasks").watermark)
     assert began <= watermark <= datetime.now(UTC), "the watermark stops at the sync's start"
-    again = sync_stream(client, duckdb_warehouse, StreamChecks(client.meter.store), "tasks")
     newer = sum(
         record["updated_at"] >= rfc3339(watermark - timedelta(seconds=60))
         for record in sim.admin.truth("acme", "tasks")
     )
-    assert again.records == newer > 0, "the next sync re-reads what came after that start, overlap included"
+    assert report.calls["counted"] == 5 + 1 and newer > 0, "5 pages, then the listing from the overlap"
+    assert warehouse_records(duckdb_warehouse, "acme", "tasks") == sim.admin.truth("acme", "tasks")
+    checks = StreamChecks(client.meter.store)
+    listing = checks.get("acme", "tasks").listing
+    assert listing is not None and listing.since == rfc3339(watermark - timedelta(seconds=60))
+    sim.admin.reset_counters("acme")
+    again = sync_stream(client, duckdb_warehouse, checks, "tasks")
+    assert again.calls["not_modified"] == 1 and again.watermark_after == again.watermark_before
 
 
 def test_a_sync_whose_write_failed_leaves_no_etag_and_the_next_sync_lists_what_it_lost(

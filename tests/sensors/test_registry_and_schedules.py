@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,28 @@ def test_a_tier_with_no_runnable_tenant_says_why(make_sim, instance, tmp_path, m
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
     skipped = evaluate_period(instance, api, "hourly", period_start("hourly") + timedelta(hours=1)).skipped
     assert any("Left out: acme: 2 calls left in its rate window until " in reason for reason in skipped), skipped
+
+
+def test_many_new_tenants_are_onboarded_in_waves_of_first_syncs(instance, tmp_path, monkeypatch) -> None:
+    ids = [f"new{n:03d}" for n in range(120)]
+    api = tasklane(tmp_path, monkeypatch, "http://unused", *(tenant_entry(t) for t in ids))
+
+    def launch(result: dg.SensorResult, status: dg.DagsterRunStatus) -> list[str]:
+        """What the daemon does with the tick's requests: runs, here left in `status`."""
+        run_ids = []
+        for request in result.run_requests:
+            run_id = str(uuid.uuid4())
+            tags = {**request.tags, "dagster/partition": request.partition_key}
+            instance.add_run(dg.DagsterRun(job_name="sync_tenant", run_id=run_id, tags=tags, status=status))
+            run_ids.append(run_id)
+        return run_ids
+
+    first = registry_tick(instance, api)
+    assert len(first.run_requests) == 50 and len(instance.get_dynamic_partitions("tenants")) == 50, "one wave"
+    queued = launch(first, dg.DagsterRunStatus.STARTED)
+    full = registry_tick(instance, api, cursor=first.cursor)
+    assert isinstance(full, dg.SkipReason) and "70 new tenants wait for room" in full.skip_message
+    for run_id in queued[:30]:  # thirty first syncs ended
+        instance.report_run_failed(instance.get_run_by_id(run_id))
+    second = registry_tick(instance, api, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ids[50:80], "the next thirty, in the order of their ids"
