@@ -58,6 +58,7 @@ BASELINE_PERIOD_MINUTES = int(os.environ.get("DRIPFEED_BENCH_BASELINE_PERIOD_MIN
 RECORDS = {"users": 3, "projects": 2, "tasks": 12}  # one page per stream
 MACHINE_SHARE = 1 / 3  # the goal: at most a third of this machine
 LIBRARY_TICK_TENANTS = 833  # a production tick's share of 10,000 hourly tenants
+IDLE_MINUTES = float(os.environ.get("DRIPFEED_BENCH_IDLE_MINUTES", "3"))
 AS_OF = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
@@ -355,17 +356,14 @@ def fresh_share(deployment: Deployment, tenants: list[str]) -> float:
     return sum(s.fresh for s in found) / max(1, len(tenants))
 
 
-def idle_rate(deployment: Deployment, cpu: TreeCPU, minutes: float = 3) -> float:
+def idle_rate(deployment: Deployment, cpu: TreeCPU) -> float:
     """CPU-seconds a minute of the daemon's tree with the tier stopped: what runs at the clock's pace
     (the sensors, the daemon's loops, the code server it reloads every minute), whatever the period."""
-    deployment.dagster("schedule", "stop", "hourly_tenants", "-w", "workspace.yaml")
-    time.sleep(30)
+    time.sleep(60)  # the code server loaded, the sensors' first ticks done
     before, started = cpu.total(), time.monotonic()
     with every(1.0, cpu.sample):
-        time.sleep(minutes * 60)
-    rate = (cpu.total() - before) / ((time.monotonic() - started) / 60)
-    deployment.dagster("schedule", "start", "hourly_tenants", "-w", "workspace.yaml")
-    return rate
+        time.sleep(IDLE_MINUTES * 60)
+    return (cpu.total() - before) / ((time.monotonic() - started) / 60)
 
 
 def kept_after_retention(deployment: Deployment) -> tuple[int, int]:
@@ -451,8 +449,11 @@ def now_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str]) -> F
         ROOT, scratch / "now", pg, sim, tenants, PERIOD_MINUTES, everyone, retention_days=PERIOD_MINUTES / 1440
     )
     print(f"  now: {len(tenants):,} tenants prepared in {deployment.prepare():.0f} s", flush=True)
+    deployment.dagster("schedule", "stop", "hourly_tenants", "-w", "workspace.yaml")  # started after the idle rate
     with running_daemon(deployment.directory, deployment.env) as daemon:
         cpu = TreeCPU(daemon.pid)
+        idle = idle_rate(deployment, cpu)
+        deployment.dagster("schedule", "start", "hourly_tenants", "-w", "workspace.yaml")
         start = next_boundary(PERIOD_MINUTES)
         print(f"  now: warming up until {datetime.fromtimestamp(start, UTC):%H:%M} UTC", flush=True)
         with every(1.0, cpu.sample):
@@ -462,14 +463,8 @@ def now_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str]) -> F
         for n in range(PERIODS):
             periods.append(measure_period(deployment, cpu, start, tenants))
             start += PERIOD_MINUTES * 60
-            print(
-                f"  now: period {n + 1}: {len(periods[-1].runs)} runs, {len(periods[-1].changed)} changed", flush=True
-            )
-        idle = idle_rate(deployment, cpu)
-        start = next_boundary(PERIOD_MINUTES)
-        with every(1.0, cpu.sample):
-            sleep_until(start)
-        deployment.write_tenants(tenants + newcomers)  # ten thousand new tenants at once
+            print(f"  now: period {n + 1}: {len(periods[-1].runs)} runs for {len(periods[-1].changed)} changed")
+        deployment.write_tenants(tenants + newcomers)  # as many new tenants at once, as the next period begins
         onboarding = measure_period(deployment, cpu, start, tenants)
         print(f"  now: onboarding: {onboarding.first_syncs} first syncs in a period", flush=True)
     floor = http_client_floor(deployment, tenants[:1000])

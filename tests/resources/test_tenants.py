@@ -82,7 +82,7 @@ def test_a_hostile_id_is_skipped_and_shown_escaped_and_cut(hostile_id: str) -> N
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"tenants: [", "is not valid YAML: expected"),
+        (b"tenants: [", "is not valid YAML: did not find expected node content at line 2"),
         (b"tenants:\n  - id: acme\n    history_since: 2024-13-45\n", "is not valid YAML: month must be in 1..12"),
         (b"[" * 5000 + b"]" * 5000, "is not valid YAML"),
         (b"\xff\xfe not utf-8", "is not UTF-8 text"),
