@@ -38,7 +38,7 @@ from dagster._core.instance.ref import InstanceRef  # the instance the daemon us
 
 from resources.control.store import state_url
 from tasklane_sim import SimServer
-from tests.support.dagster_daemon import BIN, running_daemon, wait_until
+from tests.support.dagster_daemon import BIN, running_daemon
 from tests.support.periodic import every
 from tests.support.postgres_server import fresh_database, running_postgres
 
@@ -60,7 +60,6 @@ MACHINE_SHARE = 1 / 3  # the goal: at most a third of this machine
 LIBRARY_TICK_TENANTS = 833  # a production tick's share of 10,000 hourly tenants
 IDLE_MINUTES = float(os.environ.get("DRIPFEED_BENCH_IDLE_MINUTES", "3"))
 AS_OF = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def tenant_id(n: int) -> str:
@@ -196,8 +195,33 @@ class Deployment:
         engine.dispose()
         return int(total)
 
+    def check_bytes(self, start: float, end: float) -> int:
+        """Bytes the period added to the instance that are no run's: runless events (the freshness
+        checks' results), their check rows, and schedule and sensor tick rows."""
+        window = (
+            datetime.fromtimestamp(start, UTC).replace(tzinfo=None),
+            datetime.fromtimestamp(end, UTC).replace(tzinfo=None),
+        )
+        queries = [
+            "SELECT coalesce(sum(pg_column_size(e.*)), 0) FROM event_logs e WHERE run_id = '' "
+            "AND timestamp BETWEEN %s AND %s",
+            "SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM asset_check_executions c WHERE run_id = '' "
+            "AND create_timestamp BETWEEN %s AND %s",
+            "SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM job_ticks t WHERE create_timestamp BETWEEN %s AND %s",
+        ]
+        return sum(int(self.sql(self.dagster_db, query, *window)) for query in queries)
+
+    def events_per_run(self, run_ids: list[str]) -> float:
+        if not run_ids:
+            return 0.0
+        counted = self.sql(self.dagster_db, "SELECT count(*) FROM event_logs WHERE run_id = ANY(%s)", run_ids)
+        return int(counted) / len(run_ids)
+
     def vacuum_full(self) -> None:
-        self.sql(self.dagster_db, "VACUUM FULL")
+        engine = sa.create_engine(state_url(self.dagster_db), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("VACUUM FULL")
+        engine.dispose()
 
 
 class TreeCPU:
@@ -263,10 +287,13 @@ class Period:
     fresh_quiet: float
     live_bytes: int
     first_syncs: int = 0
+    check_bytes: int = 0  # what the checks cost the instance: runless events, their check rows, tick rows
+    events_per_run: float = 0.0
 
 
-def next_boundary(period_minutes: int) -> float:
-    return (int(time.time()) // (period_minutes * 60) + 1) * period_minutes * 60
+def next_boundary(period_minutes: int, lead: float = 120) -> float:
+    """The first period boundary at least `lead` seconds from now."""
+    return float((int(time.time() + lead) // (period_minutes * 60) + 1) * period_minutes * 60)
 
 
 def sleep_until(moment: float) -> None:
@@ -274,54 +301,97 @@ def sleep_until(moment: float) -> None:
         time.sleep(min(left, 5))
 
 
-def counted(sim: SimServer, tenants: list[str]) -> int:
-    return sum(sim.admin.counters(tenant)["totals"]["counted"] for tenant in tenants)
+def counted(sim: SimServer, tenants: list[str]) -> dict[str, int]:
+    """The calls Tasklane counted for each tenant so far."""
+    return {tenant: sim.admin.counters(tenant)["totals"]["counted"] for tenant in tenants}
 
 
-def measure_period(deployment: Deployment, cpu: TreeCPU, start: float, tier_tenants: list[str]) -> Period:
-    """The period beginning at `start` (a boundary): CHANGING of `tier_tenants` changed as it begins."""
-    end = start + deployment.period_minutes * 60
-    changed = set(random.sample(tier_tenants, int(len(tier_tenants) * CHANGING)))
-    sleep_until(start + 1)
-    for tenant in changed:
+def measure_periods(
+    deployment: Deployment,
+    cpu: TreeCPU,
+    start: float,
+    tier_tenants: list[str],
+    periods: int,
+    newcomers_at: int | None = None,
+    newcomers: list[str] | None = None,
+) -> list[Period]:
+    """`periods` consecutive periods from `start` (a boundary), CHANGING of `tier_tenants` changed 20 s
+    before each begins (after the previous one's last tick, before its own first); at the start of
+    period `newcomers_at`, `newcomers` are added to tenants.yaml at once. Each tenant's counted calls
+    are read a minute before each period ends, once its last tick is done."""
+    length = deployment.period_minutes * 60
+    changes = [set(random.sample(tier_tenants, int(len(tier_tenants) * CHANGING))) for _ in range(periods)]
+    sleep_until(start - 60)
+    counts = counted(deployment.sim, tier_tenants)
+    sleep_until(start - 20)
+    for tenant in changes[0]:
         deployment.sim.admin.mutate(tenant, updates=2, resource="tasks")
-    quiet = [t for t in tier_tenants if t not in changed]
-    counted_before, cpu_before = counted(deployment.sim, quiet), cpu.total()
+    sleep_until(start)
+    found = []
     with sampling(cpu) as samples:
-        sleep_until(end)
-        with deployment.instance() as instance:
-            wait_until(
-                lambda: (
-                    instance.get_runs_count(dg.RunsFilter(statuses=IN_FLIGHT, tags={"dripfeed/tier": "hourly"})) == 0
-                ),
-                1800,
-                "the period's tier runs to finish",
+        for n in range(periods):
+            begin, end = start + n * length, start + (n + 1) * length
+            cpu_before = cpu.total()
+            sleep_until(end - 60)
+            counts_after = counted(deployment.sim, tier_tenants)
+            sleep_until(end - 20)
+            if n + 1 < periods:
+                for tenant in changes[n + 1]:
+                    deployment.sim.admin.mutate(tenant, updates=2, resource="tasks")
+                if n + 1 == newcomers_at and newcomers:
+                    deployment.write_tenants(deployment.tenants + newcomers)
+            sleep_until(end)
+            period_cpu = cpu.total() - cpu_before
+            quiet = [t for t in tier_tenants if t not in changes[n]]
+            found.append(
+                _period(deployment, begin, end, changes[n], period_cpu, list(samples), quiet, counts, counts_after)
             )
-    period_cpu = cpu.total() - cpu_before
-    created = {"created_after": datetime.fromtimestamp(start, UTC), "created_before": datetime.fromtimestamp(end, UTC)}
+            counts = counts_after
+            print(
+                f"  period from {datetime.fromtimestamp(begin, UTC):%H:%M}: {len(found[-1].runs)} runs for "
+                f"{len(changes[n])} changed, {found[-1].first_syncs} first syncs",
+                flush=True,
+            )
+    return found
+
+
+def _period(
+    deployment: Deployment,
+    begin: float,
+    end: float,
+    changed: set[str],
+    period_cpu: float,
+    samples: list[tuple[float, float]],
+    quiet: list[str],
+    counts_before: dict[str, int],
+    counts_after: dict[str, int],
+) -> Period:
+    created = {"created_after": datetime.fromtimestamp(begin, UTC), "created_before": datetime.fromtimestamp(end, UTC)}
     with deployment.instance() as instance:
         records = list(instance.get_run_records(dg.RunsFilter(tags={"dripfeed/tier": "hourly"}, **created)))
         first_syncs = instance.get_runs_count(
             dg.RunsFilter(tags={"dripfeed/tier": "onboarding"}, statuses=[dg.DagsterRunStatus.SUCCESS], **created)
         )
-        ticks = schedule_ticks(instance, "hourly_tenants", start, end)
+        ticks = schedule_ticks(instance, "hourly_tenants", begin, end)
     tick_cpu = sum(
         c1 - c0
         for (t0, c0), (t1, c1) in itertools.pairwise(samples)
-        if c1 >= c0 and any(begin - 1 <= t0 and t1 <= finish + 1 for begin, finish in ticks)
+        if begin <= t0 and c1 >= c0 and any(start - 1 <= t0 and t1 <= finish + 1 for start, finish in ticks)
     )
     return Period(
         changed=changed,
         runs={r.dagster_run.tags["dagster/partition"]: r.dagster_run.tags.get("dripfeed/why", "") for r in records},
-        failed_runs=sum(r.dagster_run.status != dg.DagsterRunStatus.SUCCESS for r in records),
+        failed_runs=sum(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in records),
         cpu=period_cpu,
         tick_cpu=tick_cpu,
-        ticks=[finish - begin for begin, finish in ticks],
-        checked_current=checked_current(deployment, start, end),
-        counted_quiet=counted(deployment.sim, quiet) - counted_before,
+        ticks=[finish - start for start, finish in ticks],
+        checked_current=checked_current(deployment, begin, end),
+        counted_quiet=sum(counts_after[t] - counts_before[t] for t in quiet),
         fresh_quiet=fresh_share(deployment, quiet),
         live_bytes=deployment.live_bytes(),
         first_syncs=first_syncs,
+        check_bytes=deployment.check_bytes(begin, end),
+        events_per_run=deployment.events_per_run([r.dagster_run.run_id for r in records if r.dagster_run.is_finished]),
     )
 
 
@@ -330,7 +400,9 @@ def schedule_ticks(instance: dg.DagsterInstance, name: str, after: float, before
     state = next((s for s in instance.all_instigator_state() if s.name == name), None)
     if state is None:
         return []
-    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after, before=before, limit=5000)
+    ticks = instance.get_ticks(
+        state.instigator_origin_id, state.selector_id, after=float(after), before=float(before), limit=5000
+    )
     return [(t.timestamp, t.end_timestamp) for t in ticks if t.end_timestamp]
 
 
@@ -457,16 +529,10 @@ def now_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str]) -> F
         start = next_boundary(PERIOD_MINUTES)
         print(f"  now: warming up until {datetime.fromtimestamp(start, UTC):%H:%M} UTC", flush=True)
         with every(1.0, cpu.sample):
-            sleep_until(start - 30)
+            sleep_until(start - 90)
         live_before = deployment.live_bytes()
-        periods = []
-        for n in range(PERIODS):
-            periods.append(measure_period(deployment, cpu, start, tenants))
-            start += PERIOD_MINUTES * 60
-            print(f"  now: period {n + 1}: {len(periods[-1].runs)} runs for {len(periods[-1].changed)} changed")
-        deployment.write_tenants(tenants + newcomers)  # as many new tenants at once, as the next period begins
-        onboarding = measure_period(deployment, cpu, start, tenants)
-        print(f"  now: onboarding: {onboarding.first_syncs} first syncs in a period", flush=True)
+        measured = measure_periods(deployment, cpu, start, tenants, PERIODS + 1, PERIODS, newcomers)
+        periods, onboarding = measured[:PERIODS], measured[PERIODS]
     floor = http_client_floor(deployment, tenants[:1000])
     library = library_tick(deployment, tenants[1000 : 1000 + LIBRARY_TICK_TENANTS])
     kept = kept_after_retention(deployment)
@@ -495,9 +561,9 @@ def baseline_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str])
             cpu = TreeCPU(daemon.pid)
             start = next_boundary(BASELINE_PERIOD_MINUTES)
             with every(1.0, cpu.sample):
-                sleep_until(start - 30)
+                sleep_until(start - 90)
             live_before = deployment.live_bytes()
-            period = measure_period(deployment, cpu, start, tenants)
+            (period,) = measure_periods(deployment, cpu, start, tenants, 1)
         return Before(len(tenants), period, live_before, kept_after_retention(deployment))
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
@@ -550,6 +616,20 @@ def write_up(section: Section, now: Findings, before: Before | None) -> None:
         "< 20 s",
     )
     section.row("quiet tenants fresh", " / ".join(f"{p.fresh_quiet:.1%}" for p in now.periods), "100%")
+    check_bytes = sum(p.check_bytes for p in now.periods)
+    section.row(
+        "what 1,000 checks cost the instance: bytes (runless results, their check rows, tick rows) / "
+        "CPU of the daemon and code server in the tier's ticks",
+        f"{1000 * check_bytes / max(1, checks) / 1e3:.1f} KB / {1e6 * daemon_check:,.0f} ms",
+        "near zero",
+    )
+    runs_events = [p.events_per_run for p in now.periods if p.runs]
+    before_events = f" (before: {before.period.events_per_run:.0f})" if before is not None else ""
+    section.row(
+        "events per run in the instance (a changed tenant's run, through the daemon)",
+        f"{statistics.mean(runs_events):.0f}{before_events}" if runs_events else "no run",
+        "fewer, none nobody reads",
+    )
     section.table(
         ["period", "changed", "runs", "of them for an unchanged tenant", "failed", "checked current", "CPU-s"],
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -17,11 +18,13 @@ from resources.control.export_jobs import ExportJobs
 from resources.streams import STREAMS, minus_overlap
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor
+from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth
 from tests.support.resources import Resources, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
+from tests.support.ticks import Tick, schedule_tick
 
 pytestmark = pytest.mark.e2e  # sensor ticks waiting on export jobs that finish on the real clock
 
@@ -175,3 +178,25 @@ def test_a_tenant_locked_out_during_the_tick_does_not_stop_the_others(
     assert {job.next_poll_at for job in (ExportJobs(api.state.store).get("acme", r) for r in STREAMS)} == {
         locked.resume_at
     }, "acme's jobs are looked at again when the lockout ends"
+
+
+def test_a_tenant_whose_history_was_loaded_gets_its_run_at_its_slot_and_is_quiet_after(
+    make_sim, tasklane_for, duckdb_warehouse: Warehouse, instance: dg.DagsterInstance
+) -> None:
+    sim, api = first_sync_with_history(make_sim, tasklane_for, duckdb_warehouse, instance, duration_seconds=0.5)
+
+    def tier_tick(periods_ahead: int) -> Tick:
+        when = TIERS["hourly"].period_start(datetime.now(UTC)) + timedelta(hours=periods_ahead, minutes=55)
+        return schedule_tick("hourly_tenants", instance, resources_for(api), when)
+
+    waiting = tier_tick(1)
+    assert waiting.run_requests == [] and "1 current" in waiting.text, "its history is on its way: no run"
+    time.sleep(1.5)
+    for request in tick(instance, api).run_requests:
+        load(instance, api, duckdb_warehouse, request)
+    (after_load,) = tier_tick(2).run_requests
+    assert after_load.partition_key == "acme" and after_load.asset_selection is None, "every stream was loaded"
+    assert after_load.tags["dripfeed/why"] == "projects: no_listing, tasks: no_listing, users: no_listing"
+    assert materialize_tenant(instance, "acme", api, duckdb_warehouse, tags=after_load.tags).success
+    assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
+    assert tier_tick(3).run_requests == [], "then quiet: its listings answer 304"

@@ -165,7 +165,8 @@ def test_a_quiet_tenant_that_must_sync_gets_its_run_whatever_the_probe_says(
     assert_equals_ground_truth(tenants.sim, tenants.warehouse, "acme")
 
 
-def test_a_new_tenant_and_a_loaded_history_get_their_run(synced, monkeypatch) -> None:
+def test_a_new_tenant_and_a_stream_without_a_listing_get_their_run(synced, monkeypatch) -> None:
+    """(A real history load, then its run at the tenant's slot: test_export_status.py.)"""
     tenants = synced("acme", "globex")
     tenants.api.state.stream_checks.forget_listing("globex", "users")  # as a history load leaves it
     monkeypatch.setenv("TASKLANE_TOKEN_HOOLI", "token-hooli")
