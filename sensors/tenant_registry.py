@@ -11,11 +11,14 @@ and its run history stays in Dagster. A tenant whose entry is merely broken (a t
 twice) keeps its partition: every tick names the entry until it is fixed."""
 
 import logging
+import time
 
 import dagster as dg
 
 from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
 from pipeline_assets.partitions import tenant_partitions
+from resources.control.tenant_checks import Outcome
+from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
 
 from .tick_report import TickReport
@@ -27,7 +30,7 @@ ONBOARDING = "onboarding"
 
 
 def register_tenants(
-    context: dg.SensorEvaluationContext, registry: TenantRegistry, wave: int = DEFAULT_WAVE
+    context: dg.SensorEvaluationContext, registry: TenantRegistry, state: SharedState, wave: int = DEFAULT_WAVE
 ) -> dg.SensorResult | dg.SkipReason:
     report = TickReport(context)
     loaded = report.read_tenants(registry)  # an unreadable file fails the tick with an error naming it
@@ -60,6 +63,11 @@ def register_tenants(
     if added:
         requests.append(tenant_partitions.build_add_request(added))
         context.log.info(f"added tenants: {', '.join(added)}")
+        # The tiers leave these to their first syncs (which the daemon creates just after the partitions).
+        state.tenant_checks.record(
+            [(tenant, Outcome.ONBOARDING, "first sync requested by tenant_registry", None) for tenant in added],
+            time.time(),
+        )
     if removed:
         requests.append(tenant_partitions.build_delete_request(removed))
         context.log.info(f"removed tenants (gone from tenants.yaml or disabled): {', '.join(removed)}")
@@ -90,9 +98,9 @@ def tenant_registry_sensor(check_seconds: int = DEFAULT_CHECK_SECONDS, wave: int
         "first syncs, in waves.",
     )
     def tenant_registry(
-        context: dg.SensorEvaluationContext, registry: TenantRegistry
+        context: dg.SensorEvaluationContext, registry: TenantRegistry, state: SharedState
     ) -> dg.SensorResult | dg.SkipReason:
-        return register_tenants(context, registry, wave)
+        return register_tenants(context, registry, state, wave)
 
     return tenant_registry
 

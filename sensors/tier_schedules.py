@@ -48,6 +48,10 @@ RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 WHY_TAG = "dripfeed/why"  # on a tier's run: which streams it syncs, and why (tenant_probes.py's codes)
 NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+# A new tenant's first sync, requested by tenant_registry as it adds the partition, is the registry's:
+# the daemon creates the run a moment after the partition, and a tier's tick in between would request
+# a second first sync. A first sync that has not even started this long after is the tier's again.
+FIRST_SYNC_GRACE_SECONDS = 1800
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -103,10 +107,11 @@ def _settled(
 ) -> set[str]:
     """Which of `tenants` are done for the `period` that began `since`: checked by a tick of it, or
     with a run since then that did not fail (whoever launched it: a first sync, a resumption, a
-    backfill, a run of their previous tier), or with a run queued or under way."""
+    backfill, a run of their previous tier), or with a run queued or under way, or a first sync that
+    tenant_registry has just requested."""
     if not tenants:
         return set()
-    checked = state.tenant_checks.settled(tenants, period)
+    checked = state.tenant_checks.settled(tenants, period, onboarding_since=time.time() - FIRST_SYNC_GRACE_SECONDS)
     runs = [
         dg.RunsFilter(tags={PARTITION_TAG: tenants}, created_after=since, statuses=NOT_FAILED),
         dg.RunsFilter(tags={PARTITION_TAG: tenants}, statuses=IN_FLIGHT),

@@ -22,6 +22,7 @@ class Outcome(StrEnum):
     CURRENT = "current"  # every stream probed answered 304, nothing had to run
     CHANGED = "changed"  # a run was requested for what changed (or must run)
     SYNCED = "synced"  # a run's step completed a sync of the tenant
+    ONBOARDING = "onboarding"  # tenant_registry requested the tenant's first sync
     FAILED = "failed"  # a failure a retry cannot fix (a revoked token, a malformed answer)
     UNREACHED = "unreached"  # throttled, an outage, or the tick's time was up: the next tick tries again
 
@@ -122,12 +123,14 @@ class TenantChecks:
             for tenant, outcome, detail, error_class in found
         )
 
-    def settled(self, tenants: Iterable[str], period: str) -> set[str]:
-        """Which of `tenants` a probe has served for the tier's `period` (an unreached one is not)."""
+    def settled(self, tenants: Iterable[str], period: str, onboarding_since: float) -> set[str]:
+        """Which of `tenants` a probe has served for the tier's `period` (an unreached one is not), or
+        whose first sync tenant_registry requested since `onboarding_since` (it is on its way)."""
         return {
             tenant
             for tenant, check in self.of_tenants(tenants).items()
-            if check.period == period and check.outcome is not None and check.outcome.settles_the_period
+            if (check.period == period and check.outcome is not None and check.outcome.settles_the_period)
+            or (check.outcome is Outcome.ONBOARDING and (check.checked_at or 0) >= onboarding_since)
         }
 
     def save(self, checks: Iterable[TenantCheck]) -> None:

@@ -51,6 +51,8 @@ def test_the_registry_adds_new_tenants_and_starts_their_first_sync(instance, tmp
     assert sorted(instance.get_dynamic_partitions("tenants")) == ["acme", "globex"]
     assert sorted(r.partition_key for r in result.run_requests) == ["acme", "globex"]
     assert {r.tags[TIER_TAG] for r in result.run_requests} == {"onboarding"}
+    first_sync_ahead = evaluate_period(instance, api, "hourly")  # the daemon creates the runs a moment later
+    assert first_sync_ahead.tenants == [], "a tier leaves a new tenant to the first sync the registry requested"
     again = registry_tick(instance, api, cursor=result.cursor)
     assert isinstance(again, dg.SkipReason) and "match tenants.yaml" in again.skip_message
 
@@ -69,7 +71,7 @@ def test_a_removed_or_disabled_tenant_loses_its_partition(instance, tmp_path, mo
 def test_each_tier_schedule_targets_exactly_its_tenants_once_per_period(instance, tmp_path, monkeypatch) -> None:
     entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
     api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
-    registry_tick(instance, api)
+    instance.add_dynamic_partitions("tenants", list(TENANTS))  # onboarded long ago, never synced since
     for tier in ("hourly", "daily"):
         requests = evaluate_period(instance, api, tier).requests
         wanted = sorted(t for t, t_tier in TENANTS.items() if t_tier == tier)
@@ -81,7 +83,7 @@ def test_each_tier_schedule_targets_exactly_its_tenants_once_per_period(instance
 @pytest.mark.e2e  # whole periods tick by tick: the daily tier's 96 ticks
 def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp_path, monkeypatch) -> None:
     entries = [tenant_entry(t, tier=tier) for t, tier in TENANTS.items()]
-    registry_tick(instance, tasklane(tmp_path, monkeypatch, "http://unused", *entries))
+    instance.add_dynamic_partitions("tenants", list(TENANTS))  # onboarded long ago, never synced since
     entries[2]["tier"] = "hourly"  # initech
     api = tasklane(tmp_path, monkeypatch, "http://unused", *entries)
     assert evaluate_period(instance, api, "hourly").tenants == ["acme", "globex", "initech"]
