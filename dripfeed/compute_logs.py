@@ -43,8 +43,18 @@ class ThreadedComputeLogManager(LocalComputeLogManager):
         polling_timeout: float | None = None,
         inst_data: ConfigurableClassData | None = None,
     ) -> None:
-        default = os.path.join(os.environ.get("DAGSTER_HOME", "."), "storage")  # where Dagster's default keeps them
-        super().__init__(base_dir or default, polling_timeout, inst_data)
+        super().__init__(base_dir or "", polling_timeout, inst_data)
+        self._base_dir_configured = base_dir is not None
+
+    def register_instance(self, instance: dg.DagsterInstance) -> None:
+        """Without a base_dir, keep the logs where Dagster's default does: the instance's `storage/`.
+
+        (The instance's own directory, not DAGSTER_HOME's: an instance opened from another
+        directory would otherwise write its logs under the working directory.)
+        """
+        super().register_instance(instance)
+        if not self._base_dir_configured:
+            self._base_dir = os.path.join(instance.root_directory, "storage")
 
     @classmethod
     def config_type(cls) -> dict[str, dg.Field]:

@@ -50,7 +50,8 @@ WHY_TAG = "dripfeed/why"  # on a tier's run: which streams it syncs, and why (te
 NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
 # A new tenant's first sync, requested by tenant_registry as it adds the partition, is the registry's:
 # the daemon creates the run a moment after the partition, and a tier's tick in between would request
-# a second first sync. A first sync that has not even started this long after is the tier's again.
+# a second first sync. A first sync that has not even started this long after is the tier's again, and
+# so is a tenant onboarded in an earlier period (its first sync is in the instance by then).
 FIRST_SYNC_GRACE_SECONDS = 1800
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -111,7 +112,8 @@ def _settled(
     tenant_registry has just requested."""
     if not tenants:
         return set()
-    checked = state.tenant_checks.settled(tenants, period, onboarding_since=time.time() - FIRST_SYNC_GRACE_SECONDS)
+    onboarding_since = max(time.time() - FIRST_SYNC_GRACE_SECONDS, since.timestamp())
+    checked = state.tenant_checks.settled(tenants, period, onboarding_since=onboarding_since)
     runs = [
         dg.RunsFilter(tags={PARTITION_TAG: tenants}, created_after=since, statuses=NOT_FAILED),
         dg.RunsFilter(tags={PARTITION_TAG: tenants}, statuses=IN_FLIGHT),

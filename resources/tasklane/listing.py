@@ -131,7 +131,8 @@ def _page_body(tenant: str, stream: str, body: Any) -> tuple[list[dict[str, Any]
         or not isinstance(body.get("data"), list)
         or not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in body["data"])
         or not all(_is_contract_timestamp(r.get("updated_at")) for r in body["data"])
-        or not isinstance(body.get("next_cursor"), (str, type(None)))
+        or "next_cursor" not in body  # a missing cursor is no last page: it could end a listing early
+        or not isinstance(body["next_cursor"], (str, type(None)))
     ):
         raise _malformed(tenant, stream, "not in the contract's format")
     return body["data"], body["next_cursor"]

@@ -14,6 +14,7 @@ from .config import RESOURCES
 Row = tuple[str, int, int, bytes]  # id, updated_ms, deleted (0/1), JSON body
 FILES_PER_STORE = 3  # the database, its write-ahead log and its shared-memory index
 FILES_KEPT_FREE = 2000  # sockets, export files, the truth endpoint's readers
+MIN_OPEN_STORES = 64  # below this, requests spread over workspaces would reopen one at nearly every call
 
 
 class OpenStores:
@@ -40,10 +41,19 @@ class OpenStores:
 
 
 def _store_limit() -> int:
-    soft, _ = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    """How many workspaces stay open: the process's file limit (raised to what the system allows, as
+    servers do; a shell's default soft limit is often 1,024) less what the rest of the simulator uses."""
+    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if soft != rlimit.RLIM_INFINITY and (hard == rlimit.RLIM_INFINITY or hard > soft):
+        wanted = 1_048_576 if hard == rlimit.RLIM_INFINITY else hard
+        try:
+            rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # the system refuses: work within the soft limit
     if soft == rlimit.RLIM_INFINITY:
         return 1_000_000
-    return (soft - FILES_KEPT_FREE) // FILES_PER_STORE
+    return max(MIN_OPEN_STORES, (soft - min(FILES_KEPT_FREE, soft // 2)) // FILES_PER_STORE)
 
 
 OPEN_STORES = OpenStores(_store_limit())

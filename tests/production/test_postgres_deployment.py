@@ -52,6 +52,7 @@ def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_
         "DRIPFEED_STATE": fresh_database(postgres_url, "control"),
         "DRIPFEED_TENANTS_FILE": str(write_tenants(tmp_path / "tenants.yaml", *map(tenant_entry, TENANTS))),
         "DRIPFEED_HOURLY_PERIOD_MINUTES": "1",  # the hourly tier every minute, so a test sees it fire
+        "DRIPFEED_REGISTRY_CHECK_SECONDS": "10",  # the registry onboards within seconds, not a minute
         "DRIPFEED_WEBSERVER_PORT": str(webserver_port),
         "DRIPFEED_CODE_SERVER_PORT": str(free_port("127.0.0.1")),
         "DRIPFEED_WEBSERVER_HOST": "127.0.0.1",
@@ -73,8 +74,10 @@ def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_
         wait_until(lambda: (tmp_path / "dagster_home" / "dagster.yaml").exists(), 30, "deploy/run.sh's instance")
         with dg.DagsterInstance.get() as instance:
             assert isinstance(instance.run_storage, PostgresRunStorage)
-            for tenant in TENANTS:  # the registry sensor onboards them, then the hourly schedule syncs them
+            for tenant in TENANTS:  # the registry sensor onboards them
                 wait_until(lambda t=tenant: succeeded(instance, t, "onboarding"), 240, f"{tenant}'s first sync")
+            for tenant in TENANTS:  # then the hourly schedule asks each tenant and runs the ones that changed
+                sim.admin.mutate(tenant, updates=3, resource="tasks")
             for tenant in TENANTS:
                 wait_until(lambda t=tenant: succeeded(instance, t, "hourly"), 180, f"{tenant}'s hourly sync")
         validate = subprocess.run(

@@ -34,6 +34,7 @@ PAGES = st.fixed_dictionaries(
 
 @settings(max_examples=500, deadline=None)
 @given(body=JSON_VALUES | PAGES)
+@example(body={"data": []})  # no next_cursor at all: a KeyError until it was found here
 def test_any_parsed_page_gives_records_and_a_cursor_or_a_tasklane_failure(body: Any) -> None:
     try:
         records, next_cursor = _page_body("acme", "tasks", body)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.instance.ref import InstanceRef  # how `dagster dev` reads $DAGSTER_HOME/dagster.yaml
 from dagster._core.scheduler.instigation import InstigatorType
 
@@ -53,3 +54,17 @@ def test_the_demo_instance_keeps_a_week_of_ticks_and_a_day_of_skipped_ones(tmp_p
         "SUCCESS": 7,
         "FAILURE": 7,
     }
+
+
+def test_an_instance_opened_from_its_directory_keeps_run_logs_there_not_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(ROOT / "demo" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.chdir(elsewhere)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        path = instance.compute_log_manager.get_captured_local_path(["a-run", "compute_logs", "step"], "out")
+    assert Path(path).is_relative_to(home / "storage"), path

@@ -182,6 +182,18 @@ def test_a_new_tenant_and_a_stream_without_a_listing_get_their_run(synced, monke
     assert "first_sync" in requests["hooli"].tags[WHY_TAG]
 
 
+def test_a_tenant_the_registry_onboards_is_left_to_its_first_sync_until_the_next_period(synced, monkeypatch) -> None:
+    tenants = synced("acme", "globex")
+    monkeypatch.setenv("TASKLANE_TOKEN_HOOLI", "token-hooli")
+    write_tenants(Path(tenants.api.registry.tenants_file), *(tenant_entry(t) for t in ("acme", "globex", "hooli")))
+    tenants.instance.add_dynamic_partitions("tenants", ["hooli"])  # as tenant_registry does, with its run request
+    tenants.api.state.tenant_checks.record([("hooli", Outcome.ONBOARDING, "first sync requested", None)], time.time())
+    this_period = tenants.tick(period=0)
+    assert this_period.run_requests == [], "the registry's first sync is on its way: no second one"
+    (request,) = tenants.tick(period=1).run_requests
+    assert request.partition_key == "hooli" and "first_sync" in request.tags[WHY_TAG], "it never ran: the tier's"
+
+
 def test_a_tick_out_of_time_names_the_tenants_it_did_not_reach(synced) -> None:
     tenants = synced("acme", "globex", workspaces={"acme": {"faults": {"slow_rate": 1.0, "slow_seconds": 0.5}}})
     tenant_list = [tenants.api.registry.tenant(t) for t in ("acme", "globex")]

@@ -15,10 +15,21 @@ def warehouse_records(warehouse: Warehouse, tenant: str, stream: str) -> list[di
     return [json.loads(raw) if isinstance(raw, str) else raw for (raw,) in rows]
 
 
+def differences(held: list[dict[str, Any]], truth: list[dict[str, Any]]) -> str:
+    """Which records differ, by id: what a failing comparison needs to be diagnosed."""
+    mine, theirs = {r.get("id"): r for r in held}, {r.get("id"): r for r in truth}
+    missing = sorted(theirs.keys() - mine.keys())
+    extra = sorted(mine.keys() - theirs.keys())
+    changed = [i for i in sorted(mine.keys() & theirs.keys()) if mine[i] != theirs[i]]
+    shown = [f"{i}: held {mine[i]} vs {theirs[i]}" for i in changed[:3]]
+    return f"missing {missing[:10]} ({len(missing)}), extra {extra[:10]} ({len(extra)}), changed {len(changed)} {shown}"
+
+
 def assert_equals_ground_truth(sim: SimServer, warehouse: Warehouse, tenant: str) -> None:
     for stream in STREAMS:
         truth = sim.admin.truth(tenant, stream)
-        assert warehouse_records(warehouse, tenant, stream) == truth, f"{tenant} {stream} differs from the simulator"
+        held = warehouse_records(warehouse, tenant, stream)
+        assert held == truth, f"{tenant} {stream} differs from the simulator: {differences(held, truth)}"
         soft_deleted = warehouse.query(
             f"SELECT id FROM {stream} WHERE tenant_id = ? AND _deleted_at IS NOT NULL ORDER BY id", (tenant,)
         )
