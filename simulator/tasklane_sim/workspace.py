@@ -136,6 +136,14 @@ class Workspace:
     def pending_writes(self) -> int:
         return len(self._pending)
 
+    @property
+    def writes_in_background(self) -> bool:
+        """Whether the ticker has writes to make here: background mutations, or writes not yet visible."""
+        rates = self.knobs.mutations
+        return bool(self._pending) or bool(
+            rates.creates_per_second or rates.updates_per_second or rates.deletes_per_second
+        )
+
     # --- mutations ----------------------------------------------------------------------------
     def _pick_live(self, resource: str) -> dict | None:
         for _ in range(16):
