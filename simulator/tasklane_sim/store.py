@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource as rlimit
 import sqlite3
 import threading
@@ -65,6 +66,9 @@ class WorkspaceStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        # The oldest tombstone's updated_ms (inf: none; None: not known), so that the minute's purge
+        # of a workspace with nothing to drop neither opens its file nor queries it.
+        self._oldest_tombstone_ms: float | None = math.inf
         for resource in RESOURCES:
             # A rowid table: history is appended in generation order, and the id index is built
             # once afterwards. (Keyed on the random-looking ids, 1M inserts thrash the page cache.)
@@ -97,6 +101,7 @@ class WorkspaceStore:
         self.db.execute("BEGIN")
         self.db.executemany(f"INSERT INTO {resource} VALUES (?, ?, ?, ?)", rows)
         self.db.execute("COMMIT")
+        self._oldest_tombstone_ms = None
 
     def build_indexes(self) -> None:
         for resource in RESOURCES:
@@ -104,6 +109,9 @@ class WorkspaceStore:
             self.db.execute(f"CREATE INDEX IF NOT EXISTS {resource}_position ON {resource} (updated_ms, id)")
             self.db.execute(
                 f"CREATE INDEX IF NOT EXISTS {resource}_live_position ON {resource} (updated_ms, id) WHERE deleted = 0"
+            )
+            self.db.execute(
+                f"CREATE INDEX IF NOT EXISTS {resource}_tombstones ON {resource} (updated_ms) WHERE deleted = 1"
             )
         self.db.execute("ANALYZE")
 
@@ -142,6 +150,8 @@ class WorkspaceStore:
             f"WHERE excluded.updated_ms >= {resource}.updated_ms",
             row,
         )
+        if row[2] and self._oldest_tombstone_ms is not None:
+            self._oldest_tombstone_ms = min(self._oldest_tombstone_ms, row[1])
         return cursor.rowcount > 0
 
     def rewrite(self, resource: str, rows: Iterable[tuple[bytes, str]]) -> None:
@@ -157,11 +167,17 @@ class WorkspaceStore:
         return self.db.execute(f"SELECT count(*) FROM {resource}").fetchone()[0]
 
     def purge_tombstones(self, before_ms: int) -> int:
+        if self._oldest_tombstone_ms is not None and self._oldest_tombstone_ms >= before_ms:
+            return 0
         purged = 0
+        oldest = math.inf
         for resource in RESOURCES:
             purged += self.db.execute(
                 f"DELETE FROM {resource} WHERE deleted = 1 AND updated_ms < ?", (before_ms,)
             ).rowcount
+            (left,) = self.db.execute(f"SELECT min(updated_ms) FROM {resource} WHERE deleted = 1").fetchone()
+            oldest = min(oldest, math.inf if left is None else left)
+        self._oldest_tombstone_ms = oldest
         return purged
 
     def close(self) -> None:

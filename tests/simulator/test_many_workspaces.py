@@ -28,3 +28,19 @@ def test_workspaces_beyond_the_open_connections_serve_and_keep_their_writes(make
 def _restore_open_stores():
     yield
     store.OPEN_STORES._open.clear()
+
+
+def test_the_minutes_purge_drops_due_tombstones_and_opens_no_workspace_without_one(tmp_path) -> None:
+    workspace = store.WorkspaceStore(tmp_path / "workspace.sqlite3")
+    workspace.bulk_load("tasks", [("a", 1000, 1, b"{}"), ("b", 2000, 0, b"{}")])
+    workspace.build_indexes()
+    assert workspace.purge_tombstones(500) == 0, "a's tombstone is not due yet"
+    workspace.release()
+    assert workspace.purge_tombstones(900) == 0
+    assert workspace._db is None, "nothing due: its file stayed closed (at 20,000 workspaces, reopening is the cost)"
+    workspace.put("tasks", ("c", 1500, 1, b"{}"))
+    assert workspace.purge_tombstones(1600) == 2
+    workspace.release()
+    assert workspace.purge_tombstones(10**15) == 0 and workspace._db is None
+    assert [row[0] for row in workspace.scan("tasks")] == ["b"]
+    workspace.close()
