@@ -52,7 +52,7 @@ CHANGING = 0.05  # of the tenants, changed upstream at the start of each measure
 PERIOD_MINUTES = int(
     os.environ.get("DRIPFEED_BENCH_SCALE_PERIOD_MINUTES", "24")
 )  # 12 ticks, as an hour of 5-minute ticks
-TICK_MINUTES = 2
+TICKS_PER_PERIOD = 12  # as an hour of 5-minute ticks
 BASELINE_TENANTS = int(os.environ.get("DRIPFEED_BENCH_BASELINE_TENANTS", "400"))
 BASELINE_PERIOD_MINUTES = int(os.environ.get("DRIPFEED_BENCH_BASELINE_PERIOD_MINUTES", "12"))  # ~2,000 runs an hour
 RECORDS = {"users": 3, "projects": 2, "tasks": 12}  # one page per stream
@@ -131,7 +131,7 @@ class Deployment:
             "DRIPFEED_WAREHOUSE": fresh_database(self.pg, "warehouse"),
             "TASKLANE_BASE_URL": self.sim.base_url,
             "DRIPFEED_HOURLY_PERIOD_MINUTES": str(self.period_minutes),
-            "DRIPFEED_HOURLY_TICK_MINUTES": str(TICK_MINUTES),
+            "DRIPFEED_HOURLY_TICK_MINUTES": str(max(1, self.period_minutes // TICKS_PER_PERIOD)),
             "PYTHONPATH": str(self.root),
             **{token_variable(t): f"token-{t}" for t in self.every_token},
         }
@@ -727,7 +727,8 @@ def write_up(section: Section, now: Findings, before: Before | None) -> None:
         "all; < 20 s",
     )
     section.note(
-        f"Time is compressed: the hourly period is {PERIOD_MINUTES} minutes of 12 ticks {TICK_MINUTES} minutes "
+        f"Time is compressed: the hourly period is {PERIOD_MINUTES} minutes of {TICKS_PER_PERIOD} ticks "
+        f"{PERIOD_MINUTES // TICKS_PER_PERIOD} minutes "
         f"apart, so a tick serves {TENANTS // 12:,} tenants as in production. What runs at the clock's pace "
         f"whatever the period (the sensors, the daemon's loops, the code server Dagster reloads every minute) "
         f"measured {now.idle_per_minute:.1f} CPU-s a minute with the tier stopped; the hourly figures add it for "
