@@ -66,9 +66,10 @@ class WorkspaceStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
-        # The oldest tombstone's updated_ms (inf: none; None: not known), so that the minute's purge
-        # of a workspace with nothing to drop neither opens its file nor queries it.
-        self._oldest_tombstone_ms: float | None = math.inf
+        # The oldest tombstone's updated_ms (inf: none; None: not known yet, as for a file kept from
+        # an earlier run), so that the minute's purge of a workspace with nothing to drop neither
+        # opens its file nor queries it.
+        self._oldest_tombstone_ms: float | None = None
         for resource in RESOURCES:
             # A rowid table: history is appended in generation order, and the id index is built
             # once afterwards. (Keyed on the random-looking ids, 1M inserts thrash the page cache.)
