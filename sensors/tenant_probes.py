@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pipeline_assets.incremental_sync import reconcile_due
+from resources.control.block_batch import BlockBatch
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJob
 from resources.control.stream_checks import Listing, StreamCheck
@@ -108,14 +109,14 @@ def _moment(unix: float | None) -> datetime | None:
     return datetime.fromtimestamp(unix, UTC) if unix is not None else None
 
 
-def probe(tasklane: TasklaneAPI, state: SharedState, slot: Plan) -> Verdict:
+def probe(tasklane: TasklaneAPI, state: SharedState, slot: Plan, blocks: BlockBatch | None = None) -> Verdict:
     """Ask Tasklane about the plan's streams (one conditional request each) and give the verdict. A
     failure is this tenant's alone, handled as a sync would: a throttle waits, an outage is tried
     again by the next tick, a failure a retry cannot fix (a revoked token, a malformed answer) fails."""
     tenant = slot.tenant.id
     changed: set[str] = set()
     if slot.to_probe:
-        client = tasklane.tick_client(slot.tenant, state)
+        client = tasklane.tick_client(slot.tenant, state, blocks)
         try:
             changed = client.changed_streams(slot.to_probe)
         except TenantThrottled as throttled:
@@ -147,15 +148,17 @@ def probe_all(
 ) -> tuple[list[Verdict], list[str]]:
     """Probe every plan's tenant, PROBE_THREADS at once, in the order given (the most overdue first),
     starting none `start_within` seconds after `started` (time.monotonic(); default: now) and waiting
-    for none after `finish_within`: (the verdicts, the tenants not reached in time)."""
+    for none after `finish_within`: (the verdicts, the tenants not reached in time). Their budget
+    blocks are reserved together before and settled together after (control/block_batch.py)."""
     started = time.monotonic() if started is None else started
     ordered = list(plans)
+    blocks = tasklane.tick_blocks([slot.tenant for slot in ordered if slot.to_probe], state)
 
     def one(slot: Plan) -> Verdict | None:
         if time.monotonic() - started >= start_within:
             return None  # too late to start: the next tick takes it first
         try:
-            return probe(tasklane, state, slot)
+            return probe(tasklane, state, slot, blocks)
         except Exception as error:  # a bug or a malformed answer: this tenant's failure, not the tick's
             detail = f"{type(error).__name__}: {printable(str(error), 300)} (a dripfeed bug: report it if it repeats)"
             return Verdict(slot.tenant.id, Outcome.FAILED, detail, error_class="bug")
@@ -166,6 +169,7 @@ def probe_all(
         wait(futures, timeout=max(0.0, finish_within - (time.monotonic() - started)))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # a probe still waiting on Tasklane ends on its own
+        blocks.settle()
     verdicts = [f.result() for f in futures if f.done() and not f.cancelled() and f.result() is not None]
     reached = {v.tenant for v in verdicts}
     return verdicts, [slot.tenant.id for slot in ordered if slot.tenant.id not in reached]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -53,12 +54,24 @@ class PendingLedger:
 
     def write(self, conn: sa.Connection) -> None:
         """Upsert the sums and forget them (the caller's transaction makes it all or nothing)."""
-        for (hour, endpoint), sums in self.rows.items():
-            row = {name: sums.get(name, 0) for name in FIELDS}
-            insert = self.store.insert(call_ledger).values(tenant=self.tenant, hour=hour, endpoint=endpoint, **row)
-            increments = {name: call_ledger.c[name] + insert.excluded[name] for name in FIELDS}
-            conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments))
+        write_ledger_rows(conn, self.store, self.take_rows())
+
+    def take_rows(self) -> list[dict[str, object]]:
+        """The sums as ledger rows, forgotten here."""
+        rows = [
+            {"tenant": self.tenant, "hour": hour, "endpoint": endpoint} | {name: sums.get(name, 0) for name in FIELDS}
+            for (hour, endpoint), sums in self.rows.items()
+        ]
         self.rows.clear()
+        return rows
+
+
+def write_ledger_rows(conn: sa.Connection, store: ControlStore, rows: Sequence[dict[str, object]]) -> None:
+    """Upsert ledger rows (`PendingLedger.take_rows`, of any tenants) as increments, in one statement."""
+    if rows:
+        insert = store.insert(call_ledger)
+        increments = {name: call_ledger.c[name] + insert.excluded[name] for name in FIELDS}
+        conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments), rows)
 
 
 def ledger_rows(store: ControlStore, tenant: str | None = None, since_hour: str | None = None) -> list[dict]:

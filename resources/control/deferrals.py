@@ -13,11 +13,12 @@ One row per tenant: a second deferral of the same tenant keeps the later resume 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
-from .store import ControlStore, deferrals
+from .store import ControlStore, chunks, deferrals
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,17 @@ class Deferrals:
             .one_or_none()
         )
         return Deferral(**row) if row else None
+
+    @staticmethod
+    def vendor_blocks(conn: sa.Connection, tenants: Iterable[str], now: float) -> dict[str, Deferral]:
+        """`vendor_block` for many tenants, by tenant id."""
+        c = deferrals.c
+        query = sa.select(deferrals).where(c.vendor_block, c.resume_at > now)
+        return {
+            row["tenant"]: Deferral(**row)
+            for chunk in chunks(tenants)
+            for row in conn.execute(query.where(c.tenant.in_(chunk))).mappings()
+        }
 
     @staticmethod
     def _get(conn: sa.Connection, tenant: str) -> Deferral | None:

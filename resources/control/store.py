@@ -8,7 +8,7 @@ differ only in how a transaction takes its lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -212,6 +212,21 @@ class ControlStore:
         if self.dialect == "postgresql":
             query = query.with_for_update()
         return connection.execute(query).one()
+
+    def lock_tenant_rows(self, connection: Connection, tenants: Sequence[str]) -> dict[str, sa.Row]:
+        """`lock_tenant_row` for many tenants, locked in the order of their ids, by tenant id."""
+        if not tenants:
+            return {}
+        connection.execute(
+            self.insert(rate_windows).on_conflict_do_nothing(), [{"tenant": t, "spent": 0} for t in tenants]
+        )
+        found = {}
+        for chunk in chunks(sorted(tenants)):
+            query = sa.select(rate_windows).where(rate_windows.c.tenant.in_(chunk)).order_by(rate_windows.c.tenant)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            found.update((row.tenant, row) for row in connection.execute(query))
+        return found
 
     def dispose(self) -> None:
         self.engine.dispose()

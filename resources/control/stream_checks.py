@@ -21,6 +21,7 @@ ETags speak of rows the warehouse may not hold (docs/operations.md).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -123,12 +124,18 @@ class StreamChecks:
 
     def record_checked(self, checked: Iterable[tuple[str, str]], at: float) -> None:
         """Probes found these (tenant, stream)s unchanged at `at`: each counts as a complete sync."""
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for tenant, stream in checked:
+            by_stream[stream].append(tenant)
+        if not by_stream:
+            return
         c = stream_checks.c
-        rows = [{"t": tenant, "s": stream} for tenant, stream in checked]
-        if rows:
-            update = sa.update(stream_checks).where(c.tenant == sa.bindparam("t"), c.resource == sa.bindparam("s"))
-            with self.store.transaction() as conn:
-                conn.execute(update.values(checked_at=at), rows)
+        with self.store.transaction() as conn:  # a statement per stream and 500 tenants: psycopg2 sends an
+            for stream, tenants in by_stream.items():  # executemany UPDATE row by row
+                for chunk in chunks(tenants):
+                    conn.execute(
+                        sa.update(stream_checks).where(c.resource == stream, c.tenant.in_(chunk)).values(checked_at=at)
+                    )
 
     def _upsert(self, tenant: str, stream: str, **values: object) -> None:
         insert = self.store.insert(stream_checks).values(tenant=tenant, resource=stream, **values)

@@ -22,6 +22,7 @@ from typing import Any
 import requests
 import tenacity
 
+from ..control.block_batch import BlockBatch
 from ..control.rate_budget import MAX_BLOCK, RateBudget
 from ..control.store import ControlStore
 from ..control.stream_checks import Listing
@@ -60,13 +61,15 @@ class TenantClient:
         budget: RateBudget,
         log: logging.Logger = CALL_LOG,
         session: requests.Session | None = None,
+        blocks: BlockBatch | None = None,
     ) -> None:
         """`log` gets one DEBUG line per call; the Dagster resource passes a logger whose lines land
-        in the run's event log. `session`: an HTTP session shared with other tenants' clients."""
+        in the run's event log. `session`: an HTTP session shared with other tenants' clients.
+        `blocks`: a tick's batch of budget blocks (control/block_batch.py)."""
         self.tenant, self.settings = tenant, settings
         timeouts = (settings.connect_timeout, settings.read_timeout)
         self.transport = Transport(tenant, settings.base_url, timeouts, settings.max_concurrent, session)
-        self.meter = Meter(tenant, store, budget, settings.long_wait_seconds, log, settings.calls_per_block)
+        self.meter = Meter(tenant, store, budget, settings.long_wait_seconds, log, settings.calls_per_block, blocks)
         self._backoff = tenacity.wait_random_exponential(multiplier=0.2, max=20)
 
     @property

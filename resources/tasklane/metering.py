@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import NoReturn
 
+from ..control.block_batch import BlockBatch
 from ..control.call_ledger import CallOutcome, PendingLedger
 from ..control.rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
 from ..control.store import ControlStore
@@ -35,8 +36,10 @@ class Meter:
         long_wait_seconds: float,
         log: logging.Logger,
         block: int = MAX_BLOCK,
+        blocks: BlockBatch | None = None,
     ) -> None:
-        """`block`: the calls to reserve at a time (a probe needs three, a sync many)."""
+        """`block`: the calls to reserve at a time (a probe needs three, a sync many). `blocks`: a
+        tick's batch, which holds this client's first block and settles its last."""
         self.tenant, self.store, self.budget, self.long_wait_seconds = tenant, store, budget, long_wait_seconds
         self.log, self.block = log, block
         self.stats: Counter = Counter()
@@ -45,11 +48,14 @@ class Meter:
         self._counted = 0
         self._uncounted = 0
         self._last_headers: Mapping[str, str] | None = None
+        self._blocks = blocks
 
     def acquire(self) -> tuple[Grant, float]:
         """The next call from this client's block, exchanging the block when it is spent; with the
         seconds waited for it."""
         waited = 0.0
+        if self._blocks is not None and self._grant is None:
+            self._grant = self._blocks.take(self.tenant.id)
         while True:
             if self._block_has_room():
                 assert self._grant is not None
@@ -126,11 +132,12 @@ class Meter:
     def flush(self) -> None:
         """Give back reserved calls not used and write the ledger: the end of every operation."""
         settlement = self._settlement()
-        if settlement is not None:
-            self.budget.settle(self.tenant, settlement, self.ledger.write)
-        elif self.ledger.rows:
-            with self.store.transaction() as conn:
-                self.ledger.write(conn)
+        if self._blocks is None or not self._blocks.give_back(self.tenant, settlement, self.ledger):
+            if settlement is not None:
+                self.budget.settle(self.tenant, settlement, self.ledger.write)
+            elif self.ledger.rows:
+                with self.store.transaction() as conn:
+                    self.ledger.write(conn)
         self._grant, self._counted, self._uncounted = None, 0, 0
 
     def _block_has_room(self) -> bool:

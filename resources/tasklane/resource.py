@@ -4,12 +4,14 @@ the calls are metered against: it knows how to call Tasklane, nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import dagster as dg
 import requests
 from pydantic import Field, PrivateAttr
 
+from ..control.block_batch import BlockBatch
 from ..control.rate_budget import RateBudget
 from ..shared_state import SharedState
 from ..tenants import Tenant
@@ -85,13 +87,17 @@ class TasklaneAPI(dg.ConfigurableResource):
                 self._clients[key] = TenantClient(tenant, self.settings(), state.store, self.budget(state), CALL_LOG)
         return self._clients[key]
 
-    def tick_client(self, tenant: Tenant, state: SharedState) -> TenantClient:
+    def tick_client(self, tenant: Tenant, state: SharedState, blocks: BlockBatch | None = None) -> TenantClient:
         """A new client of `tenant` with the tick's limits, over the HTTP session this resource's tick
-        clients share; its caller closes it."""
+        clients share, its budget blocks from the tick's `blocks` if given; its caller closes it."""
         settings = self.settings(in_tick=True)
         if self._tick_session is None:
             self._tick_session = new_session(settings.base_url, TICK_CONNECTIONS)
-        return TenantClient(tenant, settings, state.store, self.budget(state), CALL_LOG, self._tick_session)
+        return TenantClient(tenant, settings, state.store, self.budget(state), CALL_LOG, self._tick_session, blocks)
+
+    def tick_blocks(self, tenants: Sequence[Tenant], state: SharedState) -> BlockBatch:
+        """Budget blocks for a tick's clients of `tenants`, reserved at once; the tick settles them."""
+        return BlockBatch(self.budget(state), tenants, int(TICK_SETTINGS["calls_per_block"]))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         for client in self._clients.values():

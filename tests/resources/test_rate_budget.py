@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from resources.control.block_batch import BlockBatch
+from resources.control.call_ledger import ledger_rows
 from resources.control.rate_budget import PROBE_WAIT_SECONDS, Grant, RateBudget, Settlement, Wait
-from resources.control.store import ControlStore
+from resources.control.store import ControlStore, call_leases
+from resources.tasklane.metering import Meter
 from resources.tenants import Tenant
 
 TENANT = Tenant(id="acme", tier="hourly", token_env="TASKLANE_TOKEN_ACME", budget_share=0.5)
+SPENT = Tenant(id="globex", tier="hourly", token_env="TASKLANE_TOKEN_GLOBEX", budget_share=0.5)
+NEW = Tenant(id="initech", tier="hourly", token_env="TASKLANE_TOKEN_INITECH", budget_share=0.5)
 R1 = 1_800_000_000  # a vendor reset, aligned to a 10 s window
 
 
@@ -63,3 +71,53 @@ def test_uncounted_calls_are_refunded_and_other_clients_shrink_the_cap(budget: R
     assert budget.window("acme")["spent"] == block.calls
     budget.settle(TENANT, Settlement(block, 1, 0, headers(2, R1)))  # someone else spent 17 of 20
     assert budget.window("acme")["vendor_cap"] == 1 + 2
+
+
+def learn_window(budget: RateBudget, tenant: Tenant, remaining: int) -> None:
+    """One counted call whose answer tells the window: R1, 20 calls, `remaining` left."""
+    probe = budget.exchange(tenant, None, now=R1 - 5)
+    assert isinstance(probe, Grant)
+    budget.settle(tenant, Settlement(probe, 1, 0, headers(remaining, R1)))
+
+
+def leases(store: ControlStore) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(call_leases)).scalar_one()
+
+
+def test_blocks_reserved_together_follow_the_rules_of_one_at_a_time(control_state: str) -> None:
+    store = ControlStore(control_state)
+    budget = RateBudget(store)
+    learn_window(budget, TENANT, remaining=19)  # a share of 10 calls, 1 spent
+    learn_window(budget, SPENT, remaining=19)
+    grant = budget.exchange(SPENT, None, now=R1 - 5)
+    while isinstance(grant, Grant):
+        grant = budget.exchange(SPENT, Settlement(grant, grant.calls, 0, headers(10, R1)), now=R1 - 5)
+    blocks = budget.reserve_blocks([TENANT, SPENT, NEW], want=3, now=R1 - 5)
+    reserved, waiting, asking = blocks["acme"], blocks["globex"], blocks["initech"]
+    assert isinstance(reserved, Grant) and reserved.calls == 3, "a known window: the block asked for"
+    assert isinstance(waiting, Wait) and 5 <= waiting.seconds <= 5.6, "a spent window waits for its reset"
+    assert isinstance(asking, Grant) and asking.calls == 1, "an unknown window: one call asks the vendor"
+    assert budget.window("acme")["spent"] == 1 + 3
+    budget.settle_blocks(
+        [(TENANT, Settlement(reserved, 0, 3, headers(19, R1))), (NEW, Settlement(asking, 1, 0, headers(19, R1)))]
+    )
+    assert budget.window("acme")["spent"] == 1, "three 304s: the block is refunded whole"
+    assert budget.window("initech")["spent"] == 1 and budget.window("initech")["window_reset"] == R1
+    assert leases(store) == 0
+
+
+def test_a_client_done_after_its_tick_settled_the_batch_settles_its_own_block(control_state: str) -> None:
+    store = ControlStore(control_state)
+    budget = RateBudget(store)
+    learn_window(budget, TENANT, remaining=19)
+    blocks = BlockBatch(budget, [TENANT, NEW], want=3)
+    meter = Meter(TENANT, store, budget, long_wait_seconds=2.0, log=logging.getLogger(__name__), block=3, blocks=blocks)
+    grant, _ = meter.acquire()
+    assert grant.calls == 3, "the block the batch reserved"
+    blocks.settle()  # the tick's time is up; initech's block, never taken, is given back
+    meter.record(grant, "tasks.list", 200, headers(18, R1), attempt=1, waited=0.0, started=time.perf_counter())
+    meter.flush()
+    assert budget.window("acme")["spent"] == 2 and budget.window("initech")["spent"] == 0
+    assert leases(store) == 0
+    assert [(row["endpoint"], row["counted"]) for row in ledger_rows(store, "acme")] == [("tasks.list", 1)]

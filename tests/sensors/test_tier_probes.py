@@ -5,6 +5,7 @@ control store, real Dagster instance; the tier schedule evaluated as the daemon 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from pipeline_assets.assets import projects, tasks, users
+from resources.control.call_ledger import ledger_rows
 from resources.control.deferrals import Deferral
-from resources.control.store import stream_checks
+from resources.control.store import call_leases, stream_checks
 from resources.control.tenant_checks import Outcome
 from resources.streams import STREAMS
 from resources.warehouse import Warehouse
@@ -104,6 +107,28 @@ def test_quiet_tenants_are_checked_current_with_no_run_and_no_counted_call(synce
             assert tenants.api.state.stream_checks.get(tenant, stream).checked_at >= before, "a check is a sync"
     again = tenants.tick(56)
     assert again.run_requests == [] and "0 tenants checked" in again.text, "once per period"
+
+
+def test_a_ticks_probes_book_every_call_and_leave_the_budget_as_tasklane_counted_it(synced) -> None:
+    tenants = synced("acme", "globex")
+    spent = {tenant: tenants.api.state.budget.window(tenant)["spent"] for tenant in ("acme", "globex")}
+    booked = {tenant: ledger_totals(tenants.api, tenant) for tenant in ("acme", "globex")}
+    tenants.sim.admin.mutate("acme", updates=1, resource="tasks")
+    tenants.tick()
+    for tenant, counted in (("acme", 1), ("globex", 0)):
+        assert tenants.counted(tenant) == counted
+        calls = ledger_totals(tenants.api, tenant) - booked[tenant]
+        assert (calls["counted"], calls["not_modified"]) == (counted, 3 - counted), "the ledger books every call"
+        assert tenants.api.state.budget.window(tenant)["spent"] == spent[tenant] + counted, "304s are refunded"
+    with tenants.api.state.store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(call_leases)).scalar_one() == 0
+
+
+def ledger_totals(api: Resources, tenant: str) -> Counter:
+    return sum(
+        (Counter({k: row[k] for k in ("counted", "not_modified")}) for row in ledger_rows(api.state.store, tenant)),
+        Counter(),
+    )
 
 
 def test_a_changed_stream_gets_a_run_of_that_stream_that_brings_it_to_the_ground_truth(synced) -> None:
