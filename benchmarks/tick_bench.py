@@ -175,7 +175,9 @@ def _export_ticks(instance: dg.DagsterInstance, scratch: Path, ids: list[str]) -
         }
         for t in ids
     ]
-    with SimServer({"admin_token": "bench-admin", "seed": 1, "workspaces": workspaces}, subprocess_mode=True) as sim:
+    sim = SimServer({"admin_token": "bench-admin", "seed": 1, "workspaces": workspaces}, subprocess_mode=True)
+    sim.start(timeout=1200)  # 10,000 workspaces take minutes to start on a busy machine
+    try:
         api = make_api(
             base_url=sim.base_url,
             tenants_file=str(scratch / "export_tenants.yaml"),
@@ -195,6 +197,8 @@ def _export_ticks(instance: dg.DagsterInstance, scratch: Path, ids: list[str]) -
 
         all_due, _ = _timed(poll)
         none_due, _ = _timed(poll)
+    finally:
+        sim.stop()
     return [
         [f"`export_status`, {jobs.open_count()} open jobs all due: a listing call per tenant", f"{all_due:.2f} s", 0],
         [f"`export_status`, {len(ids)} open jobs none due (the vendor asked for later)", f"{none_due:.2f} s", 0],
