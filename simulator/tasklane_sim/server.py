@@ -118,7 +118,11 @@ class SimServer:
             str(self.port),
         ]
         self._process = subprocess.Popen(command)
-        wait_until_healthy(self.base_url, timeout, self._process)
+        try:
+            wait_until_healthy(self.base_url, timeout, self._process)
+        except BaseException:
+            self.stop()  # a simulator that is not healthy in time is not left running
+            raise
 
     def stop(self) -> None:
         if self._server is not None:
