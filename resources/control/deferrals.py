@@ -78,19 +78,9 @@ class Deferrals:
             return {row["tenant"]: Deferral(**row) for row in rows}
 
     @staticmethod
-    def vendor_block(conn: sa.Connection, tenant: str, now: float) -> Deferral | None:
-        """The wait Tasklane asked of this tenant, if it has not passed yet (inside the caller's transaction)."""
-        c = deferrals.c
-        row = (
-            conn.execute(sa.select(deferrals).where(c.tenant == tenant, c.vendor_block, c.resume_at > now))
-            .mappings()
-            .one_or_none()
-        )
-        return Deferral(**row) if row else None
-
-    @staticmethod
     def vendor_blocks(conn: sa.Connection, tenants: Iterable[str], now: float) -> dict[str, Deferral]:
-        """`vendor_block` for many tenants, by tenant id."""
+        """The waits Tasklane asked of these tenants that have not passed yet (inside the caller's
+        transaction), by tenant id."""
         c = deferrals.c
         query = sa.select(deferrals).where(c.vendor_block, c.resume_at > now)
         return {

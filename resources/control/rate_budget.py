@@ -88,19 +88,16 @@ class RateBudget:
         now = time.time() if now is None else now
         with self.store.transaction() as conn:
             if settlement is not None:
-                self._settle(conn, tenant, settlement, now)
+                self._settle(conn, [(tenant, settlement)], now)
             if write_ledger is not None:
                 write_ledger(conn)
-            return self._acquire(conn, tenant, want, now)
+            return self._reserve(conn, [tenant], want, now)[tenant.id]
 
     def settle(
         self, tenant: Tenant, settlement: Settlement, write_ledger: Callable[[sa.Connection], None] | None = None
     ) -> None:
         """Give back what a holder did not use (end of a listing, end of a process)."""
-        with self.store.transaction() as conn:
-            self._settle(conn, tenant, settlement, time.time())
-            if write_ledger is not None:
-                write_ledger(conn)
+        self.settle_blocks([(tenant, settlement)], write_ledger)
 
     def reserve_blocks(self, tenants: Sequence[Tenant], want: int, now: float | None = None) -> dict[str, Grant | Wait]:
         """`exchange` without a settlement for many tenants in one transaction (a tick's probes), by
@@ -108,29 +105,8 @@ class RateBudget:
         now = time.time() if now is None else now
         if not tenants:
             return {}
-        ids = [tenant.id for tenant in tenants]
         with self.store.transaction() as conn:
-            rows = self.store.lock_tenant_rows(conn, ids)
-            blocked = Deferrals.vendor_blocks(conn, ids, now)
-            conn.execute(sa.delete(call_leases).where(call_leases.c.expires_at < now))
-            c = call_leases.c
-            count = sa.select(c.tenant, sa.func.count()).group_by(c.tenant)
-            holders = {t: n for chunk in chunks(ids) for t, n in conn.execute(count.where(c.tenant.in_(chunk)))}
-            decisions: dict[str, Grant | Wait] = {}
-            windows, leases = [], []
-            for tenant in tenants:
-                if (block := blocked.get(tenant.id)) is not None:
-                    decisions[tenant.id] = Wait(block.resume_at - now, block.reason, vendor=True)
-                    continue
-                decision, window = self._decide(tenant, rows[tenant.id], holders.get(tenant.id, 0), want, now)
-                decisions[tenant.id] = decision
-                if isinstance(decision, Grant):
-                    windows.append({"tenant": tenant.id, **window})
-                    leases.append(self._lease(tenant.id, decision, now))
-            self._write_windows(conn, windows)
-            if leases:
-                conn.execute(sa.insert(call_leases), leases)
-        return decisions
+            return self._reserve(conn, tenants, want, now)
 
     def settle_blocks(
         self,
@@ -138,28 +114,8 @@ class RateBudget:
         write_ledger: Callable[[sa.Connection], None] | None = None,
     ) -> None:
         """`settle` for many tenants' blocks in one transaction."""
-        now = time.time()
-        ids = [tenant.id for tenant, _ in settlements]
         with self.store.transaction() as conn:
-            rows = self.store.lock_tenant_rows(conn, ids)
-            for chunk in chunks([settlement.grant.lease_id for _, settlement in settlements]):
-                conn.execute(sa.delete(call_leases).where(call_leases.c.lease_id.in_(chunk)))
-            reserved: dict[str, int] | None = None
-
-            def reserved_by(tenant: str) -> Callable[[], int]:
-                def read() -> int:
-                    nonlocal reserved
-                    reserved = self._reserved(conn, ids) if reserved is None else reserved
-                    return reserved.get(tenant, 0)
-
-                return read
-
-            windows = []
-            for tenant, settlement in settlements:
-                row = rows[tenant.id]
-                if values := self._settled(tenant, row, settlement, reserved_by(tenant.id), now):
-                    windows.append({"tenant": tenant.id} | {k: values.get(k, row._mapping[k]) for k in WINDOW_VALUES})
-            self._write_windows(conn, windows)
+            self._settle(conn, settlements, time.time())
             if write_ledger is not None:
                 write_ledger(conn)
 
@@ -172,20 +128,32 @@ class RateBudget:
         columns = {name: insert.excluded[name] for name in windows[0] if name != "tenant"}
         conn.execute(insert.on_conflict_do_update(index_elements=["tenant"], set_=columns), windows)
 
-    def _acquire(self, conn: sa.Connection, tenant: Tenant, want: int, now: float) -> Grant | Wait:
-        row = self.store.lock_tenant_row(conn, tenant.id)
-        blocked = Deferrals.vendor_block(conn, tenant.id, now)
-        if blocked is not None:
-            return Wait(blocked.resume_at - now, blocked.reason, vendor=True)
+    def _reserve(
+        self, conn: sa.Connection, tenants: Sequence[Tenant], want: int, now: float
+    ) -> dict[str, Grant | Wait]:
+        """Each tenant's next block of up to `want` calls, or its wait, by tenant id."""
+        ids = [tenant.id for tenant in tenants]
+        rows = self.store.lock_tenant_rows(conn, ids)
+        blocked = Deferrals.vendor_blocks(conn, ids, now)
         conn.execute(sa.delete(call_leases).where(call_leases.c.expires_at < now))
-        holders = conn.execute(
-            sa.select(sa.func.count()).select_from(call_leases).where(call_leases.c.tenant == tenant.id)
-        ).scalar_one()
-        decision, window = self._decide(tenant, row, holders, want, now)
-        if isinstance(decision, Grant):
-            conn.execute(sa.update(rate_windows).where(rate_windows.c.tenant == tenant.id).values(**window))
-            conn.execute(sa.insert(call_leases).values(self._lease(tenant.id, decision, now)))
-        return decision
+        c = call_leases.c
+        count = sa.select(c.tenant, sa.func.count()).group_by(c.tenant)
+        holders = {t: n for chunk in chunks(ids) for t, n in conn.execute(count.where(c.tenant.in_(chunk)))}
+        decisions: dict[str, Grant | Wait] = {}
+        windows, leases = [], []
+        for tenant in tenants:
+            if (block := blocked.get(tenant.id)) is not None:
+                decisions[tenant.id] = Wait(block.resume_at - now, block.reason, vendor=True)
+                continue
+            decision, window = self._decide(tenant, rows[tenant.id], holders.get(tenant.id, 0), want, now)
+            decisions[tenant.id] = decision
+            if isinstance(decision, Grant):
+                windows.append({"tenant": tenant.id, **window})
+                leases.append(self._lease(tenant.id, decision, now))
+        self._write_windows(conn, windows)
+        if leases:
+            conn.execute(sa.insert(call_leases), leases)
+        return decisions
 
     def _decide(
         self, tenant: Tenant, row: sa.Row, holders: int, want: int, now: float
@@ -234,17 +202,24 @@ class RateBudget:
             "expires_at": now + self.lease_seconds,
         }
 
-    def _settle(self, conn: sa.Connection, tenant: Tenant, settlement: Settlement, now: float) -> None:
-        row = self.store.lock_tenant_row(conn, tenant.id)
-        conn.execute(sa.delete(call_leases).where(call_leases.c.lease_id == settlement.grant.lease_id))
-        values = self._settled(
-            tenant, row, settlement, lambda: self._reserved(conn, [tenant.id]).get(tenant.id, 0), now
-        )
-        if values:
-            conn.execute(sa.update(rate_windows).where(rate_windows.c.tenant == tenant.id).values(**values))
+    def _settle(self, conn: sa.Connection, settlements: Sequence[tuple[Tenant, Settlement]], now: float) -> None:
+        """Give back each settlement's unused calls and learn from its headers (its lease ends)."""
+        if not settlements:
+            return
+        ids = [tenant.id for tenant, _ in settlements]
+        rows = self.store.lock_tenant_rows(conn, ids)
+        for chunk in chunks([settlement.grant.lease_id for _, settlement in settlements]):
+            conn.execute(sa.delete(call_leases).where(call_leases.c.lease_id.in_(chunk)))
+        reserved = self._reserved(conn, ids)
+        windows = []
+        for tenant, settlement in settlements:
+            row = rows[tenant.id]
+            if values := self._settled(tenant, row, settlement, reserved.get(tenant.id, 0), now):
+                windows.append({"tenant": tenant.id} | {k: values.get(k, row._mapping[k]) for k in WINDOW_VALUES})
+        self._write_windows(conn, windows)
 
     def _settled(
-        self, tenant: Tenant, row: sa.Row, settlement: Settlement, reserved_by_others: Callable[[], int], now: float
+        self, tenant: Tenant, row: sa.Row, settlement: Settlement, reserved_by_others: int, now: float
     ) -> dict[str, int | None]:
         """The window's values that change once `settlement` is settled: unused calls given back, and
         what the vendor's last headers teach."""
@@ -280,7 +255,7 @@ class RateBudget:
         limit: int,
         remaining: int,
         reset: int,
-        reserved_by_others: Callable[[], int],
+        reserved_by_others: int,
         now: float,
     ) -> dict[str, int | None]:
         """The vendor's headers correct our view: its window, and what the customer's other clients spent."""
@@ -297,7 +272,7 @@ class RateBudget:
             window_reset, vendor_cap = reset, None  # our guess of the window was off: adopt the vendor's
             values["window_reset"] = reset
         # Calls other holders reserved are in `spent`; those not made yet are not in `remaining`.
-        estimate = spent + remaining - reserved_by_others()
+        estimate = spent + remaining - reserved_by_others
         values["vendor_cap"] = estimate if vendor_cap is None else min(vendor_cap, estimate)
         return values
 

@@ -205,16 +205,9 @@ class ControlStore:
         """The dialect's INSERT, which has on_conflict_do_update / do_nothing."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
-    def lock_tenant_row(self, connection: Connection, tenant: str) -> sa.Row:
-        """Create the tenant's rate-window row if needed and lock it for this transaction."""
-        connection.execute(self.insert(rate_windows).values(tenant=tenant, spent=0).on_conflict_do_nothing())
-        query = sa.select(rate_windows).where(rate_windows.c.tenant == tenant)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        return connection.execute(query).one()
-
     def lock_tenant_rows(self, connection: Connection, tenants: Sequence[str]) -> dict[str, sa.Row]:
-        """`lock_tenant_row` for many tenants, locked in the order of their ids, by tenant id."""
+        """The tenants' rate-window rows, created if needed and locked for this transaction in the order
+        of their ids (two transactions never wait on each other), by tenant id."""
         if not tenants:
             return {}
         connection.execute(
