@@ -1,8 +1,9 @@
 """Ten thousand tenants on one machine: a tenant with nothing new costs no run, and the instance stays small.
 
-Everything goes through the real `dagster-daemon` (scheduler, sensors, run queue, default launcher) with
-the Dagster instance's storage on Postgres (dagster-postgres), the control store and the warehouse on the
-same Postgres, and a simulator with a workspace per tenant. Time is compressed: the hourly period is
+Everything goes through the production deployment on one machine, `deploy/run.sh`: its code server,
+`dagster-daemon` (scheduler, sensors, run queue, default launcher) and webserver, with the Dagster
+instance's storage on Postgres (dagster-postgres, deploy/dagster.yaml), the control store and the
+warehouse on the same Postgres, and a simulator with a workspace per tenant. Time is compressed: the hourly period is
 PERIOD_MINUTES long, cut into 12 ticks as an hour is, so a tick serves the share of tenants it serves in
 production. Each measured period begins with CHANGING of the tenants changed upstream; the rest are quiet.
 
@@ -19,6 +20,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import time
@@ -38,7 +40,8 @@ from dagster._core.instance.ref import InstanceRef  # the instance the daemon us
 
 from resources.control.store import state_url
 from tasklane_sim import SimServer
-from tests.support.dagster_daemon import BIN, running_daemon
+from tasklane_sim.server import free_port
+from tests.support.dagster_daemon import BIN
 from tests.support.periodic import every
 from tests.support.postgres_server import fresh_database, running_postgres
 
@@ -115,17 +118,34 @@ class Deployment:
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True)
         self.home = self.directory / "dagster_home"
-        self.home.mkdir()
         self.dagster_db = fresh_database(self.pg, "dagster")
-        instance = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+        # deploy/run.sh installs deploy/dagster.yaml in DAGSTER_HOME (storage from DAGSTER_PG_*); this
+        # process reads the same storage through an instance of its own, named by URL.
+        instance = yaml.safe_load((self.root / "deploy" / "dagster.yaml").read_text())
         instance["storage"] = {"postgres": {"postgres_url": self.dagster_db}}
-        (self.home / "dagster.yaml").write_text(yaml.safe_dump(instance))
-        (self.directory / "workspace.yaml").write_text(
-            "load_from:\n  - python_module:\n      module_name: dripfeed.definitions\n      location_name: dripfeed\n"
-        )
+        instance["local_artifact_storage"] = {  # the deployment's compute logs (the ticks' logs among them)
+            "module": "dagster.core.storage.root",
+            "class": "LocalArtifactStorage",
+            "config": {"base_dir": str(self.home)},
+        }
+        self.reader_home = self.directory / "reader_home"
+        for home in (self.home, self.reader_home):
+            home.mkdir(exist_ok=True)
+            (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
+        database = urlsplit(self.dagster_db)
+        self.code_server_port = free_port()
         self.env = {
             **os.environ,
             "DAGSTER_HOME": str(self.home),
+            "DAGSTER_PG_HOST": database.hostname or "",
+            "DAGSTER_PG_PORT": str(database.port),
+            "DAGSTER_PG_USER": database.username or "",
+            "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+            "DAGSTER_PG_DB": database.path.lstrip("/"),
+            "DRIPFEED_BIN": str(BIN),
+            "DRIPFEED_CODE_SERVER_PORT": str(self.code_server_port),
+            "DRIPFEED_WEBSERVER_HOST": "127.0.0.1",
+            "DRIPFEED_WEBSERVER_PORT": str(free_port()),
             "DRIPFEED_TENANTS_FILE": str(self.directory / "tenants.yaml"),
             "DRIPFEED_STATE": fresh_database(self.pg, "control"),
             "DRIPFEED_WAREHOUSE": fresh_database(self.pg, "warehouse"),
@@ -145,10 +165,37 @@ class Deployment:
         (self.directory / "tenants.yaml").write_text(yaml.safe_dump({"tenants": entries}))
 
     def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.reader_home)))
 
     def dagster(self, *args: str) -> None:
         subprocess.run([str(BIN / "dagster"), *args], cwd=self.directory, env=self.env, check=True, capture_output=True)
+
+    @contextmanager
+    def running(self) -> Iterator[subprocess.Popen]:
+        """`deploy/run.sh` (code server, daemon, webserver) in this deployment's directory, once its code
+        server answers; stopped with everything it started on exit."""
+        log = (self.directory / "deploy.log").open("ab")
+        script = subprocess.Popen(
+            [str(self.root / "deploy" / "run.sh")],
+            cwd=self.directory,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            health = [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(self.code_server_port)]
+            deadline = time.monotonic() + 300
+            while subprocess.run(health, env=self.env, capture_output=True).returncode != 0:
+                if script.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"deploy/run.sh did not start: {self.directory / 'deploy.log'}")
+                time.sleep(2)
+            yield script
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(script.pid, signal.SIGTERM)
+            script.wait(timeout=120)
+            log.close()
 
     def prepare(self, workers: int = 4) -> float:
         """Every tenant synced once, by this design's own code in `workers` processes, and registered:
@@ -225,14 +272,14 @@ class Deployment:
 
 
 class TreeCPU:
-    """CPU-seconds of the daemon's process tree (the daemon, its code servers, every run): each live
-    process's own time and that of the children it reaped, sampled every second, and the last sample of
-    a process that is gone (a code server the daemon replaced, before the daemon reaped it)."""
+    """CPU-seconds of deploy/run.sh's process tree (the code server, the daemon, the webserver, every
+    run): each live process's own time and that of the children it reaped, sampled every second."""
 
     def __init__(self, root: int) -> None:
         self.root = root
         self.seen: dict[int, tuple[float, float]] = {}  # pid -> (own CPU, reaped children's CPU)
-        self.lost = 0.0  # processes gone between samples whose parent has not reaped them yet
+        self.runs: dict[int, bool] = {}  # pid -> whether it is a run's process
+        self.runs_niceness: set[int] = set()  # the CPU priorities run processes were seen at
 
     def sample(self) -> bool:
         try:
@@ -244,6 +291,10 @@ class TreeCPU:
             with suppress(psutil.NoSuchProcess):
                 t = process.cpu_times()
                 now[process.pid] = (t.user + t.system, t.children_user + t.children_system)
+                if process.pid not in self.runs:  # the default launcher starts a run with multiprocessing
+                    self.runs[process.pid] = "spawn_main" in " ".join(process.cmdline())
+                if self.runs[process.pid]:
+                    self.runs_niceness.add(process.nice())
         self.seen = now
         return True
 
@@ -252,17 +303,14 @@ class TreeCPU:
         return sum(own + reaped for own, reaped in self.seen.values())
 
     def servers_own(self) -> float:
-        """The own CPU of the daemon and its code servers (the schedule's and sensors' work), not runs."""
-        try:
-            pids = {self.root, *(c.pid for c in psutil.Process(self.root).children())}
-        except psutil.NoSuchProcess:
-            return 0.0
-        return sum(self.seen[pid][0] for pid in pids if pid in self.seen)
+        """The own CPU of every process that is not a run (the code server's ticks, the daemon's loops,
+        the webserver), as last sampled."""
+        return sum(own for pid, (own, _) in self.seen.items() if not self.runs.get(pid, False))
 
 
 @contextmanager
 def sampling(cpu: TreeCPU) -> Iterator[list[tuple[float, float]]]:
-    """(time, own CPU of the daemon and code servers) every second while the block runs."""
+    """(time, own CPU of every process but the runs) every second while the block runs."""
     samples: list[tuple[float, float]] = []
 
     def sample() -> bool:
@@ -280,7 +328,7 @@ class Period:
     runs: dict[str, str]  # tenant -> its run's `dripfeed/why`
     failed_runs: int
     cpu: float  # the whole tree's
-    tick_cpu: float  # the daemon's and code servers' own CPU while a tier tick was under way
+    tick_cpu: float  # the own CPU of every process but the runs while a tier tick was under way
     ticks: list[float]  # their durations
     checked_current: int
     counted_quiet: int  # calls Tasklane counted for the tenants that did not change
@@ -352,6 +400,9 @@ def measure_periods(
                 f"{len(changes[n])} changed, {found[-1].first_syncs} first syncs",
                 flush=True,
             )
+            for tenant, why in found[-1].runs.items():
+                if tenant not in changes[n]:
+                    print(f"    a run for unchanged {tenant}: {why or '(no dripfeed/why tag)'}", flush=True)
     return found
 
 
@@ -433,8 +484,8 @@ def fresh_share(deployment: Deployment, tenants: list[str]) -> float:
 
 
 def idle_rate(deployment: Deployment, cpu: TreeCPU) -> float:
-    """CPU-seconds a minute of the daemon's tree with the tier stopped: what runs at the clock's pace
-    (the sensors, the daemon's loops, the code server it reloads every minute), whatever the period."""
+    """CPU-seconds a minute of the deployment with the tier stopped: what runs at the clock's pace
+    (the sensors, the daemon's loops, the webserver), whatever the period."""
     time.sleep(60)  # the code server loaded, the sensors' first ticks done
     before, started = cpu.total(), time.monotonic()
     with every(1.0, cpu.sample):
@@ -525,9 +576,9 @@ def now_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str]) -> F
         ROOT, scratch / "now", pg, sim, tenants, PERIOD_MINUTES, everyone, retention_days=PERIOD_MINUTES / 1440
     )
     print(f"  now: {len(tenants):,} tenants prepared in {deployment.prepare():.0f} s", flush=True)
-    deployment.dagster("schedule", "stop", "hourly_tenants", "-w", "workspace.yaml")  # started after the idle rate
-    with running_daemon(deployment.directory, deployment.env) as daemon:
-        cpu = TreeCPU(daemon.pid)
+    with deployment.running() as script:
+        deployment.dagster("schedule", "stop", "hourly_tenants", "-w", "workspace.yaml")  # started after the idle rate
+        cpu = TreeCPU(script.pid)
         idle = idle_rate(deployment, cpu)
         deployment.dagster("schedule", "start", "hourly_tenants", "-w", "workspace.yaml")
         start = next_boundary(PERIOD_MINUTES)
@@ -561,8 +612,8 @@ def baseline_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str])
         tenants = everyone[:BASELINE_TENANTS]
         deployment = Deployment(path, scratch / "before", pg, sim, tenants, BASELINE_PERIOD_MINUTES, tenants)
         deployment.prepare()
-        with running_daemon(deployment.directory, deployment.env) as daemon:
-            cpu = TreeCPU(daemon.pid)
+        with deployment.running() as script:
+            cpu = TreeCPU(script.pid)
             start = next_boundary(BASELINE_PERIOD_MINUTES)
             with every(1.0, cpu.sample):
                 sleep_until(start - 90)
@@ -625,7 +676,7 @@ def write_up(section: Section, now: Findings, before: Before | None) -> None:
     check_bytes = sum(p.check_bytes for p in now.periods)
     section.row(
         "what 1,000 checks cost the instance: bytes (runless results, their check rows, tick rows) / "
-        "CPU of the daemon and code server in the tier's ticks",
+        "CPU of every process but the runs during the tier's ticks",
         f"{1000 * check_bytes / max(1, checks) / 1e3:.1f} KB / {1e6 * daemon_check:,.0f} ms",
         "near zero",
     )
@@ -662,7 +713,7 @@ def write_up(section: Section, now: Findings, before: Before | None) -> None:
                 f"{library_check / now.floor:.1f}×",
             ],
             [
-                "through the daemon: the tier ticks' CPU (daemon and code server) ÷ tenants checked",
+                "through deploy/run.sh: every process's CPU but the runs', during the tier's ticks, ÷ tenants checked",
                 f"{1000 * daemon_check:.2f} ms",
                 f"{daemon_check / now.floor:.1f}×",
             ],
@@ -735,7 +786,7 @@ def write_up(section: Section, now: Findings, before: Before | None) -> None:
         f"Time is compressed: the hourly period is {PERIOD_MINUTES} minutes of {TICKS_PER_PERIOD} ticks "
         f"{PERIOD_MINUTES // TICKS_PER_PERIOD} minutes "
         f"apart, so a tick serves {TENANTS // 12:,} tenants as in production. What runs at the clock's pace "
-        f"whatever the period (the sensors, the daemon's loops, the code server Dagster reloads every minute) "
+        f"whatever the period (the sensors, the daemon's loops, the webserver) "
         f"measured {now.idle_per_minute:.1f} CPU-s a minute with the tier stopped; the hourly figures add it for "
         f"the {60 - PERIOD_MINUTES} minutes an hour has beyond the compressed period. Instance bytes are the "
         f"live rows of every table of the Dagster instance on Postgres (pg_column_size); the retention (one "

@@ -12,6 +12,7 @@ import os
 
 import dagster as dg
 
+from dripfeed.run_priority import DEFAULT_NICENESS, yield_cpu_if_a_run
 from pipeline_assets.api_usage import api_usage
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.freshness import TIER_CHECKS, tasks_fresh
@@ -92,6 +93,7 @@ def usage_schedule() -> dg.ScheduleDefinition:
 
 
 required_settings()
+yield_cpu_if_a_run(int(number("DRIPFEED_RUN_NICENESS", DEFAULT_NICENESS)))
 tiers = {name: tier_setting(default) for name, default in TIERS.items()}
 
 schedules = [*tier_schedules(tiers), usage_schedule()]

@@ -27,6 +27,9 @@ VARIABLES = {
 }
 
 
+ONE_MACHINE = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+
+
 @pytest.fixture(autouse=True)
 def deployment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in VARIABLES.items():
@@ -46,6 +49,8 @@ def test_each_deploy_instance_passes_dagsters_schema(instance_file: str, launche
     assert config["run_retries"] == {"enabled": True, "max_retries": 0}  # sync_tenant's tags set its own
     assert config["retention"]["schedule"] == {"purge_after_days": 7}, "tick history is not kept for ever"
     assert config["retention"]["sensor"]["purge_after_days"]["skipped"] == 1
+    assert config["schedules"] == ONE_MACHINE["schedules"], "a tick's run requests are submitted side by side"
+    assert config["sensors"] == ONE_MACHINE["sensors"]
     if launcher is not None:
         launched = process_config(launcher.config_type(), config["run_launcher"]["config"])
         assert launched.success, launched.errors
@@ -75,3 +80,8 @@ def test_helm_values_queue_the_runs_like_the_instance_files() -> None:
         and ticks["schedule"]["purgeAfterDays"] == instance["retention"]["schedule"]["purge_after_days"]
     )
     assert ticks["sensor"]["purgeAfterDays"] == instance["retention"]["sensor"]["purge_after_days"]
+    for daemon in ("schedules", "sensors"):
+        threads = values["dagsterDaemon"][daemon]
+        assert (threads["useThreads"], threads["numWorkers"], threads["numSubmitWorkers"]) == tuple(
+            instance[daemon][key] for key in ("use_threads", "num_workers", "num_submit_workers")
+        )

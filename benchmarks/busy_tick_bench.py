@@ -1,0 +1,138 @@
+"""A tier's tick on a machine its runs fill: does it still end in time and reach its tenants?
+
+At 10,000 hourly tenants a tick probes 833 of them, and the runs it requests (the tenants that
+changed) start at once, eight at a time. When runs keep both cores busy, a tick that competes with
+them for the CPU on equal terms slows down several times over. This suite runs deploy/run.sh with
+TENANTS hourly tenants all due at every tick (a period of one 2-minute tick), and before each tick
+changes CHANGED of them upstream, more runs than the machine can finish in two minutes: the cores
+stay full. It measures the ticks twice, side by side: with runs at the code server's priority (the
+design before) and with runs yielding the CPU (DRIPFEED_RUN_NICENESS, the default).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasklane_sim import SimServer
+from tests.support.postgres_server import running_postgres
+from tests.support.ticks import log_lines
+
+from .report import Section, run_parts
+from .scale_bench import RECORDS, ROOT, Deployment, TreeCPU, sampling, sleep_until, tenant_id
+
+TENANTS = int(os.environ.get("DRIPFEED_BENCH_BUSY_TENANTS", "1000"))
+CHANGED = int(os.environ.get("DRIPFEED_BENCH_BUSY_CHANGED", "80"))  # ~240 CPU-s of runs every 120 s
+TICKS = int(os.environ.get("DRIPFEED_BENCH_BUSY_TICKS", "5"))
+TICK_SECONDS = 120
+SUMMARY = re.compile(r"tick \d+ of the period: (\d+) tenants checked \((\d+) current, (\d+) changed")
+NOT_REACHED = re.compile(r"^(\d+) tenants not reached before the tick's time was up")
+VARIANTS = [("runs at the code server's priority (the design before)", 0), ("runs yield the CPU (niceness 10)", 10)]
+
+
+@dataclass
+class BusyTicks:
+    durations: list[float]
+    checked: list[int]
+    not_reached: list[int]
+    runs: list[int]
+    servers_cpu: float  # every process's own CPU but the runs', during the ticks
+    runs_niceness: set[int]
+
+
+def measure(scratch: Path, pg: str, sim: SimServer, tenants: list[str], niceness: int) -> BusyTicks:
+    deployment = Deployment(ROOT, scratch / f"niceness-{niceness}", pg, sim, tenants, 2, tenants)
+    deployment.env |= {"DRIPFEED_HOURLY_TICK_MINUTES": "2", "DRIPFEED_RUN_NICENESS": str(niceness)}
+    print(f"  niceness {niceness}: {len(tenants):,} tenants prepared in {deployment.prepare():.0f} s", flush=True)
+    rng = random.Random(niceness)
+    with deployment.running() as script:
+        cpu = TreeCPU(script.pid)
+        start = (time.time() // TICK_SECONDS + 2) * TICK_SECONDS  # a tick to warm up, then the measured ones
+        with sampling(cpu) as samples:
+            for n in range(TICKS):
+                sleep_until(start + n * TICK_SECONDS - 60)  # the tick before has requested its runs
+                for tenant in rng.sample(tenants, CHANGED):
+                    sim.admin.mutate(tenant, updates=2, resource="tasks")
+            sleep_until(start + TICKS * TICK_SECONDS - 5)
+        with deployment.instance() as instance:
+            state = next(s for s in instance.all_instigator_state() if s.name == "hourly_tenants")
+            ticks = [
+                t
+                for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=50)
+                if start - 5 <= t.timestamp < start + TICKS * TICK_SECONDS - 5 and t.end_timestamp
+            ]
+            logs = [log_lines(instance, t.tick_data.log_key) for t in ticks]
+    windows = [(t.timestamp, t.end_timestamp) for t in ticks]
+    servers_cpu = sum(
+        c1 - c0
+        for (t0, c0), (t1, c1) in itertools.pairwise(samples)
+        if c1 >= c0 and any(begin - 1 <= t0 and t1 <= end + 1 for begin, end in windows)
+    )
+    summaries = [next((m for line in lines if (m := SUMMARY.search(line))), None) for lines in logs]
+    return BusyTicks(
+        durations=[end - begin for begin, end in windows],
+        checked=[int(m.group(1)) if m else 0 for m in summaries],
+        not_reached=[sum(int(m.group(1)) for line in lines if (m := NOT_REACHED.match(line))) for lines in logs],
+        runs=[len(t.run_ids) for t in ticks],
+        servers_cpu=servers_cpu,
+        runs_niceness=cpu.runs_niceness,
+    )
+
+
+def _p50_max(durations: list[float]) -> str:
+    return f"{statistics.median(durations):.1f} s / {max(durations):.1f} s" if durations else "no tick"
+
+
+def busy_ticks(section: Section, scratch: Path) -> None:
+    tenants = [tenant_id(n) for n in range(TENANTS)]
+    workspaces = [{"id": t, "tokens": [f"token-{t}"], "records": RECORDS, "visibility_lag_seconds": 0} for t in tenants]
+    config = {"admin_token": "bench-admin", "seed": 9, "workspaces": workspaces}
+    with running_postgres() as pg:
+        sim = SimServer(config, subprocess_mode=True).start(timeout=900)
+        try:
+            found = [(label, measure(scratch, pg, sim, tenants, niceness)) for label, niceness in VARIANTS]
+        finally:
+            sim.stop()
+    rows = []
+    for label, ticks in found:
+        checked = sum(ticks.checked)
+        rows.append(
+            [
+                label,
+                _p50_max(ticks.durations),
+                f"{statistics.mean(ticks.checked):,.0f}" if ticks.checked else "-",
+                f"{statistics.mean(ticks.not_reached):,.0f}" if ticks.not_reached else "-",
+                f"{statistics.mean(ticks.runs):.0f}" if ticks.runs else "-",
+                f"{1000 * ticks.servers_cpu / max(1, checked):.1f} ms",
+                ", ".join(map(str, sorted(ticks.runs_niceness))) or "-",
+            ]
+        )
+    section.table(
+        [
+            "runs",
+            "tick p50 / max (goal < 20 s)",
+            "tenants checked a tick",
+            "not reached a tick",
+            "runs requested a tick",
+            "CPU of all but the runs during ticks ÷ tenants checked (goal < 10 ms)",
+            "niceness seen on run processes",
+        ],
+        rows,
+    )
+    section.note(
+        f"deploy/run.sh (code server, daemon, webserver) on Postgres; {TENANTS:,} hourly tenants due at every "
+        f"2-minute tick ({TICKS} ticks measured after one to warm up), {CHANGED} of them changed upstream a minute "
+        f"before each tick: about {CHANGED * 3} CPU-seconds of runs every {TICK_SECONDS} s on this machine's "
+        f"{os.cpu_count()} cores, so the runs keep them full. A tick starts no probe after 10 s and waits for none "
+        "after 15 s (sensors/tenant_probes.py): what it did not reach, it names, and the next tick takes first."
+    )
+
+
+def run() -> Section:
+    return run_parts("A tier's tick while runs fill the machine", busy_ticks)
