@@ -12,6 +12,7 @@ design before) and with runs yielding the CPU (DRIPFEED_RUN_NICENESS, the defaul
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import re
@@ -20,9 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
+
 from tasklane_sim import SimServer
 from tests.support.postgres_server import running_postgres
-from tests.support.ticks import log_lines
 
 from .report import Section, run_parts
 from .scale_bench import RECORDS, ROOT, Deployment, TreeCPU, sampling, sleep_until, tenant_id
@@ -34,6 +36,13 @@ TICK_SECONDS = 120
 SUMMARY = re.compile(r"tick \d+ of the period: (\d+) tenants checked \((\d+) current, (\d+) changed")
 NOT_REACHED = re.compile(r"^(\d+) tenants not reached before the tick's time was up")
 VARIANTS = [("runs at the code server's priority (the design before)", 0), ("runs yield the CPU (niceness 10)", 10)]
+
+
+def tick_log(instance: dg.DagsterInstance, log_key: list[str] | None) -> list[str]:
+    """A tick's log messages, as its "logs" view in the UI lists them (this process does not load the
+    code location, so not tests/support/ticks.py's)."""
+    stderr = instance.compute_log_manager.get_log_data(log_key).stderr if log_key else None
+    return [json.loads(line, strict=False)["msg"] for line in (stderr or b"").decode().splitlines() if line.strip()]
 
 
 @dataclass
@@ -67,7 +76,7 @@ def measure(scratch: Path, pg: str, sim: SimServer, tenants: list[str], niceness
                 for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=50)
                 if start - 5 <= t.timestamp < start + TICKS * TICK_SECONDS - 5 and t.end_timestamp
             ]
-            logs = [log_lines(instance, t.tick_data.log_key) for t in ticks]
+            logs = [tick_log(instance, t.tick_data.log_key) for t in ticks]
     windows = [(t.timestamp, t.end_timestamp) for t in ticks]
     servers_cpu = sum(
         c1 - c0
