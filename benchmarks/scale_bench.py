@@ -113,6 +113,7 @@ class Deployment:
     period_minutes: int
     every_token: list[str]  # tokens in the environment: the tenants this deployment may ever serve
     retention_days: float | None = None
+    deploy: Path | None = None  # the deploy/ directory whose run.sh and dagster.yaml run it (the design's own)
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -121,7 +122,8 @@ class Deployment:
         self.dagster_db = fresh_database(self.pg, "dagster")
         # deploy/run.sh installs deploy/dagster.yaml in DAGSTER_HOME (storage from DAGSTER_PG_*); this
         # process reads the same storage through an instance of its own, named by URL.
-        instance = yaml.safe_load((self.root / "deploy" / "dagster.yaml").read_text())
+        self.deploy = self.deploy or self.root / "deploy"
+        instance = yaml.safe_load((self.deploy / "dagster.yaml").read_text())
         instance["storage"] = {"postgres": {"postgres_url": self.dagster_db}}
         instance["local_artifact_storage"] = {  # the deployment's compute logs (the ticks' logs among them)
             "module": "dagster.core.storage.root",
@@ -176,7 +178,7 @@ class Deployment:
         server answers; stopped with everything it started on exit."""
         log = (self.directory / "deploy.log").open("ab")
         script = subprocess.Popen(
-            [str(self.root / "deploy" / "run.sh")],
+            [str(self.deploy / "run.sh")],
             cwd=self.directory,
             env=self.env,
             stdout=log,
