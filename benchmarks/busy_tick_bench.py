@@ -43,7 +43,7 @@ TICKS = int(os.environ.get("DRIPFEED_BENCH_BUSY_TICKS", "5"))
 TICK_SECONDS = 120
 CORES = psutil.cpu_count() or 1
 SUMMARY = re.compile(r"tick \d+ of the period: (\d+) tenants checked \((\d+) current, (\d+) changed")
-NOT_REACHED = re.compile(r"^(\d+) tenants not reached before the tick's time was up")
+NOT_REACHED = re.compile(r"(\d+) tenants not reached before the tick's time was up")
 BEFORE, NOW = "before: serial submission, runs at the ticks' priority", "now: threaded daemon, runs at niceness 10"
 
 
@@ -116,7 +116,7 @@ def measure(scratch: Path, pg: str, sim: SimServer, tenants: list[str], label: s
     return BusyTicks(
         durations=[end - begin for begin, end in windows],
         checked=[int(m.group(1)) if m else 0 for m in summaries],
-        not_reached=[sum(int(m.group(1)) for line in lines if (m := NOT_REACHED.match(line))) for lines in logs],
+        not_reached=[sum(int(m.group(1)) for line in lines if (m := NOT_REACHED.search(line))) for lines in logs],
         runs=[len(t.run_ids) for t in ticks],
         servers_cpu=servers_cpu,
         runs_niceness=cpu.runs_niceness,
