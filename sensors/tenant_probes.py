@@ -40,8 +40,8 @@ from resources.tasklane import TasklaneAPI, TasklaneFailure, TenantThrottled
 from resources.tenants import Tenant, printable
 
 PROBE_THREADS = 32
-# A tick ends well inside 20 s even on a machine whose cores the runs fill: what it did not reach
-# waits minutes for the next tick, not an hour, while a slow tick delays every tenant after it.
+# A tick's probing ends well inside 20 s even on a machine whose cores the runs fill: a tenant it
+# did not reach waits minutes for the next tick, while a slow tick delays every tenant after it.
 START_WITHIN_SECONDS = 10.0
 FINISH_WITHIN_SECONDS = 15.0
 
