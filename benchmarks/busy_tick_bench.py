@@ -15,8 +15,6 @@ Both probe with this commit's code (sensors/tenant_probes.py: no probe starts af
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import random
 import re
@@ -27,31 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import psutil
 import yaml
 
 from tasklane_sim import SimServer
 from tests.support.postgres_server import running_postgres
+from tests.support.tick_logs import log_lines
 
 from .report import Section, run_parts
-from .scale_bench import RECORDS, ROOT, Deployment, TreeCPU, sampling, sleep_until, tenant_id
+from .scale_bench import RECORDS, ROOT, Deployment, TreeCPU, cpu_during, sampling, sleep_until, tenant_id
 
 TENANTS = int(os.environ.get("DRIPFEED_BENCH_BUSY_TENANTS", "1000"))
 CHANGED = int(os.environ.get("DRIPFEED_BENCH_BUSY_CHANGED", "200"))
 TICKS = int(os.environ.get("DRIPFEED_BENCH_BUSY_TICKS", "5"))
 TICK_SECONDS = 120
 CORES = psutil.cpu_count() or 1
-SUMMARY = re.compile(r"tick \d+ of the period: (\d+) tenants checked \((\d+) current, (\d+) changed")
+SUMMARY = re.compile(r"tick \d+ of the period: (\d+) tenants checked")
 NOT_REACHED = re.compile(r"(\d+) tenants not reached before the tick's time was up")
 BEFORE, NOW = "before: serial submission, runs at the ticks' priority", "now: threaded daemon, runs at niceness 10"
-
-
-def tick_log(instance: dg.DagsterInstance, log_key: list[str] | None) -> list[str]:
-    """A tick's log messages, as its "logs" view in the UI lists them (this process does not load the
-    code location, so not tests/support/ticks.py's)."""
-    stderr = instance.compute_log_manager.get_log_data(log_key).stderr if log_key else None
-    return [json.loads(line, strict=False)["msg"] for line in (stderr or b"").decode().splitlines() if line.strip()]
 
 
 @dataclass
@@ -105,20 +96,15 @@ def measure(scratch: Path, pg: str, sim: SimServer, tenants: list[str], label: s
                 for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=50)
                 if start - 5 <= t.timestamp < start + TICKS * TICK_SECONDS - 5 and t.end_timestamp
             ]
-            logs = [tick_log(instance, t.tick_data.log_key) for t in ticks]
+            logs = [log_lines(instance, t.tick_data.log_key) for t in ticks]
     windows = [(t.timestamp, t.end_timestamp) for t in ticks]
-    servers_cpu = sum(
-        c1 - c0
-        for (t0, c0), (t1, c1) in itertools.pairwise(samples)
-        if c1 >= c0 and any(begin - 1 <= t0 and t1 <= end + 1 for begin, end in windows)
-    )
     summaries = [next((m for line in lines if (m := SUMMARY.search(line))), None) for lines in logs]
     return BusyTicks(
         durations=[end - begin for begin, end in windows],
         checked=[int(m.group(1)) if m else 0 for m in summaries],
         not_reached=[sum(int(m.group(1)) for line in lines if (m := NOT_REACHED.search(line))) for lines in logs],
         runs=[len(t.run_ids) for t in ticks],
-        servers_cpu=servers_cpu,
+        servers_cpu=cpu_during(samples, windows),
         runs_niceness=cpu.runs_niceness,
         deployment_share=tree / (elapsed * CORES),
         machine_share=(_busy(machine) - _busy(machine_before)) / (elapsed * CORES),

@@ -324,6 +324,16 @@ def sampling(cpu: TreeCPU) -> Iterator[list[tuple[float, float]]]:
         yield samples
 
 
+def cpu_during(samples: list[tuple[float, float]], windows: list[tuple[float, float]], since: float = 0.0) -> float:
+    """The CPU `sampling` saw between samples that both fall within one of `windows` (a second's slack
+    either side), from `since` on."""
+    return sum(
+        c1 - c0
+        for (t0, c0), (t1, c1) in itertools.pairwise(samples)
+        if since <= t0 and c1 >= c0 and any(start - 1 <= t0 and t1 <= finish + 1 for start, finish in windows)
+    )
+
+
 @dataclass
 class Period:
     changed: set[str]
@@ -426,11 +436,7 @@ def _period(
             dg.RunsFilter(tags={"dripfeed/tier": "onboarding"}, statuses=[dg.DagsterRunStatus.SUCCESS], **created)
         )
         ticks = schedule_ticks(instance, "hourly_tenants", begin, end)
-    tick_cpu = sum(
-        c1 - c0
-        for (t0, c0), (t1, c1) in itertools.pairwise(samples)
-        if begin <= t0 and c1 >= c0 and any(start - 1 <= t0 and t1 <= finish + 1 for start, finish in ticks)
-    )
+    tick_cpu = cpu_during(samples, ticks, since=begin)
     return Period(
         changed=changed,
         runs={r.dagster_run.tags["dagster/partition"]: r.dagster_run.tags.get("dripfeed/why", "") for r in records},

@@ -3,7 +3,6 @@ of it in the UI's tick history: the runs it requested, its skip reason, and its 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +11,8 @@ from typing import Any
 import dagster as dg
 
 from dripfeed.definitions import defs
+
+from .tick_logs import log_lines
 
 REPOSITORY = "__repository__"  # the name Dagster gives a code location's Definitions
 
@@ -75,11 +76,3 @@ def schedule_tick(name: str, instance: dg.DagsterInstance, resources: Mapping[st
     ) as context:
         data = schedule.evaluate_tick(context)
     return Tick(list(data.run_requests or []), data.skip_message, log_lines(instance, data.log_key))
-
-
-def log_lines(instance: dg.DagsterInstance, log_key: list[str] | None) -> list[str]:
-    """The messages of a tick's captured log, as the tick's "logs" view lists them."""
-    if not log_key:
-        return []
-    stderr = instance.compute_log_manager.get_log_data(log_key).stderr or b""
-    return [json.loads(line, strict=False)["msg"] for line in stderr.decode().splitlines() if line.strip()]
