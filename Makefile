@@ -40,7 +40,7 @@ validate: $(VENV)/.installed
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg check defs
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml
 
-bench: system-packages $(VENV)/.installed  # about four and a half hours: ten thousand tenants through deploy/run.sh
+bench: system-packages $(VENV)/.installed  # about five and a half hours: ten thousand tenants through deploy/run.sh, an hour-long soak
 	$(VENV)/bin/python -m benchmarks
 
 chaos: system-packages $(VENV)/.installed  # the reliability campaign (~28 min), written to RELIABILITY.md

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import api_resource_bench, busy_tick_bench, run_cost_bench, scale_bench, simulator_bench, sync_bench, tick_bench
+from . import (
+    api_resource_bench,
+    busy_tick_bench,
+    instance_soak_bench,
+    run_cost_bench,
+    scale_bench,
+    simulator_bench,
+    sync_bench,
+    tick_bench,
+)
 from .report import machine
 
-SUITES = [simulator_bench, api_resource_bench, sync_bench, run_cost_bench, tick_bench, busy_tick_bench, scale_bench]
+SUITES = [
+    simulator_bench,
+    api_resource_bench,
+    sync_bench,
+    run_cost_bench,
+    tick_bench,
+    busy_tick_bench,
+    scale_bench,
+    instance_soak_bench,
+]
 OUTPUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
