@@ -28,6 +28,8 @@ from .store import ControlStore, call_leases, chunks, rate_windows
 CONTRACT_WINDOW_SECONDS = 3600  # Tasklane's documented window, until the headers teach us another
 ROLL_GRACE_SECONDS = 0.5  # after a reset, wait this long so a slightly slow vendor clock has rolled too
 PROBE_WAIT_SECONDS = 0.05
+# A tick's block in a window of unknown length holds until its probes are done (a tick waits 15 s).
+CONDITIONAL_BLOCK_SECONDS = 20
 MAX_BLOCK = 50
 # What a settlement may change in a tenant's window row.
 WINDOW_VALUES = ("window_reset", "spent", "vendor_cap", "vendor_limit", "window_seconds", "last_reset_seen")
@@ -101,12 +103,13 @@ class RateBudget:
 
     def reserve_blocks(self, tenants: Sequence[Tenant], want: int, now: float | None = None) -> dict[str, Grant | Wait]:
         """`exchange` without a settlement for many tenants in one transaction (a tick's probes), by
-        tenant id: a transaction per tenant costs more CPU than the probe's requests."""
+        tenant id: a transaction per tenant costs more CPU than the probe's requests. The probes'
+        calls are conditional, so a window of unknown length still gets the whole block (below)."""
         now = time.time() if now is None else now
         if not tenants:
             return {}
         with self.store.transaction() as conn:
-            return self._reserve(conn, tenants, want, now)
+            return self._reserve(conn, tenants, want, now, conditional=True)
 
     def settle_blocks(
         self,
@@ -129,9 +132,10 @@ class RateBudget:
         conn.execute(insert.on_conflict_do_update(index_elements=["tenant"], set_=columns), windows)
 
     def _reserve(
-        self, conn: sa.Connection, tenants: Sequence[Tenant], want: int, now: float
+        self, conn: sa.Connection, tenants: Sequence[Tenant], want: int, now: float, conditional: bool = False
     ) -> dict[str, Grant | Wait]:
-        """Each tenant's next block of up to `want` calls, or its wait, by tenant id."""
+        """Each tenant's next block of up to `want` calls, or its wait, by tenant id. `conditional`:
+        the calls are conditional requests (a tick's probes)."""
         ids = [tenant.id for tenant in tenants]
         rows = self.store.lock_tenant_rows(conn, ids)
         blocked = Deferrals.vendor_blocks(conn, ids, now)
@@ -145,7 +149,7 @@ class RateBudget:
             if (block := blocked.get(tenant.id)) is not None:
                 decisions[tenant.id] = Wait(block.resume_at - now, block.reason, vendor=True)
                 continue
-            decision, window = self._decide(tenant, rows[tenant.id], holders.get(tenant.id, 0), want, now)
+            decision, window = self._decide(tenant, rows[tenant.id], holders.get(tenant.id, 0), want, now, conditional)
             decisions[tenant.id] = decision
             if isinstance(decision, Grant):
                 windows.append({"tenant": tenant.id, **window})
@@ -156,7 +160,7 @@ class RateBudget:
         return decisions
 
     def _decide(
-        self, tenant: Tenant, row: sa.Row, holders: int, want: int, now: float
+        self, tenant: Tenant, row: sa.Row, holders: int, want: int, now: float, conditional: bool = False
     ) -> tuple[Grant | Wait, dict[str, int | None]]:
         """The next block for a tenant whose window row is `row` and which has `holders` leases out:
         a grant with the window's new values, or a wait."""
@@ -185,8 +189,14 @@ class RateBudget:
         if not known_window or cap is None:
             if holders > 0:
                 return Wait(PROBE_WAIT_SECONDS, "waiting for the vendor's first answer in this window"), {}
-            calls = 1
-            window_reset = window_reset or int(now) + 1  # provisional; the probe's answer replaces it
+            if conditional:
+                # A 304 costs nothing and carries no headers, so a quiet tenant never learns its window:
+                # one call per block would cost its probe a transaction per request. At most `want`
+                # counted calls are risked before an answer's headers tell the window.
+                calls, window_reset = want, window_reset or int(now) + CONDITIONAL_BLOCK_SECONDS
+            else:
+                calls = 1
+                window_reset = window_reset or int(now) + 1  # provisional; the probe's answer replaces it
         elif spent >= cap:
             return Wait(max(window_reset - now, 0) + ROLL_GRACE_SECONDS, f"window budget of {cap} calls spent"), {}
         else:

@@ -97,7 +97,7 @@ def test_blocks_reserved_together_follow_the_rules_of_one_at_a_time(control_stat
     reserved, waiting, asking = blocks["acme"], blocks["globex"], blocks["initech"]
     assert isinstance(reserved, Grant) and reserved.calls == 3, "a known window: the block asked for"
     assert isinstance(waiting, Wait) and 5 <= waiting.seconds <= 5.6, "a spent window waits for its reset"
-    assert isinstance(asking, Grant) and asking.calls == 1, "an unknown window: one call asks the vendor"
+    assert isinstance(asking, Grant) and asking.calls == 3, "an unknown window: a probe's calls are conditional"
     assert budget.window("acme")["spent"] == 1 + 3
     budget.settle_blocks(
         [(TENANT, Settlement(reserved, 0, 3, headers(19, R1))), (NEW, Settlement(asking, 1, 0, headers(19, R1)))]
@@ -105,6 +105,23 @@ def test_blocks_reserved_together_follow_the_rules_of_one_at_a_time(control_stat
     assert budget.window("acme")["spent"] == 1, "three 304s: the block is refunded whole"
     assert budget.window("initech")["spent"] == 1 and budget.window("initech")["window_reset"] == R1
     assert leases(store) == 0
+
+
+def test_a_quiet_tenant_whose_window_rolled_gets_its_ticks_whole_block(control_state: str) -> None:
+    """A 304 carries no rate headers, so a tenant that only ever gets 304s never learns its window's
+    length: its tick's block must still hold every conditional request of its probe (one transaction
+    for the tick), where a sync's first call in such a window asks the vendor alone."""
+    store = ControlStore(control_state)
+    budget = RateBudget(store)
+    learn_window(budget, TENANT, remaining=19)  # one reset seen: the window's length is still unknown
+    later = R1 + 3600  # windows have rolled since
+    block = budget.reserve_blocks([TENANT], want=3, now=later)["acme"]
+    assert isinstance(block, Grant) and block.calls == 3, "the whole block, not one call per request"
+    budget.settle_blocks([(TENANT, Settlement(block, 0, 3, None))])
+    assert budget.window("acme")["spent"] == 0, "three 304s: the block is refunded whole"
+    asking = budget.exchange(TENANT, None, now=later + 1)
+    assert isinstance(asking, Grant) and asking.calls == 1, "a sync's first call still asks the vendor alone"
+    assert leases(store) == 1
 
 
 def test_a_client_done_after_its_tick_settled_the_batch_settles_its_own_block(control_state: str) -> None:
