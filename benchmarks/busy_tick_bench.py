@@ -33,7 +33,7 @@ from tests.support.postgres_server import running_postgres
 from tests.support.tick_logs import log_lines
 
 from .report import Section, run_parts
-from .scale_bench import RECORDS, ROOT, Deployment, TreeCPU, cpu_during, sampling, sleep_until, tenant_id
+from .scale_bench import ROOT, Deployment, TreeCPU, cpu_during, sampling, simulator_config, sleep_until, tenant_id
 
 TENANTS = int(os.environ.get("DRIPFEED_BENCH_BUSY_TENANTS", "1000"))
 CHANGED = int(os.environ.get("DRIPFEED_BENCH_BUSY_CHANGED", "200"))
@@ -123,8 +123,7 @@ def _p50_max(durations: list[float]) -> str:
 
 def busy_ticks(section: Section, scratch: Path) -> None:
     tenants = [tenant_id(n) for n in range(TENANTS)]
-    workspaces = [{"id": t, "tokens": [f"token-{t}"], "records": RECORDS, "visibility_lag_seconds": 0} for t in tenants]
-    config = {"admin_token": "bench-admin", "seed": 9, "workspaces": workspaces}
+    config = simulator_config(tenants, seed=9)
     with running_postgres() as pg:
         sim = SimServer(config, subprocess_mode=True).start(timeout=900)
         try:

@@ -21,7 +21,7 @@ from tasklane_sim import SimServer
 from tests.support.postgres_server import running_postgres
 
 from .report import Section, run_parts
-from .scale_bench import RECORDS, ROOT, Deployment, sleep_until, tenant_id
+from .scale_bench import ROOT, Deployment, simulator_config, sleep_until, tenant_id
 
 TENANTS = int(os.environ.get("DRIPFEED_BENCH_SOAK_TENANTS", "300"))
 PERIODS = int(os.environ.get("DRIPFEED_BENCH_SOAK_PERIODS", "8"))
@@ -60,8 +60,7 @@ class Soak:
 
 def soak(section: Section, scratch: Path) -> None:
     tenants = [tenant_id(n) for n in range(TENANTS)]
-    workspaces = [{"id": t, "tokens": [f"token-{t}"], "records": RECORDS, "visibility_lag_seconds": 0} for t in tenants]
-    config = {"admin_token": "bench-admin", "seed": 11, "workspaces": workspaces}
+    config = simulator_config(tenants, seed=11)
     busy = random.Random(3).sample(tenants, int(TENANTS * CHANGING))
     retention_days = RETENTION_PERIODS * PERIOD_MINUTES / 1440
     with running_postgres() as pg:

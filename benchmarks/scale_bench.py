@@ -73,6 +73,12 @@ def token_variable(tenant: str) -> str:
     return f"TASKLANE_TOKEN_{tenant.upper()}"
 
 
+def simulator_config(tenants: list[str], seed: int, **settings: object) -> dict[str, object]:
+    """A simulator with a workspace of RECORDS per tenant, its token `token-<tenant>`, writes visible at once."""
+    workspaces = [{"id": t, "tokens": [f"token-{t}"], "records": RECORDS, "visibility_lag_seconds": 0} for t in tenants]
+    return {"admin_token": "bench-admin", "seed": seed, **settings, "workspaces": workspaces}
+
+
 # Run in a process of a design's own code (its PYTHONPATH): sync each given tenant's streams once.
 PREPARE = """
 import json, os, sys
@@ -634,10 +640,7 @@ def baseline_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str])
 
 def scale(section: Section, scratch: Path) -> None:
     everyone = [tenant_id(n) for n in range(2 * TENANTS)]  # the second half are onboarded later
-    workspaces = [
-        {"id": t, "tokens": [f"token-{t}"], "records": RECORDS, "visibility_lag_seconds": 0} for t in everyone
-    ]
-    config = {"admin_token": "bench-admin", "seed": 5, "as_of": AS_OF, "workspaces": workspaces}
+    config = simulator_config(everyone, seed=5, as_of=AS_OF)
     with running_postgres() as pg:
         print(f"  starting a simulator of {len(everyone):,} workspaces", flush=True)
         sim = SimServer(config, subprocess_mode=True).start(timeout=1200)
