@@ -14,7 +14,9 @@ settled for the period.
 A tenant that is waiting (a deferred sync, pipeline_assets/deferral.py), whose rate window has
 too little budget left, or whose token is missing is skipped for this tick, with the reason in
 the tick's log, instead of asking or running only to end at once, fail or collect 429s. So is an
-entry of tenants.yaml that is not valid (`tick_report.py`). Only what is worth reading is logged
+entry of tenants.yaml that is not valid (`tick_report.py`). A tenant of tenants.yaml that is not a
+partition yet is left to its first sync (tenant_registry adds them in waves): such tenants are
+counted, not listed, since ten thousand added at once wait for hours. Only what is worth reading is logged
 tenant by tenant (runs requested, failures, tenants skipped or not reached); current tenants are
 counted.
 """
@@ -53,6 +55,7 @@ NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FA
 # a second first sync. A first sync that has not even started this long after is the tier's again, and
 # so is a tenant onboarded in an earlier period (its first sync is in the instance by then).
 FIRST_SYNC_GRACE_SECONDS = 1800
+NEWCOMERS_NAMED = 10  # new tenants named in a tick's log line; the others are counted
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -85,11 +88,14 @@ def tier_run_requests(
     requested = {
         key.removeprefix(prefix) for _, keys in context.instance.get_run_tags([RUN_KEY_TAG], prefix) for key in keys
     }
-    candidates = sorted((t for t, slot in placed.items() if slot <= tick and t not in requested), key=placed.get)
+    due = [t for t, slot in placed.items() if slot <= tick and t not in requested]
+    registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
+    candidates = sorted((t for t in due if t in registered), key=placed.get)
+    newcomers = sorted(t for t in due if t not in registered)
     period = prefix.rstrip(":")
     settled = _settled(context.instance, state, candidates, period_start, period)
     now = time.time()
-    to_serve = _servable(report, state, [tenants[t] for t in candidates if t not in settled], context, now)
+    to_serve = _servable(report, state, [tenants[t] for t in candidates if t not in settled], now)
     ids = [tenant.id for tenant in to_serve]
     checks, exports = state.stream_checks.of_tenants(ids), state.export_jobs.of_tenants(ids)
     ended = {d.tenant: d for d in state.deferrals.due(now)}
@@ -97,7 +103,7 @@ def tier_run_requests(
     verdicts, unreached = probe_all(tasklane, state, plans, started)
     _record(state, verdicts, now, period)
     requests = [_run_request(tier, tick_time, v) for v in verdicts if v.run]
-    summary = _log(report, verdicts, unreached, tick)
+    summary = _log(report, verdicts, unreached, newcomers, tick)
     if not requests:
         return dg.SkipReason(report.skip_reason(summary))
     return requests
@@ -126,20 +132,15 @@ def _settled(
     return checked | ran
 
 
-def _servable(
-    report: TickReport, state: SharedState, due: list[Tenant], context: dg.ScheduleEvaluationContext, now: float
-) -> list[Tenant]:
+def _servable(report: TickReport, state: SharedState, due: list[Tenant], now: float) -> list[Tenant]:
     """The due tenants that can be served now; each other one is a line in the tick's log."""
-    registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
     waiting = state.deferrals.waiting(now)
     budget = state.budget
     windows = budget.windows(t.id for t in due)
     servable = []
     for tenant in due:
         with report.on_its_own(tenant.id):
-            if tenant.id not in registered:
-                report.leave_out(f"{tenant.id}: not a partition yet (the tenant_registry sensor adds it)", logging.INFO)
-            elif tenant.id in waiting:
+            if tenant.id in waiting:
                 deferral = waiting[tenant.id]
                 report.leave_out(
                     f"{tenant.id}: deferred until {_utc(deferral.resume_at)} ({deferral.reason})", logging.INFO
@@ -189,8 +190,10 @@ def _run_request(tier: Tier, tick_time: datetime, verdict: Verdict) -> dg.RunReq
     )
 
 
-def _log(report: TickReport, verdicts: list[Verdict], unreached: list[str], tick: int) -> str:
-    """A line per tenant worth reading; the tick's summary, returned."""
+def _log(report: TickReport, verdicts: list[Verdict], unreached: list[str], newcomers: list[str], tick: int) -> str:
+    """A line per tenant worth reading; the tick's summary, returned. Tenants that are not partitions
+    yet are one line: tenant_registry adds them in waves, so ten thousand of them waiting for their
+    first syncs cost a tick nothing per tenant."""
     by_outcome: dict[Outcome, list[Verdict]] = {}
     for verdict in verdicts:
         by_outcome.setdefault(verdict.outcome, []).append(verdict)
@@ -210,6 +213,10 @@ def _log(report: TickReport, verdicts: list[Verdict], unreached: list[str], tick
         for o in (Outcome.CURRENT, Outcome.CHANGED, Outcome.FAILED, Outcome.UNREACHED)
     )
     summary = f"tick {tick} of the period: {len(verdicts)} tenants checked ({counts})"
+    if newcomers:
+        named = ", ".join(newcomers[:NEWCOMERS_NAMED]) + (", ..." if len(newcomers) > NEWCOMERS_NAMED else "")
+        report.log.info(f"not partitions yet, left to tenant_registry's first syncs: {named}")
+        summary += f"; {len(newcomers)} not partitions yet, left to their first syncs"
     report.log.info(summary)
     return summary
 

@@ -117,6 +117,20 @@ def test_a_waiting_tenant_is_skipped_with_its_reason_then_caught_up_in_the_same_
     assert evaluate_ticks(instance, api, "hourly", start, 1, first=1).tenants == ["acme"]
 
 
+def test_thousands_of_tenants_awaiting_their_partitions_are_one_line_of_a_tick(instance, tmp_path, monkeypatch) -> None:
+    newcomers = [f"new-{n:04d}" for n in range(2000)]
+    api = tenants_api(tmp_path, monkeypatch, [entry("acme", sync_at="00:55")] + [entry(t) for t in newcomers])
+    registered(instance, ["acme"])
+    start = period_start("hourly")
+    (skipped,) = evaluate_ticks(instance, api, "hourly", start, 1, first=HOURLY.ticks - 2).skipped
+    assert skipped.endswith("; 1834 not partitions yet, left to their first syncs"), skipped
+    assert "Left out" not in skipped, "none of them is a tenant left out"
+    registered(instance, newcomers[:50])  # tenant_registry's first wave, here without its first syncs
+    assert evaluate_ticks(instance, api, "hourly", start, 1, first=HOURLY.ticks - 1).tenants == sorted(
+        ["acme", *newcomers[:50]]
+    ), "a partition is the tier's again"
+
+
 @pytest.mark.parametrize(
     ("tier", "sync_at", "tick"),
     [
