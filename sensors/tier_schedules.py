@@ -15,10 +15,10 @@ A tenant that is waiting (a deferred sync, pipeline_assets/deferral.py), whose r
 too little budget left, or whose token is missing is skipped for this tick, with the reason in
 the tick's log, instead of asking or running only to end at once, fail or collect 429s. So is an
 entry of tenants.yaml that is not valid (`tick_report.py`). A tenant of tenants.yaml that is not a
-partition yet is left to its first sync (tenant_registry adds them in waves): such tenants are
-counted, not listed, since ten thousand added at once wait for hours. Only what is worth reading is logged
-tenant by tenant (runs requested, failures, tenants skipped or not reached); current tenants are
-counted.
+partition yet is left to its first sync (tenant_registry adds them in waves). Only what is worth
+reading is logged tenant by tenant (runs requested, failures, tenants skipped or not reached);
+current tenants are counted, and so are those awaiting their partitions, since ten thousand added
+at once wait for hours.
 """
 
 from __future__ import annotations
