@@ -9,7 +9,7 @@ It measures the ticks twice, side by side, on the same simulator and Postgres:
 - the design before: the daemon submits a tick's runs one after the other and ticks its sensors one
   at a time (Dagster's defaults), and runs share the CPU with the ticks on equal terms;
 - now: deploy/dagster.yaml's `schedules:` and `sensors:` threads, and runs at niceness 10
-  (DRIPFEED_RUN_NICENESS's default, dripfeed/run_priority.py).
+  (DRIPFEED_RUN_NICENESS's default, pipeline_assets/run_priority.py).
 Both probe with this commit's code (sensors/tenant_probes.py: no probe starts after 10 s).
 """
 

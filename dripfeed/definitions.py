@@ -12,11 +12,11 @@ import os
 
 import dagster as dg
 
-from dripfeed.run_priority import DEFAULT_NICENESS, yield_cpu_if_a_run
 from pipeline_assets.api_usage import api_usage
 from pipeline_assets.assets import projects, tasks, users
 from pipeline_assets.freshness import TIER_CHECKS, tasks_fresh
 from pipeline_assets.jobs import sync_tenant
+from pipeline_assets.run_priority import DEFAULT_NICENESS, yield_cpu_if_a_run
 from resources.alerts import DEFAULT_WEBSERVER, Alerts
 from resources.control.store import DEFAULT_STATE
 from resources.shared_state import SharedState

@@ -20,6 +20,7 @@ from .deferral import defer_run
 from .history_exports import EXPORT_TAG, load_export, start_history_export
 from .incremental_sync import SyncReport, sync_stream
 from .partitions import tenant_partitions
+from .run_priority import yield_cpu_to_the_tiers
 from .run_worker import record_run_worker
 
 FULL_RESYNC_TAG = "dripfeed/full_resync"
@@ -88,6 +89,7 @@ def tasklane_asset(stream: str, deps: tuple[dg.AssetsDefinition, ...] = ()) -> d
         warehouse: Warehouse,
     ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
         record_run_worker(context)
+        yield_cpu_to_the_tiers(context.run.tags)
         tenant = context.partition_key
         try:
             client = tasklane.client(registry.tenant(tenant), state)

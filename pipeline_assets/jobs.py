@@ -7,9 +7,6 @@ import dagster as dg
 from .assets import projects, tasks, users
 from .freshness import TIER_CHECKS, tasks_fresh
 
-TENANT_TAG = "dripfeed/tenant"
-TIER_TAG = "dripfeed/tier"  # hourly, daily, or onboarding (a new tenant's first sync)
-
 sync_tenant = dg.define_asset_job(
     "sync_tenant",
     selection=dg.AssetSelection.assets(users, projects, tasks) - dg.AssetSelection.checks(tasks_fresh, *TIER_CHECKS),

@@ -18,8 +18,9 @@ import time
 import dagster as dg
 
 from pipeline_assets.deferral import RESUMES_TAG, utc
-from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from pipeline_assets.jobs import sync_tenant
 from pipeline_assets.partitions import tenant_partitions
+from pipeline_assets.run_tags import TENANT_TAG, TIER_TAG
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
 

@@ -23,7 +23,8 @@ import dagster as dg
 from pipeline_assets.checks import check_name
 from pipeline_assets.export_lifecycle import Action, Decision, decide
 from pipeline_assets.history_exports import EXPORT_TAG, submit
-from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from pipeline_assets.jobs import sync_tenant
+from pipeline_assets.run_tags import onboarding_tags
 from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
@@ -53,7 +54,7 @@ def load_request(job: ExportJob) -> dg.RunRequest:
         partition_key=job.tenant,
         asset_selection=[asset],
         asset_check_keys=[dg.AssetCheckKey(asset, check_name(job.stream, c)) for c in ("schema_drift", "unique_keys")],
-        tags={TENANT_TAG: job.tenant, TIER_TAG: "onboarding", EXPORT_TAG: job.export_id or ""},
+        tags={**onboarding_tags(job.tenant), EXPORT_TAG: job.export_id or ""},
     )
 
 

@@ -15,8 +15,9 @@ import time
 
 import dagster as dg
 
-from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from pipeline_assets.jobs import sync_tenant
 from pipeline_assets.partitions import tenant_partitions
+from pipeline_assets.run_tags import ONBOARDING, TIER_TAG, onboarding_tags
 from resources.control.tenant_checks import Outcome
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
@@ -26,7 +27,6 @@ from .tier_schedules import IN_FLIGHT
 
 DEFAULT_CHECK_SECONDS = 60
 DEFAULT_WAVE = 50  # first syncs queued or running at once
-ONBOARDING = "onboarding"
 
 
 def register_tenants(
@@ -76,7 +76,7 @@ def register_tenants(
             dg.RunRequest(
                 run_key=f"first-sync:{tenant_id}:{generation}",
                 partition_key=tenant_id,
-                tags={TENANT_TAG: tenant_id, TIER_TAG: ONBOARDING},
+                tags=onboarding_tags(tenant_id),
             )
             for tenant_id in added
         ],

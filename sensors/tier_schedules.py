@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from pipeline_assets.checks import CHECKS, check_name
-from pipeline_assets.jobs import TENANT_TAG, TIER_TAG, sync_tenant
+from pipeline_assets.jobs import sync_tenant
 from pipeline_assets.partitions import tenant_partitions
+from pipeline_assets.run_tags import TENANT_TAG, TIER_TAG
 from resources.control.deferrals import Deferral
 from resources.control.tenant_checks import Outcome
 from resources.shared_state import SharedState

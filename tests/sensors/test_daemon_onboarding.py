@@ -53,6 +53,7 @@ def test_a_tenant_added_to_tenants_yaml_is_onboarded_by_the_daemon(make_sim, tmp
     with running_daemon(tmp_path, env), dg.DagsterInstance.get() as instance:
         acme = wait_for_successful_first_sync(instance, "acme", timeout=240)
         assert acme.status == dg.DagsterRunStatus.SUCCESS and acme.tags["dripfeed/tier"] == "onboarding"
+        assert acme.tags["dagster/priority"] == "-1"  # the run queue starts a tier's run before it
         write_tenants(tenants, tenant_entry("acme"), documented)  # step 2: the entry the docs show
         onboarded = wait_for_successful_first_sync(instance, new, timeout=240)  # step 3: the sensor's next tick
         assert onboarded.status == dg.DagsterRunStatus.SUCCESS

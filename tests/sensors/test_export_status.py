@@ -87,6 +87,7 @@ def test_history_arrives_through_exports_and_the_sensor_loads_it(
     order = {stream: n for n, stream in enumerate(STREAMS)}
     for request in sorted(result.run_requests, key=lambda r: order[r.asset_selection[0].path[-1]]):
         assert request.tags[EXPORT_TAG] == jobs[request.asset_selection[0].path[-1]]["id"]
+        assert request.tags["dagster/priority"] == "-1"  # after the tiers' runs, like a first sync
         load(instance, api, duckdb_warehouse, request)
     assert_equals_ground_truth(sim, duckdb_warehouse, "acme")
     for stream in STREAMS:

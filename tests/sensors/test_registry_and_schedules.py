@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from pipeline_assets.jobs import TENANT_TAG, TIER_TAG
+from pipeline_assets.run_tags import TENANT_TAG, TIER_TAG
 from resources.warehouse import Warehouse
 from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer
@@ -50,7 +50,7 @@ def test_the_registry_adds_new_tenants_and_starts_their_first_sync(instance, tmp
     result = registry_tick(instance, api)
     assert sorted(instance.get_dynamic_partitions("tenants")) == ["acme", "globex"]
     assert sorted(r.partition_key for r in result.run_requests) == ["acme", "globex"]
-    assert {r.tags[TIER_TAG] for r in result.run_requests} == {"onboarding"}
+    assert {(r.tags[TIER_TAG], r.tags["dagster/priority"]) for r in result.run_requests} == {("onboarding", "-1")}
     first_sync_ahead = evaluate_period(instance, api, "hourly")  # the daemon creates the runs a moment later
     assert first_sync_ahead.tenants == [], "a tier leaves a new tenant to the first sync the registry requested"
     again = registry_tick(instance, api, cursor=result.cursor)

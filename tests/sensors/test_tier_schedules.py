@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from dripfeed.definitions import tier_setting
-from pipeline_assets.jobs import TIER_TAG
+from pipeline_assets.run_tags import TIER_TAG
 from resources.control.deferrals import Deferral
 from sensors.tier_schedules import TIERS
 from sensors.tier_slots import Tier, pinned_tick, slots
