@@ -3,6 +3,7 @@ is an error, and it names the file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from resources.tenants import Tenant, TenantConfigError, load_tenants, parse_tenants
 from tests.support.resources import make_api
+from tests.support.tenant_processes import load_in_a_new_process
 
 GOOD = {"id": "acme", "tier": "hourly", "token_env": "TASKLANE_TOKEN_ACME"}
 GLOBEX = {"id": "globex", "tier": "daily", "token_env": "TASKLANE_TOKEN_GLOBEX"}
@@ -163,3 +165,67 @@ def test_a_run_of_a_skipped_tenant_fails_naming_its_entry(tmp_path: Path) -> Non
         api.client("acme")
     with pytest.raises(TenantConfigError, match=r"tenant 'hooli' is not in .*; add it there first"):
         api.client("hooli")
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary directory of the processes this test starts, which holds their cache."""
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setenv("TMPDIR", str(directory))
+    return directory
+
+
+VARIED = [  # every field, in each of its kinds
+    {"history_since": "2024-01-01", "sync_at": "03:17", "budget_share": 0.5},
+    {"budget_per_hour": 100, "reconcile_every_days": 0, "sync_at": 197},  # YAML's 03:17 unquoted
+    {"tier": "daily", "enabled": False, "token_env": None, "token_file": "/run/secrets/t"},
+]
+MANY = [{"id": f"t{n:04d}", "tier": "hourly", "token_env": f"TOKEN_{n}", **VARIED[n % 3]} for n in range(300)]
+SKIPPED = [{**GOOD, "tier": "weekly"}, {**GLOBEX, "token_env": "not a name"}]
+
+
+def test_a_new_process_reads_tenants_yaml_as_the_first_parsed_it_without_parsing_it_again(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [*MANY, *SKIPPED]}))
+    first = load_in_a_new_process(path)
+    assert load_in_a_new_process(path, may_parse_yaml=False) == first
+    assert len(first[0]) == 300 and [entry.position for entry in first[1]] == [301, 302]
+
+
+def test_a_changed_tenants_yaml_is_parsed_again(tmp_path: Path, private_tmp: Path) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [GOOD]}))
+    load_in_a_new_process(path)
+    path.write_text(yaml.safe_dump({"tenants": [{**GOOD, "tier": "daily"}]}))
+    with pytest.raises(AssertionError, match="parsed the YAML"):
+        load_in_a_new_process(path, may_parse_yaml=False)
+    assert load_in_a_new_process(path)[0]["acme"]["tier"] == "daily"
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770], ids=["open-to-all", "open-to-the-group"])
+def test_a_cache_that_others_can_write_is_never_read(tmp_path: Path, private_tmp: Path, mode: int) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [GOOD]}))
+    load_in_a_new_process(path)
+    (cached,) = private_tmp.glob("dripfeed-tenants-*/*.json")
+    forged = {**GOOD, "token_env": None, "token_file": "/home/someone/else"}
+    cached.write_text(json.dumps({"tenants": [forged], "skipped": []}))
+    cached.parent.chmod(mode)
+    assert load_in_a_new_process(path)[0]["acme"]["token_env"] == "TASKLANE_TOKEN_ACME"
+    cached.parent.chmod(0o700)
+    assert load_in_a_new_process(path)[0]["acme"]["token_file"] == Path("/home/someone/else"), "the check can fail"
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"tenants": [{"id": 1}], "skipped": []}'])
+def test_an_unreadable_cache_entry_is_parsed_from_tenants_yaml(
+    tmp_path: Path, private_tmp: Path, content: bytes
+) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [GOOD]}))
+    expected = load_in_a_new_process(path)
+    (cached,) = private_tmp.glob("dripfeed-tenants-*/*.json")
+    cached.write_bytes(content)
+    assert load_in_a_new_process(path) == expected
