@@ -258,7 +258,7 @@ def load_tenants(path: str | Path) -> TenantsFile:
 
 CODE = Path(__file__).read_bytes()  # part of the cache's key: what this code makes of the file
 _parsed: dict[str, tuple[str, TenantsFile]] = {}  # path -> (its cache key, what it holds)
-CACHE_KEPT_SECONDS = 86400  # a cached version of the file unused for longer is deleted by the next write
+CACHE_KEPT_SECONDS = 86400  # a version cached longer ago is deleted by the next write (and cached again when read)
 
 
 def cache_dir() -> Path | None:
