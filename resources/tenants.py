@@ -250,10 +250,12 @@ def load_tenants(path: str | Path) -> TenantsFile:
     digest = hashlib.sha256(CODE + content).hexdigest()
     cached = _parsed.get(str(path))
     if cached is None or cached[0] != digest:
-        parsed = _read_cache(digest, path)
+        directory = cache_dir()
+        parsed = _read_cache(directory, digest, path) if directory else None
         if parsed is None:
             parsed = _parse(content, path)
-            _write_cache(digest, parsed)
+            if directory:
+                _write_cache(directory, digest, parsed)
         cached = _parsed[str(path)] = (digest, parsed)
     return cached[1]
 
@@ -280,10 +282,7 @@ def cache_dir() -> Path | None:
     return directory
 
 
-def _read_cache(digest: str, path: Path) -> TenantsFile | None:
-    directory = cache_dir()
-    if directory is None:
-        return None
+def _read_cache(directory: Path, digest: str, path: Path) -> TenantsFile | None:
     try:
         cached = json.loads((directory / f"{digest}.json").read_bytes())
         tenants = {entry["id"]: Tenant.model_validate(entry) for entry in cached["tenants"]}
@@ -293,10 +292,7 @@ def _read_cache(digest: str, path: Path) -> TenantsFile | None:
     return TenantsFile(str(path), MappingProxyType(tenants), skipped)
 
 
-def _write_cache(digest: str, parsed: TenantsFile) -> None:
-    directory = cache_dir()
-    if directory is None:
-        return
+def _write_cache(directory: Path, digest: str, parsed: TenantsFile) -> None:
     cached = {
         "tenants": [tenant.model_dump(mode="json") for tenant in parsed.tenants.values()],
         "skipped": [[entry.position, entry.tenant_id, entry.reason] for entry in parsed.skipped],
