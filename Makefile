@@ -2,17 +2,27 @@
 VENV := .venv
 PYTHON ?= python3
 
-.PHONY: dev test test-fast system-packages lint format bench chaos validate clean
+# Every package comes from uv.lock (pinned, hashed, one lock for every platform), installed by uv,
+# itself pinned here and bootstrapped into .uv/ with the machine's pip. The machine's python3 runs
+# everything: uv never downloads an interpreter.
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+# The production image's packages (deploy/docker/Dockerfile): dripfeed's and its launchers', hashed,
+# without dripfeed itself (the image installs it from its source) and without the dev group.
+IMAGE_EXPORT := --format requirements-txt --no-dev --extra deploy --no-emit-workspace --no-header
 
-# The simulator is a distribution of its own (simulator/), absent from dripfeed's and from the
-# production image: installed here beside dripfeed for the demo, the tests and the benchmarks.
-$(VENV)/.installed: pyproject.toml simulator/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	@# A dripfeed installed before the simulator was its own distribution owns bin/tasklane-sim, and
-	@# pip would delete the script while replacing that dripfeed after installing tasklane-sim.
-	$(VENV)/bin/pip uninstall --quiet --yes dripfeed
-	$(VENV)/bin/pip install --quiet -e '.[dev,bench,deploy]' -e ./simulator
+.PHONY: dev test test-fast system-packages lint lock-check upgrade-deps format bench chaos validate clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+# dripfeed with every extra, and the dev group: the simulator (simulator/, a distribution of its own,
+# absent from dripfeed's and from the production image), for the demo, the tests and the benchmarks.
+# --locked: refuse to install when uv.lock disagrees with a pyproject.toml.
+$(VENV)/.installed: $(UV) pyproject.toml simulator/pyproject.toml uv.lock
+	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet
 	touch $@
 
 dev: $(VENV)/.installed
@@ -27,10 +37,22 @@ test-fast: system-packages $(VENV)/.installed  # every test but the slow end-to-
 system-packages:  # PostgreSQL and Chromium for the tests, with apt-get when missing
 	./tests/system-packages.sh
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed lock-check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+lock-check: $(UV)  # uv.lock agrees with pyproject.toml, and the image's requirements with uv.lock
+	$(UV) lock --check --python $(PYTHON) --quiet
+	$(UV) export --frozen $(IMAGE_EXPORT) | diff -u deploy/docker/requirements.txt - \
+		|| (echo "deploy/docker/requirements.txt is not uv.lock's: run make upgrade-deps" >&2; exit 1)
+
+# Re-lock every package at the newest release pyproject.toml's ranges allow, and the image's
+# requirements with it; then `make test`, and commit uv.lock with what changed in it.
+upgrade-deps: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(UV) export --frozen $(IMAGE_EXPORT) --output-file deploy/docker/requirements.txt --quiet
+	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
@@ -47,4 +69,4 @@ chaos: system-packages $(VENV)/.installed  # the reliability campaign (~28 min),
 	$(VENV)/bin/python -m chaos
 
 clean:
-	rm -rf $(VENV) .dev
+	rm -rf $(VENV) .uv .dev
