@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 # without dripfeed itself (the image installs it from its source) and without the dev group.
 IMAGE_EXPORT := --format requirements-txt --no-dev --extra deploy --no-emit-workspace --no-header
 
-.PHONY: dev test test-fast system-packages lint lock-check upgrade-deps format bench chaos validate clean
+.PHONY: dev test test-fast system-packages lint lock-check lock upgrade-deps format bench chaos validate clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -47,12 +47,16 @@ lock-check: $(UV)  # uv.lock agrees with pyproject.toml, and the image's require
 	$(UV) export --frozen $(IMAGE_EXPORT) | diff -u deploy/docker/requirements.txt - \
 		|| (echo "deploy/docker/requirements.txt is not uv.lock's: run make upgrade-deps" >&2; exit 1)
 
-# Re-lock every package at the newest release pyproject.toml's ranges allow, and the image's
-# requirements with it; then `make test`, and commit uv.lock with what changed in it.
+# After editing a pyproject.toml's dependencies: re-lock, moving only what the edit needs.
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+	$(UV) export --frozen $(IMAGE_EXPORT) --output-file deploy/docker/requirements.txt --quiet
+
+# Re-lock every package at the newest release pyproject.toml's ranges allow, and install it; then
+# `make test`, and commit uv.lock and deploy/docker/requirements.txt with what moved in them.
 upgrade-deps: $(UV)
 	$(UV) lock --upgrade --python $(PYTHON)
-	$(UV) export --frozen $(IMAGE_EXPORT) --output-file deploy/docker/requirements.txt --quiet
-	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet
+	$(MAKE) lock $(VENV)/.installed
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
