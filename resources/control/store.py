@@ -3,7 +3,8 @@ and tenant checks, export jobs, deferred tenants.
 
 A SQLite file in the embedded setup, Postgres in production (a `postgresql://` URL): the
 `SharedState` resource's `url` field. One schema through SQLAlchemy Core; the two dialects
-differ only in how a transaction takes its lock.
+differ only in how a transaction takes its lock. The schema is versioned by Alembic (`migrations/`):
+the first process to open a store older than the code upgrades it, one process at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from sqlalchemy.engine import Connection, Engine
 
 T = TypeVar("T")
 DEFAULT_STATE = ".dev/control.sqlite3"
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "dripfeed_control_version"
+# The newest revision in migrations/versions (tests/resources/test_migrations.py checks it): a store
+# already there opens with one query, without importing Alembic.
+SCHEMA_REVISION = "0001"
 IN_CHUNK = 500  # values per IN (...) list of a query about many tenants
 
 metadata = sa.MetaData()
@@ -159,6 +165,10 @@ def state_url(value: str) -> str:
     return f"sqlite:///{value}"
 
 
+class ControlStoreTooNew(RuntimeError):
+    """The control store was upgraded by a newer dripfeed than this one."""
+
+
 class ControlStore:
     """Short, locked transactions on a shared database; safe across processes and threads."""
 
@@ -167,14 +177,51 @@ class ControlStore:
         self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True, **self._engine_options())
         if self.dialect == "sqlite":
             self._make_sqlite_transactions_immediate()
+        self.upgraded_from: str | None = None  # the revision this process upgraded the store from ("none": new)
         with self.engine.begin() as connection:
-            if self.dialect == "postgresql":  # processes starting together must not race on CREATE TABLE
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7343017)"))
-            metadata.create_all(connection)
+            if self._revision(connection) != SCHEMA_REVISION:
+                self._bring_to_head(connection)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: never a password."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @staticmethod
+    def _revision(connection: Connection) -> str | None:
+        """The store's Alembic revision; None for a new store, or one made before versioning."""
+        if not sa.inspect(connection).has_table(VERSION_TABLE):
+            return None
+        return connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+    def _bring_to_head(self, connection: Connection) -> None:
+        """Apply the revisions the store lacks, in this transaction; refuse a store a newer dripfeed
+        upgraded. Processes that open the store together take turns: Postgres by an advisory lock,
+        SQLite by its write lock (every transaction here begins IMMEDIATE)."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        if self.dialect == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(7343017)"))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        revision = self._revision(connection)  # again: another process may have upgraded it meanwhile
+        known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+        if revision is not None and revision not in known:
+            raise ControlStoreTooNew(
+                f"the control store ({self.location}) is at schema revision {revision}, which this dripfeed "
+                f"does not know (its newest is {SCHEMA_REVISION}): a newer dripfeed upgraded it. Run that "
+                "release against it (a store is never migrated backwards), or point this one at another store."
+            )
+        if revision != SCHEMA_REVISION:
+            command.upgrade(config, "head")
+            self.upgraded_from = revision or "none"
 
     def _engine_options(self) -> dict[str, Any]:
         if self.url.startswith("sqlite"):

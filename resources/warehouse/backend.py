@@ -7,19 +7,23 @@ and only when a warehouse URL names it: a sync or a tick loads one driver, never
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .migrations import DRIFT_TABLE, LISTED_TABLE, STATE_TABLE, USAGE_TABLE, migrate
 from .record_sql import TYPED, RecordSQL
-from .schema import Drift, column_for, quote, table_columns
+from .schema import Drift, column_for, quote
 
-STATE_TABLE = "_dripfeed_sync_state"
-LISTED_TABLE = "_dripfeed_listed_ids"  # the ids a reconciliation in progress has listed, per tenant and stream
-DRIFT_TABLE = "_dripfeed_schema_drift"
-USAGE_TABLE = "api_usage"
+__all__ = ["DRIFT_TABLE", "LISTED_TABLE", "STATE_TABLE", "TYPES", "USAGE_TABLE", "Backend", "SyncState", "Written"]
+
+# Threads of a process opening a database for the first time migrate one at a time: DuckDB's
+# connections in one process share the database and would conflict on the catalog. Processes take
+# turns by the database's own locks (migrations.py).
+MIGRATING = threading.Lock()
 TYPES = {
     "duckdb": {
         "text": "VARCHAR",
@@ -78,19 +82,43 @@ class Backend(ABC):
     records: type[RecordSQL]
     hold_seconds: float | None = None  # how long a writer may keep its connection; None: as long as it likes
     exclusive = False  # whether a writer's connection shuts out every other writer while it is held
+    _migrated = False  # whether this process has brought the database to the code's schema (migrations.py)
+
+    @property
+    def types(self) -> dict[str, str]:
+        """dripfeed's type names (text, integer, timestamp, ...) in this dialect."""
+        return TYPES[self.dialect]
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the database is, for messages: never a password."""
 
     @property
     @abstractmethod
     def duplicate_key(self) -> type[Exception]:
         """What a plain INSERT raises on a key already stored."""
 
-    @property
     @abstractmethod
-    def missing_table(self) -> type[Exception]:
-        """What a query raises on a table that does not exist yet."""
+    def connect(self) -> Any:
+        """A new connection to the database, as it is: `open()` is what dripfeed's code calls."""
+
+    def open(self) -> Any:
+        """A new connection, to a database at the code's schema: the process's first one applies
+        the migrations it lacks (migrations.py)."""
+        conn = self.connect()
+        if not self._migrated:
+            try:
+                with MIGRATING:
+                    migrate(self, conn)
+            except BaseException:
+                self.close(conn)
+                raise
+            self._migrated = True
+        return conn
 
     @abstractmethod
-    def connect(self) -> Any: ...
+    def table_exists(self, conn: Any, table: str) -> bool: ...
 
     def close(self, conn: Any) -> None:
         conn.close()
@@ -102,7 +130,7 @@ class Backend(ABC):
     @contextmanager
     def connection(self) -> Iterator[Any]:
         """A connection of its own, for one transaction."""
-        conn = self.connect()
+        conn = self.open()
         try:
             with self.transaction(conn):
                 yield conn
@@ -130,39 +158,11 @@ class Backend(ABC):
         return text
 
     # shared SQL ---------------------------------------------------------------------------------
-    def ensure_tables(self, conn: Any, stream: str) -> None:
-        """Create the stream's table and the bookkeeping tables if they are missing."""
-        types = TYPES[self.dialect]
-        base = table_columns(stream)
-        defs = ", ".join(f"{quote(c)} {types[t]}" for c, t in base.items())
-        self.execute(conn, f"CREATE TABLE IF NOT EXISTS {quote(stream)} ({defs}, PRIMARY KEY (tenant_id, id))")
-        self.execute(
-            conn,
-            f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
-            f"watermark {types['text']}, resume_from {types['text']}, updated_at {types['timestamp']}, "
-            "PRIMARY KEY (tenant_id, resource))",
-        )
-        for column in ("reconciling_since", "completed_sync_at", "reconciled_at"):  # added after the first release
-            self.execute(conn, f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS {column} {types['text']}")
-        self.execute(
-            conn,
-            f"CREATE TABLE IF NOT EXISTS {LISTED_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
-            f"id {types['text']}, PRIMARY KEY (tenant_id, resource, id))",
-        )
-        self.execute(
-            conn,
-            f"CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (tenant_id {types['text']}, resource {types['text']}, "
-            f"field {types['text']}, expected {types['text']}, seen {types['text']}, example_id {types['text']}, "
-            f"seen_at {types['timestamp']}, PRIMARY KEY (tenant_id, resource, field))",
-        )
-
     def add_columns(self, conn: Any, stream: str, present: list[str], vendor_columns: Sequence[str]) -> None:
         """Add a text column per new vendor field to the table and to `present`, its columns in order."""
         for column in vendor_columns:
             if column not in present:
-                self.execute(
-                    conn, f"ALTER TABLE {quote(stream)} ADD COLUMN {quote(column)} {TYPES[self.dialect]['text']}"
-                )
+                self.execute(conn, f"ALTER TABLE {quote(stream)} ADD COLUMN {quote(column)} {self.types['text']}")
                 present.append(column)
 
     def write_state(self, conn: Any, tenant: str, stream: str, state: SyncState) -> None:
@@ -198,7 +198,7 @@ class Backend(ABC):
         """Mark deleted (`_deleted_at`) the tenant's live rows the reconciliation did not list, then
         forget the listed ids. Rows updated since `older_than` are left alone: a record the listing
         passed before it was written is not missing, and a delete after that has a tombstone."""
-        table, timestamp = quote(stream), TYPES[self.dialect]["timestamp"]
+        table, timestamp = quote(stream), self.types["timestamp"]
         swept = self.execute(
             conn,
             self.sql(

@@ -100,10 +100,9 @@ class BatchWriter:
             raise
 
     def _columns(self, conn: Any, stream: str) -> list[str]:
-        """The stream table's columns, creating the tables on first use. While a connection that
-        shuts out other writers is held, they cannot change, so they are looked up once."""
+        """The stream table's columns. While a connection that shuts out other writers is held, they
+        cannot change, so they are looked up once."""
         if stream not in self._tables or not self.backend.exclusive:
-            self.backend.ensure_tables(conn, stream)
             self._tables[stream] = list(self.backend.columns(conn, stream))
         return self._tables[stream]
 
@@ -117,6 +116,6 @@ class BatchWriter:
     def _connection(self) -> Any:
         if self._conn is None:
             time.sleep(max(0.0, self._released + self.RELEASE_PAUSE - time.monotonic()))
-            self._conn = self.backend.connect()
+            self._conn = self.backend.open()
             self._opened = time.monotonic()
         return self._conn

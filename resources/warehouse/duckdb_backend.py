@@ -28,11 +28,14 @@ class DuckDBBackend(Backend):
     hold_seconds = 3.0
     exclusive = True
     duplicate_key = duckdb.ConstraintException
-    missing_table = duckdb.CatalogException
 
     def __init__(self, path: str) -> None:
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def location(self) -> str:
+        return self.path
 
     @tenacity.retry(
         retry=tenacity.retry_if_exception(_locked_by_another_process),
@@ -70,6 +73,9 @@ class DuckDBBackend(Backend):
         # pragma_table_info: information_schema costs DuckDB ~15 ms to bind on each new connection
         rows = conn.execute("SELECT name, type FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()
         return dict(rows)
+
+    def table_exists(self, conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+        return bool(conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0])
 
     def insert_many(self, conn: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[tuple]) -> None:
         if rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,10 +23,18 @@ class PostgresBackend(Backend):
     dialect = "postgres"
     records = PostgresRecords
     duplicate_key = psycopg2.errors.UniqueViolation
-    missing_table = psycopg2.errors.UndefinedTable
 
     def __init__(self, url: str) -> None:
         self.url = url
+
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     def connect(self) -> Any:
         return psycopg2.connect(self.url)
@@ -49,6 +58,9 @@ class PostgresBackend(Backend):
 
     def columns(self, conn: Any, table: str) -> dict[str, str]:
         return dict(self.execute(conn, COLUMNS_SQL, (table,)))
+
+    def table_exists(self, conn: Any, table: str) -> bool:
+        return self.execute(conn, "SELECT to_regclass(%s) IS NOT NULL", (table,))[0][0]
 
     def insert_many(self, conn: Any, sql: str, rows: Sequence[tuple]) -> None:
         with conn.cursor() as cur:

@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from ..streams import STREAMS, minus_overlap
-from .backend import DRIFT_TABLE, STATE_TABLE, TYPES, USAGE_TABLE, Backend, SyncState, Written
+from .backend import DRIFT_TABLE, STATE_TABLE, USAGE_TABLE, Backend, SyncState, Written
 from .batch_writer import BatchWriter
 from .schema import quote
 
@@ -84,14 +84,11 @@ class Warehouse(dg.ConfigurableResource):
     def state(self, tenant: str, stream: str) -> SyncState:
         """The stream's sync state for the tenant. A state written before dripfeed recorded
         completions takes the time of its last write as its last complete sync, if it was one."""
-        try:
-            found = self.query(
-                "SELECT watermark, resume_from, reconciling_since, completed_sync_at, reconciled_at, updated_at "
-                f"FROM {STATE_TABLE} WHERE tenant_id = ? AND resource = ?",
-                (tenant, stream),
-            )
-        except self.backend.missing_table:
-            return SyncState()
+        found = self.query(
+            "SELECT watermark, resume_from, reconciling_since, completed_sync_at, reconciled_at, updated_at "
+            f"FROM {STATE_TABLE} WHERE tenant_id = ? AND resource = ?",
+            (tenant, stream),
+        )
         if not found:
             return SyncState()
         watermark, resume_from, reconciling_since, completed, reconciled, written_at = found[0]
@@ -104,7 +101,6 @@ class Warehouse(dg.ConfigurableResource):
         tenant's table, read over one connection."""
         backend = self.backend
         with backend.connection() as conn:
-            backend.ensure_tables(conn, stream)
             rows, ids = backend.execute(
                 conn,
                 backend.sql(f"SELECT count(*), count(DISTINCT id) FROM {quote(stream)} WHERE tenant_id = ?"),
@@ -143,9 +139,7 @@ class Warehouse(dg.ConfigurableResource):
         """
         backend = self.backend
         references = STREAMS[stream].references
-        for parent in STREAMS[stream].parents:
-            backend.ensure_tables(conn, parent)
-        timestamp = TYPES[backend.dialect]["timestamp"]
+        timestamp = backend.types["timestamp"]
         joins, due, unresolved, cutoffs = [], [], [], []
         for n, (column, parent) in enumerate(references.items()):
             joins.append(
@@ -188,12 +182,9 @@ class Warehouse(dg.ConfigurableResource):
     def replace_api_usage(self, rows: Sequence[tuple], since_hour: str) -> None:
         """Replace table api_usage's hours from `since_hour` on with `rows` (USAGE_COLUMNS, in order),
         in one transaction."""
-        types = TYPES[self.backend.dialect]
-        defs = ", ".join(f"{quote(c)} {types[t]}" for c, t in USAGE_COLUMNS.items())
         placeholders = ", ".join("?" for _ in USAGE_COLUMNS)
         backend = self.backend
         with backend.connection() as conn:
-            backend.execute(conn, f"CREATE TABLE IF NOT EXISTS {USAGE_TABLE} ({defs}, PRIMARY KEY (tenant_id, hour))")
             backend.execute(conn, backend.sql(f"DELETE FROM {USAGE_TABLE} WHERE hour >= ?"), (since_hour,))
             backend.insert_many(conn, backend.sql(f"INSERT INTO {USAGE_TABLE} VALUES ({placeholders})"), rows)
 
