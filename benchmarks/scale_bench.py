@@ -554,14 +554,14 @@ def library_tick(deployment: Deployment, tenants: list[str]) -> tuple[float, flo
     from resources.shared_state import SharedState
     from resources.tasklane import TasklaneAPI
     from resources.tenant_registry import TenantRegistry
+    from resources.tiers import TIERS
     from sensors.tier_schedules import tier_run_requests
-    from sensors.tier_slots import make_tier
 
     subset = deployment.directory / "library_tick_tenants.yaml"
     entries = [{"id": t, "tier": "hourly", "token_env": token_variable(t), "sync_at": "00:00"} for t in tenants]
     subset.write_text(yaml.safe_dump({"tenants": entries}))
     os.environ.update({token_variable(t): f"token-{t}" for t in tenants})
-    tier = make_tier("hourly", 60, 5)
+    tier = TIERS["hourly"]
     when = tier.period_start(datetime.now(UTC)) + timedelta(hours=3, minutes=55)  # a period no tick served yet
     tasklane = TasklaneAPI(base_url=deployment.sim.base_url)
     registry = TenantRegistry(tenants_file=str(subset))

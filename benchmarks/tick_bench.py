@@ -20,12 +20,12 @@ from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJobs
 from resources.control.store import ControlStore, export_jobs, rate_windows
+from resources.tiers import TIERS
 from sensors.dead_run_workers import dead_run_workers_sensor
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import export_status_sensor
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
-from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
 from tests.support.resources import Resources, make_api, resources_for
 

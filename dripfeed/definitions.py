@@ -14,7 +14,7 @@ import dagster as dg
 
 from pipeline_assets.api_usage import api_usage
 from pipeline_assets.assets import projects, tasks, users
-from pipeline_assets.freshness import TIER_CHECKS, tasks_fresh
+from pipeline_assets.freshness import freshness_checks
 from pipeline_assets.jobs import sync_tenant
 from pipeline_assets.run_priority import DEFAULT_NICENESS, yield_cpu_if_a_run
 from resources.alerts import DEFAULT_WEBSERVER, Alerts
@@ -22,6 +22,7 @@ from resources.control.store import DEFAULT_STATE
 from resources.shared_state import SharedState
 from resources.tasklane import TasklaneAPI
 from resources.tenant_registry import TenantRegistry
+from resources.tiers import TIERS, Tier, make_tier
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE
 from sensors.api_usage_schedule import DEFAULT_CRON, api_usage_schedule
@@ -32,12 +33,11 @@ from sensors.run_retention import DEFAULT_CHECK_SECONDS as RETENTION_SECONDS
 from sensors.run_retention import DEFAULT_DAYS as RETENTION_DAYS
 from sensors.run_retention import run_retention_sensor
 from sensors.tenant_alerts import tenant_failure_alerts
-from sensors.tenant_freshness import tenant_freshness
+from sensors.tenant_freshness import tenant_freshness_sensor
 from sensors.tenant_registry import DEFAULT_CHECK_SECONDS as REGISTRY_SECONDS
 from sensors.tenant_registry import DEFAULT_WAVE as ONBOARDING_WAVE
 from sensors.tenant_registry import tenant_registry_sensor
-from sensors.tier_schedules import TIERS, tier_schedules
-from sensors.tier_slots import Tier, make_tier
+from sensors.tier_schedules import tier_schedules
 
 REQUIRED = {
     "TASKLANE_BASE_URL": "the Tasklane API root",
@@ -76,7 +76,7 @@ def tier_setting(default: Tier) -> Tier:
     period = os.environ.get(period_name, str(default.period_minutes))
     tick = os.environ.get(tick_name, str(default.tick_minutes))
     try:
-        return make_tier(default.name, int(period), int(tick))
+        return make_tier(default.name, int(period), int(tick), default.grace)
     except ValueError:  # not a whole number, or a period that does not divide a day
         raise RuntimeError(
             f"{period_name}={period!r}, {tick_name}={tick!r}: give whole minutes, a period that divides a day "
@@ -108,7 +108,7 @@ sensors = [
     ),
     deferred_syncs,
     tenant_failure_alerts,
-    tenant_freshness,
+    tenant_freshness_sensor(tiers),
     dead_run_workers_sensor(int(number("DRIPFEED_DEAD_RUN_CHECK_SECONDS", DEFAULT_CHECK_SECONDS))),
 ]
 retention = run_retention_sensor(
@@ -119,7 +119,7 @@ retention = run_retention_sensor(
 
 defs = dg.Definitions(
     assets=[users, projects, tasks, api_usage],
-    asset_checks=[tasks_fresh, *TIER_CHECKS],
+    asset_checks=freshness_checks(tiers),
     jobs=[sync_tenant],
     schedules=schedules,
     sensors=[*sensors, retention],

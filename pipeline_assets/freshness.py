@@ -1,6 +1,7 @@
-"""How fresh each tenant's data is, against its tier: an hourly tenant is stale after 1 h plus grace, a
-daily one after 24 h plus grace, counted from the last moment its `tasks` were known complete: a
-sync that completed, or a probe that found nothing changed (a check is a sync that found nothing).
+"""How fresh each tenant's data is, against its tier: a tenant is stale once its tier's allowance (its
+period plus grace, resources/tiers.py: 1 h 15 min hourly, 26 h daily) has passed since its `tasks`
+were last known complete: a sync that completed, or a probe that found nothing changed (a check is
+a sync that found nothing).
 
 Two kinds of checks show it in the UI, both evaluated between syncs by the `tenant_freshness`
 sensor from dripfeed's control store, never by a sync run:
@@ -10,6 +11,7 @@ sensor from dripfeed's control store, never by a sync run:
 """
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,14 +25,12 @@ from resources.control.stream_checks import StreamCheck
 from resources.control.tenant_checks import TenantCheck
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
+from resources.tiers import TIERS, Tier
 
 from .assets import tasks
 from .partitions import partitioned_checks, tenant_partitions
 
 FRESH_CHECK = "tasks_fresh"
-TIERS = ("hourly", "daily")
-MAX_AGE = {"hourly": timedelta(hours=1), "daily": timedelta(hours=24)}
-GRACE = {"hourly": timedelta(minutes=15), "daily": timedelta(hours=2)}  # a run's own length, and a retry
 NAMED_IN_SUMMARY = 20  # stale or failing tenants a tier's summary names; its metadata counts them all
 
 
@@ -64,26 +64,26 @@ class TenantStatus:
         }
 
 
-def freshness(tier: str, complete_at: float | None, known_since: float, now: float) -> tuple[bool, str]:
+def freshness(tier: Tier, complete_at: float | None, known_since: float, now: float) -> tuple[bool, str]:
     """(fresh, why): the tenant's `tasks` last known complete at `complete_at`. A tenant that never
     synced is given its tier's allowance from `known_since` (when dripfeed first saw it), so a new
     tenant's first sync has time to run before anyone is alerted."""
-    allowed = MAX_AGE[tier] + GRACE[tier]
+    allowed = tier.allowance
     if complete_at is None:
         waited = timedelta(seconds=int(now - known_since))
         verdict = "within" if waited <= allowed else "more than"
         return (
             waited <= allowed,
-            f"has not synced yet, {waited} after onboarding, {verdict} its {tier} tier's {allowed}",
+            f"has not synced yet, {waited} after onboarding, {verdict} its {tier.name} tier's {allowed}",
         )
     age = timedelta(seconds=int(now - complete_at))
     verdict = "within" if age <= allowed else "older than"
-    return age <= allowed, f"last synced or checked current {age} ago, {verdict} its {tier} tier's {allowed}"
+    return age <= allowed, f"last synced or checked current {age} ago, {verdict} its {tier.name} tier's {allowed}"
 
 
 def tenant_status(
     tenant: str,
-    tier: str,
+    tier: Tier,
     tasks_check: StreamCheck | None,
     check: TenantCheck,
     deferral: Deferral | None,
@@ -102,7 +102,7 @@ def tenant_status(
         explanation += f"; its sync is deferred until {utc(deferral.resume_at)} ({deferral.reason})"
     return TenantStatus(
         tenant,
-        tier,
+        tier.name,
         fresh,
         state,
         explanation,
@@ -158,7 +158,13 @@ def tier_evaluation(
     )
 
 
-def statuses(registry: TenantRegistry, state: SharedState, tenant_ids: set[str], now: float) -> list[TenantStatus]:
+def statuses(
+    registry: TenantRegistry,
+    state: SharedState,
+    tenant_ids: set[str],
+    now: float,
+    tiers: Mapping[str, Tier] = TIERS,
+) -> list[TenantStatus]:
     """Every enabled tenant of `tenant_ids`, as the control store sees it now (a few queries)."""
     tenants = [t for t in registry.tenants().values() if t.enabled and t.id in tenant_ids]
     streams = state.stream_checks.of_tenants(t.id for t in tenants)
@@ -167,7 +173,7 @@ def statuses(registry: TenantRegistry, state: SharedState, tenant_ids: set[str],
     return [
         tenant_status(
             t.id,
-            t.tier,
+            tiers[t.tier],
             streams.get((t.id, tasks.key.path[-1])),
             checks.get(t.id) or TenantCheck(t.id, known_since=now),
             waiting.get(t.id),
@@ -177,33 +183,41 @@ def statuses(registry: TenantRegistry, state: SharedState, tenant_ids: set[str],
     ]
 
 
-def _tasks_fresh(
-    context: dg.AssetCheckExecutionContext, registry: TenantRegistry, state: SharedState
-) -> dg.AssetCheckResult:
-    """The check evaluated on demand (the UI's "execute"): the same answer the sensor records."""
-    tenant = context.partition_key
-    found = statuses(registry, state, {tenant}, time.time())
-    if not found:
-        return dg.AssetCheckResult(passed=False, description=f"{tenant!r} is not an enabled tenant of tenants.yaml")
-    return dg.AssetCheckResult(passed=found[0].fresh, description=found[0].explanation, metadata=found[0].metadata())
+def freshness_checks(tiers: Mapping[str, Tier] = TIERS) -> list[dg.AssetChecksDefinition]:
+    """`tasks_fresh`, per tenant, and one `<tier>_tenants_fresh` per tier, judged by `tiers` (the
+    code location's, which may be shortened): evaluated by the tenant_freshness sensor, and by a
+    run when someone executes one in the UI."""
+
+    def _tasks_fresh(
+        context: dg.AssetCheckExecutionContext, registry: TenantRegistry, state: SharedState
+    ) -> dg.AssetCheckResult:
+        """The check evaluated on demand (the UI's "execute"): the same answer the sensor records."""
+        tenant = context.partition_key
+        found = statuses(registry, state, {tenant}, time.time(), tiers)
+        if not found:
+            return dg.AssetCheckResult(passed=False, description=f"{tenant!r} is not an enabled tenant of tenants.yaml")
+        return dg.AssetCheckResult(
+            passed=found[0].fresh, description=found[0].explanation, metadata=found[0].metadata()
+        )
+
+    allowances = " or ".join(f"{tier.allowance} ({name})" for name, tier in tiers.items())
+    with partitioned_checks():
+        tasks_fresh = dg.asset_check(
+            asset=tasks,
+            name=FRESH_CHECK,
+            partitions_def=tenant_partitions,
+            description="Fails when the tenant's tasks were last known complete (synced, or checked unchanged) "
+            f"longer ago than its tier allows: {allowances}. Evaluated by the tenant_freshness sensor.",
+        )(_tasks_fresh)
+    return [tasks_fresh, *(_tier_check(tier, tiers) for tier in tiers)]
 
 
-with partitioned_checks():
-    tasks_fresh = dg.asset_check(
-        asset=tasks,
-        name=FRESH_CHECK,
-        partitions_def=tenant_partitions,
-        description="Fails when the tenant's tasks were last known complete (synced, or checked unchanged) longer "
-        "ago than its tier allows (1 h or 24 h, plus grace). Evaluated by the tenant_freshness sensor.",
-    )(_tasks_fresh)
-
-
-def tier_check(tier: str) -> dg.AssetChecksDefinition:
+def _tier_check(tier: str, tiers: Mapping[str, Tier]) -> dg.AssetChecksDefinition:
     def _tier_fresh(
         context: dg.AssetCheckExecutionContext, registry: TenantRegistry, state: SharedState
     ) -> dg.AssetCheckResult:
         registered = set(context.instance.get_dynamic_partitions(tenant_partitions.name))
-        tier_statuses = [s for s in statuses(registry, state, registered, time.time()) if s.tier == tier]
+        tier_statuses = [s for s in statuses(registry, state, registered, time.time(), tiers) if s.tier == tier]
         evaluation = tier_evaluation(tier, tier_statuses)
         return dg.AssetCheckResult(
             passed=evaluation.passed,
@@ -220,4 +234,5 @@ def tier_check(tier: str) -> dg.AssetChecksDefinition:
     )(_tier_fresh)
 
 
-TIER_CHECKS = [tier_check(tier) for tier in TIERS]
+# The checks' keys, for what selects or leaves them out (the sync job evaluates none of them).
+FRESHNESS_CHECK_KEYS = [check_key for check in freshness_checks() for check_key in check.check_keys]

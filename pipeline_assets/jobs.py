@@ -5,11 +5,11 @@ are evaluated between syncs by the tenant_freshness sensor, and cost no run."""
 import dagster as dg
 
 from .assets import projects, tasks, users
-from .freshness import TIER_CHECKS, tasks_fresh
+from .freshness import FRESHNESS_CHECK_KEYS
 
 sync_tenant = dg.define_asset_job(
     "sync_tenant",
-    selection=dg.AssetSelection.assets(users, projects, tasks) - dg.AssetSelection.checks(tasks_fresh, *TIER_CHECKS),
+    selection=dg.AssetSelection.assets(users, projects, tasks) - dg.AssetSelection.checks(*FRESHNESS_CHECK_KEYS),
     description="Sync one tenant's users, projects and tasks (a backfill runs one per tenant).",
     # Under the instance's `run_retries` (deploy/dagster.yaml), a run whose process died is retried
     # once and resumes from its checkpoint; a run that failed in a step (a revoked token, a vendor

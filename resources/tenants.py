@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 import yaml
 from pydantic import VERSION, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import tiers
+from .tiers import TierName
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SYNC_AT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -64,7 +66,7 @@ class Tenant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=TENANT_ID.pattern)
-    tier: Literal["hourly", "daily"]
+    tier: TierName
     budget_per_hour: int | None = Field(None, ge=1)
     budget_share: float | None = Field(None, gt=0, le=1)
     token_env: str | None = None
@@ -260,9 +262,16 @@ def load_tenants(path: str | Path) -> TenantsFile:
     return cached[1]
 
 
-# Part of the cache's key: what makes the tenants of a file (this code, the parser, the validator).
+# Part of the cache's key: what makes the tenants of a file (this code and the tier names it accepts,
+# the parser, the validator).
 CODE = b"|".join(
-    [Path(__file__).read_bytes(), SAFE_LOADER.__name__.encode(), yaml.__version__.encode(), VERSION.encode()]
+    [
+        Path(__file__).read_bytes(),
+        Path(tiers.__file__).read_bytes(),
+        SAFE_LOADER.__name__.encode(),
+        yaml.__version__.encode(),
+        VERSION.encode(),
+    ]
 )
 _parsed: dict[str, tuple[str, TenantsFile]] = {}  # path -> (its cache key, what it holds)
 CACHE_KEPT_SECONDS = 86400  # a version cached longer ago is deleted by the next write (and cached again when read)

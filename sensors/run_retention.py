@@ -40,6 +40,7 @@ from dagster._core.storage.local_compute_log_manager import LocalComputeLogManag
 
 from pipeline_assets.checks import CHECKS, check_name
 from pipeline_assets.jobs import sync_tenant
+from pipeline_assets.run_tags import PARTITION_TAG
 from resources.control.store import chunks
 from resources.streams import STREAMS
 
@@ -48,7 +49,6 @@ DEFAULT_CHECK_SECONDS = 600
 RUNS_PER_TICK = 300
 TICK_SECONDS = 30.0
 RETENTION_TAG = "dripfeed/retention"  # on a run kept for the asset events the UI shows: "kept"
-PARTITION_TAG = "dagster/partition"
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 # What a kept run keeps: every asset and check event type (the rest are logs, step and engine events).
 ASSET_EVENT_TYPES = sorted(

@@ -8,6 +8,7 @@ failed the run: sensor dead_run_workers or the code server (Dagster's exit expla
 import dagster as dg
 
 from pipeline_assets.jobs import sync_tenant
+from pipeline_assets.run_tags import PARTITION_TAG
 from resources.alerts import Alerts
 
 from .dead_run_workers import DEAD_RUN_MESSAGE
@@ -32,7 +33,7 @@ def crash_explanation(instance: dg.DagsterInstance, run_id: str) -> str | None:
 def failure_alert(context: dg.RunFailureSensorContext, alerts: Alerts) -> dict[str, str]:
     """The alert's fields, from the run's tags and its first failed step."""
     run = context.dagster_run
-    tenant = run.tags.get("dagster/partition", "unknown")
+    tenant = run.tags.get(PARTITION_TAG, "unknown")
     reason = context.failure_event.message or "the run failed"
     error_class = "process_died" if reason.startswith(DEAD_RUN_MESSAGE) else "bug"
     asset = "the run"

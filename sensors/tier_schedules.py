@@ -32,7 +32,7 @@ import dagster as dg
 from pipeline_assets.checks import CHECKS, check_name
 from pipeline_assets.jobs import sync_tenant
 from pipeline_assets.partitions import tenant_partitions
-from pipeline_assets.run_tags import TENANT_TAG, TIER_TAG
+from pipeline_assets.run_tags import PARTITION_TAG, RUN_KEY_TAG, TENANT_TAG, TIER_TAG
 from resources.control.deferrals import Deferral
 from resources.control.tenant_checks import Outcome
 from resources.shared_state import SharedState
@@ -40,15 +40,14 @@ from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.tenant_registry import TenantRegistry
 from resources.tenants import Tenant
+from resources.tiers import TIERS, Tier
 
 from .tenant_probes import Verdict, plan, probe_all
 from .tick_report import TickReport
-from .tier_slots import Tier, make_tier, slots
+from .tier_slots import slots
 
 # One listing call per stream: less than that and a sync cannot even ask what changed.
 MIN_CALLS_FOR_A_SYNC = 3
-RUN_KEY_TAG = "dagster/run_key"
-PARTITION_TAG = "dagster/partition"
 WHY_TAG = "dripfeed/why"  # on a tier's run: which streams it syncs, and why (tenant_probes.py's codes)
 NOT_FAILED = [s for s in dg.DagsterRunStatus if s not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
 # A new tenant's first sync, requested by tenant_registry as it adds the partition, is the registry's:
@@ -63,7 +62,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-TIERS = {"hourly": make_tier("hourly", 60, 5), "daily": make_tier("daily", 1440, 15)}  # definitions.py may shorten them
 
 
 def run_key(tier: Tier, tick_time: datetime, tenant: str) -> str:

@@ -16,54 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from resources.tenants import Tenant
-
-MINUTES_PER_DAY = 1440
-TICK_CHOICES = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)  # tick lengths a cron can express within an hour
-
-
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    period_minutes: int
-    tick_minutes: int
-
-    @property
-    def ticks(self) -> int:
-        """How many ticks a period has."""
-        return self.period_minutes // self.tick_minutes
-
-    @property
-    def cron(self) -> str:
-        """Every tick of every period (periods start at midnight UTC and divide the day)."""
-        if self.tick_minutes == 60:
-            return "0 * * * *"
-        return f"*/{self.tick_minutes} * * * *"
-
-    def period_start(self, moment: datetime) -> datetime:
-        midnight = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        minutes = int((moment - midnight).total_seconds() // 60)
-        return midnight + timedelta(minutes=minutes - minutes % self.period_minutes)
-
-    def tick_of(self, moment: datetime) -> int:
-        """Which tick of its period `moment` falls in."""
-        elapsed = (moment - self.period_start(moment)).total_seconds() / 60
-        return int(elapsed // self.tick_minutes)
-
-    def period_label(self, moment: datetime) -> str:
-        return self.period_start(moment).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def make_tier(name: str, period_minutes: int, longest_tick: int) -> Tier:
-    """A tier syncing each tenant every `period_minutes` (which must divide a day), ticking every
-    `longest_tick` minutes, or the longest tick of TICK_CHOICES below it that divides the period."""
-    if period_minutes < 1 or MINUTES_PER_DAY % period_minutes:
-        raise ValueError(f"a tier's period must be a number of minutes that divides a day (1440), not {period_minutes}")
-    tick = max(t for t in TICK_CHOICES if t <= longest_tick and period_minutes % t == 0)
-    return Tier(name, period_minutes, tick)
+from resources.tiers import Tier
 
 
 def _rank_key(tenant_id: str) -> str:

@@ -22,11 +22,11 @@ from resources.alerts import Alerts
 from resources.control.deferrals import Deferral
 from resources.control.export_jobs import ExportJobs
 from resources.tenants import TenantConfigError
+from resources.tiers import TIERS
 from sensors.deferred_syncs import deferred_syncs
 from sensors.export_status import export_status_sensor
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_registry import tenant_registry
-from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import ROOT
 from tests.support.resources import Resources, make_api, resources_for

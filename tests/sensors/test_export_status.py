@@ -16,9 +16,9 @@ from pipeline_assets.history_exports import EXPORT_TAG
 from resources.alerts import Alerts
 from resources.control.export_jobs import ExportJobs
 from resources.streams import STREAMS, minus_overlap
+from resources.tiers import TIERS
 from resources.warehouse import Warehouse
 from sensors.export_status import export_status_sensor
-from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth
 from tests.support.resources import Resources, resources_for

@@ -27,9 +27,9 @@ from resources.shared_state import SharedState
 from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI
 from resources.tenant_registry import TenantRegistry
+from resources.tiers import TIERS
 from sensors.export_status import export_status_sensor, poll_exports
 from sensors.tenant_freshness import tenant_freshness
-from sensors.tier_schedules import TIERS
 from tasklane_sim import SimServer
 from tests.support.resources import Resources, make_api, resources_for
 from tests.support.simulator import workspace_config

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from dripfeed.definitions import tier_setting
 from pipeline_assets.freshness import freshness
 from resources.control.deferrals import Deferral
 from resources.control.tenant_checks import TenantCheck
+from resources.tiers import TIERS
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import HEARTBEAT_SECONDS, tenant_freshness
 from tests.support.resources import Resources, make_api, resources_for
@@ -31,7 +34,18 @@ MINUTE = 60
 )
 def test_a_tenant_is_stale_after_its_tier_plus_grace(tier: str, minutes_since_sync: int, fresh: bool) -> None:
     now = time.time()
-    assert freshness(tier, now - minutes_since_sync * MINUTE, known_since=now - 86400 * 3, now=now)[0] is fresh
+    assert freshness(TIERS[tier], now - minutes_since_sync * MINUTE, known_since=now - 86400 * 3, now=now)[0] is fresh
+
+
+def test_a_shortened_tier_period_shortens_the_freshness_allowance_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DRIPFEED_HOURLY_PERIOD_MINUTES shortens the schedule's period and the allowance alike: both
+    read the one Tier the code location made of it."""
+    monkeypatch.setenv("DRIPFEED_HOURLY_PERIOD_MINUTES", "10")
+    tier = tier_setting(TIERS["hourly"])
+    assert tier.allowance == timedelta(minutes=10) + TIERS["hourly"].grace
+    now = time.time()
+    assert not freshness(tier, now - 30 * MINUTE, known_since=now - 86400, now=now)[0]
+    assert freshness(TIERS["hourly"], now - 30 * MINUTE, known_since=now - 86400, now=now)[0]
 
 
 @pytest.fixture

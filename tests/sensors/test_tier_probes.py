@@ -21,10 +21,11 @@ from resources.control.deferrals import Deferral
 from resources.control.store import call_leases, stream_checks
 from resources.control.tenant_checks import Outcome
 from resources.streams import STREAMS
+from resources.tiers import TIERS
 from resources.warehouse import Warehouse
 from sensors.tenant_freshness import tenant_freshness
 from sensors.tenant_probes import plan, probe_all
-from sensors.tier_schedules import TIERS, WHY_TAG
+from sensors.tier_schedules import WHY_TAG
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth
 from tests.support.resources import Resources, make_api, resources_for

@@ -33,14 +33,14 @@ def run_sync_tenant(
     instance: dg.DagsterInstance, tenant: str, tasklane: Resources, warehouse: Warehouse
 ) -> dg.ExecuteInProcessResult:
     """A run of the `sync_tenant` job itself (not an ad hoc materialization), in this process."""
-    from pipeline_assets.freshness import TIER_CHECKS, tasks_fresh
+    from pipeline_assets.freshness import freshness_checks
     from pipeline_assets.jobs import sync_tenant
 
     if not instance.has_dynamic_partition("tenants", tenant):
         instance.add_dynamic_partitions("tenants", [tenant])
     definitions = dg.Definitions(
         assets=[users, projects, tasks],
-        asset_checks=[tasks_fresh, *TIER_CHECKS],
+        asset_checks=freshness_checks(),
         jobs=[sync_tenant],
         resources=resources_for(tasklane, warehouse=warehouse),
         executor=dg.in_process_executor,

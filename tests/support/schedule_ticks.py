@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dripfeed.definitions import defs
-from sensors.tier_schedules import TIERS
+from resources.tiers import TIERS
 from tests.support.resources import Resources, resources_for
 
 
