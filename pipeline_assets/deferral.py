@@ -19,13 +19,10 @@ import dagster as dg
 from resources.control.deferrals import Deferral
 from resources.shared_state import SharedState
 from resources.tasklane.errors import TenantThrottled
+from resources.utc import utc_text
 
 DEFERRED_UNTIL_TAG = "dripfeed/deferred_until"  # on a run that ended early: when its tenant may resume
 RESUMES_TAG = "dripfeed/resumes"  # on a resumption run: the run it resumes
-
-
-def utc(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def defer_run(
@@ -43,7 +40,7 @@ def defer_run(
             vendor_block=throttled.vendor,
         )
     )
-    until = utc(recorded.resume_at)
+    until = utc_text(recorded.resume_at)
     context.instance.add_run_tags(context.run.run_id, {DEFERRED_UNTIL_TAG: until})
     context.log.warning(
         f"tenant {tenant!r} {stream}: deferred until {until} ({throttled.reason}). What was fetched is "

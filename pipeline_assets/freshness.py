@@ -13,7 +13,7 @@ sensor from dripfeed's control store, never by a sync run:
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -26,6 +26,7 @@ from resources.control.tenant_checks import TenantCheck
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
 from resources.tiers import TIERS, Tier
+from resources.utc import utc_text
 
 from .assets import tasks
 from .partitions import partitioned_checks, tenant_partitions
@@ -36,10 +37,6 @@ NAMED_IN_SUMMARY = 20  # stale or failing tenants a tier's summary names; its me
 
 def tier_check_name(tier: str) -> str:
     return f"{tier}_tenants_fresh"
-
-
-def utc(moment: float | None) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds") if moment else "never"
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,8 @@ class TenantStatus:
         return {
             "tier": self.tier,
             "state": self.state,
-            "last_synced_at": utc(self.last_synced_at),
-            "last_checked_current_at": utc(self.last_checked_at),
+            "last_synced_at": utc_text(self.last_synced_at),
+            "last_checked_current_at": utc_text(self.last_checked_at),
         }
 
 
@@ -96,10 +93,10 @@ def tenant_status(
     explanation = f"{tenant!r} {why}"
     state = "fresh" if fresh else "stale"
     if check.failing_since is not None:
-        explanation += f"; failing since {utc(check.failing_since)} ({check.error_class}): {check.detail}"
+        explanation += f"; failing since {utc_text(check.failing_since)} ({check.error_class}): {check.detail}"
         state = "failing" if fresh else state
     if deferral is not None and not fresh:
-        explanation += f"; its sync is deferred until {utc(deferral.resume_at)} ({deferral.reason})"
+        explanation += f"; its sync is deferred until {utc_text(deferral.resume_at)} ({deferral.reason})"
     return TenantStatus(
         tenant,
         tier.name,

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 from resources.control.export_jobs import ExportJob, ExportJobs, ExportStatus
-from resources.streams import minus_overlap, rfc3339
+from resources.streams import minus_overlap
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure
+from resources.utc import rfc3339
 from resources.warehouse import SyncState, Warehouse
 
 from .export_lifecycle import after_submission, loaded, new_job

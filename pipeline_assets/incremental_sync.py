@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from resources.control.stream_checks import Listing, StreamChecks
-from resources.streams import TOMBSTONE_RETENTION, minus_overlap, rfc3339
+from resources.streams import TOMBSTONE_RETENTION, minus_overlap
 from resources.tasklane.client import TenantClient
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
+from resources.utc import rfc3339
 from resources.warehouse import Sweep, SyncState, Warehouse
 from resources.warehouse.schema import Drift
 

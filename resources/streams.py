@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from .utc import rfc3339
 
 # The contract: a write becomes visible up to 60 s after its updated_at. A sync re-reads that much
 # before its watermark, and a reference younger than that may name a parent not listed yet.
@@ -18,11 +20,6 @@ VISIBILITY_OVERLAP = timedelta(seconds=60)
 # The contract: a deleted record's tombstone is listed for 30 days, then it is gone. A tenant not
 # synced for that long can learn of those deletes only by listing every id (a reconciliation).
 TOMBSTONE_RETENTION = timedelta(days=30)
-
-
-def rfc3339(moment: datetime) -> str:
-    """The contract's timestamp form: UTC, milliseconds, `Z`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def minus_overlap(stamp: str) -> str:

@@ -17,12 +17,13 @@ import time
 
 import dagster as dg
 
-from pipeline_assets.deferral import RESUMES_TAG, utc
+from pipeline_assets.deferral import RESUMES_TAG
 from pipeline_assets.jobs import sync_tenant
 from pipeline_assets.partitions import tenant_partitions
 from pipeline_assets.run_tags import TENANT_TAG, TIER_TAG
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
+from resources.utc import utc_text
 
 from .tick_report import TickReport
 
@@ -70,7 +71,7 @@ def deferred_syncs(
                     f"{deferral.tenant}: not resumed, {missing}; its next scheduled sync resumes from the checkpoint"
                 )
             else:
-                context.log.info(f"{deferral.tenant}: resuming the sync deferred until {utc(deferral.resume_at)}")
+                context.log.info(f"{deferral.tenant}: resuming the sync deferred until {utc_text(deferral.resume_at)}")
                 requests.append(
                     dg.RunRequest(
                         run_key=f"resume:{deferral.tenant}:{deferral.resume_at:.0f}",

@@ -33,7 +33,6 @@ from pipeline_assets.freshness import (
     statuses,
     tenant_evaluation,
     tier_evaluation,
-    utc,
 )
 from pipeline_assets.partitions import tenant_partitions
 from resources.alerts import Alerts
@@ -41,6 +40,7 @@ from resources.control.tenant_checks import TenantCheck
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
 from resources.tiers import TIERS, Tier
+from resources.utc import utc_text
 
 from .runless_checks import latest_materializations, record, targets
 from .tick_report import TickReport
@@ -126,7 +126,7 @@ def _alert_failure(context: dg.SensorEvaluationContext, alerts: Alerts, check: T
         "url": link,
     }
     text = (
-        f":red_circle: dripfeed: tenant *{check.tenant}*, its check at {utc(check.checked_at)} failed "
+        f":red_circle: dripfeed: tenant *{check.tenant}*, its check at {utc_text(check.checked_at)} failed "
         f"({fields['error_class']}): {reason} <{link}|tasks>"
     )
     alerts.post(context.log, text, fields)

@@ -38,6 +38,7 @@ from resources.shared_state import SharedState
 from resources.streams import STREAMS
 from resources.tasklane import TasklaneAPI, TasklaneFailure, TenantThrottled
 from resources.tenants import Tenant, printable
+from resources.utc import utc_text
 
 PROBE_THREADS = 32
 # A tick's probing ends well inside 20 s even on a machine whose cores the runs fill: a tenant it
@@ -91,8 +92,8 @@ def plan(
         if job is not None and job.pending:
             exporting.append(stream)
         elif ended_deferral is not None:
-            resumed_at = datetime.fromtimestamp(ended_deferral.resume_at, UTC).isoformat(timespec="seconds")
-            must_run[stream] = (RESUME, f"its deferred sync, free to resume since {resumed_at}, has not resumed yet")
+            since = utc_text(ended_deferral.resume_at)
+            must_run[stream] = (RESUME, f"its deferred sync, free to resume since {since}, has not resumed yet")
         elif check is None or check.synced_at is None:
             must_run[stream] = (FIRST_SYNC, "no sync of it has completed yet")
         elif why := reconcile_due(_moment(check.complete_at), _moment(check.reconciled_at), moment, every):

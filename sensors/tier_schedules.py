@@ -41,6 +41,7 @@ from resources.tasklane import TasklaneAPI
 from resources.tenant_registry import TenantRegistry
 from resources.tenants import Tenant
 from resources.tiers import TIERS, Tier
+from resources.utc import utc_text
 
 from .tenant_probes import Verdict, plan, probe_all
 from .tick_report import TickReport
@@ -142,13 +143,13 @@ def _servable(report: TickReport, state: SharedState, due: list[Tenant], now: fl
             if tenant.id in waiting:
                 deferral = waiting[tenant.id]
                 report.leave_out(
-                    f"{tenant.id}: deferred until {_utc(deferral.resume_at)} ({deferral.reason})", logging.INFO
+                    f"{tenant.id}: deferred until {utc_text(deferral.resume_at)} ({deferral.reason})", logging.INFO
                 )
             elif (left := budget.calls_left(tenant, now, windows.get(tenant.id, {})))[0] is not None and (
                 left[0] < MIN_CALLS_FOR_A_SYNC
             ):
                 report.leave_out(
-                    f"{tenant.id}: {left[0]} calls left in its rate window until {_utc(left[1])}", logging.INFO
+                    f"{tenant.id}: {left[0]} calls left in its rate window until {utc_text(left[1])}", logging.INFO
                 )
             elif missing := tenant.missing_token():
                 report.leave_out(f"{tenant.id}: {missing}")
@@ -218,10 +219,6 @@ def _log(report: TickReport, verdicts: list[Verdict], unreached: list[str], newc
         summary += f"; {len(newcomers)} not partitions yet, left to their first syncs"
     report.log.info(summary)
     return summary
-
-
-def _utc(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
 def tier_schedule(tier: Tier) -> dg.ScheduleDefinition:

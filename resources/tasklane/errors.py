@@ -10,6 +10,8 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from ..utc import utc_text
+
 ErrorClass = Literal["auth", "config", "schema_drift", "vendor_outage", "bug"]  # a throttle is no failure: it defers
 
 
@@ -43,8 +45,7 @@ class TenantThrottled(Exception):
 
     def __init__(self, tenant: str, resume_at: float, reason: str, *, vendor: bool) -> None:
         self.tenant, self.resume_at, self.reason, self.vendor = tenant, resume_at, reason, vendor
-        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resume_at))
-        super().__init__(f"tenant {tenant!r}: {reason}; it may call Tasklane again at {until}")
+        super().__init__(f"tenant {tenant!r}: {reason}; it may call Tasklane again at {utc_text(resume_at)}")
 
 
 class TransientError(Exception):

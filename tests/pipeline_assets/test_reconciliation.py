@@ -9,8 +9,9 @@ import pytest
 
 from pipeline_assets.incremental_sync import reconcile_reason, sync_stream
 from resources.control.stream_checks import StreamChecks
-from resources.streams import STREAMS, rfc3339
+from resources.streams import STREAMS
 from resources.tasklane.errors import TenantThrottled
+from resources.utc import rfc3339
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_live_rows_equal_ground_truth

@@ -14,8 +14,9 @@ import pytest
 from pipeline_assets.assets import FULL_RESYNC_TAG
 from pipeline_assets.incremental_sync import sync_stream
 from resources.control.stream_checks import StreamChecks
-from resources.streams import STREAMS, rfc3339
+from resources.streams import STREAMS
 from resources.tasklane.errors import TenantThrottled
+from resources.utc import rfc3339
 from resources.warehouse import SyncState, Warehouse
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth, warehouse_records
