@@ -18,9 +18,9 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from resources.control.export_jobs import ExportJob, ExportStatus
+from resources.tasklane.exports import VendorExport
 
 MAX_ATTEMPTS = 3
 MIN_POLL_SECONDS = 1
@@ -63,16 +63,16 @@ def new_job(tenant: str, stream: str, updated_before: str, now: float) -> Export
     )
 
 
-def after_submission(job: ExportJob, answer: dict[str, Any], now: float) -> ExportJob:
+def after_submission(job: ExportJob, answer: VendorExport, now: float) -> ExportJob:
     """The job once the vendor answered its POST (the job it created, or the one it has for the key).
     A job found again may be done already: the next look decides what follows."""
-    status = ExportStatus(answer["status"]) if answer["status"] in ("queued", "running") else ExportStatus.QUEUED
-    return job.but(export_id=answer["id"], status=status, next_poll_at=now + _poll_after(answer))
+    status = ExportStatus(answer.status) if answer.open else ExportStatus.QUEUED
+    return job.but(export_id=answer.id, status=status, next_poll_at=now + _poll_after(answer))
 
 
 def decide(
     job: ExportJob,
-    answer: dict[str, Any] | None,
+    answer: VendorExport | None,
     now: float,
     *,
     timeout_seconds: float,
@@ -84,18 +84,18 @@ def decide(
         return _abandon(job, f"not finished {timeout_seconds / 3600:g} h after it was submitted")
     if job.status == ExportStatus.SUBMITTING or answer is None:
         return Decision(job, Action.SUBMIT)
-    status = answer["status"]
-    if status in ("queued", "running"):
+    status = answer.status
+    if answer.open:
         return Decision(job.but(status=ExportStatus(status), next_poll_at=now + _poll_after(answer)), Action.WAIT)
     if status == "succeeded":
         done = job.but(
             status=ExportStatus.SUCCEEDED,
-            completed_at=_seconds(answer.get("completed_at"), now),
-            result_url=answer.get("result_url"),
-            record_count=answer.get("record_count"),
+            completed_at=_seconds(answer.completed_at, now),
+            result_url=answer.result_url,
+            record_count=answer.record_count,
         )
         return Decision(done, Action.LOAD)
-    reason = f"export {job.export_id} {status}: {answer.get('error') or 'no reason given'}"
+    reason = f"export {job.export_id} {status}: {answer.error or 'no reason given'}"
     if job.attempt < max_attempts:
         return Decision(resubmission(job, reason), Action.SUBMIT, reason)
     return _abandon(job, f"export {job.export_id} {status} on attempt {job.attempt} of {max_attempts}")
@@ -124,8 +124,8 @@ def _abandon(job: ExportJob, reason: str) -> Decision:
     return Decision(job.but(status=ExportStatus.ABANDONED, error=reason), Action.ABANDON, reason)
 
 
-def _poll_after(answer: dict[str, Any]) -> int:
-    return max(MIN_POLL_SECONDS, int(answer.get("poll_after_seconds") or MIN_POLL_SECONDS))
+def _poll_after(answer: VendorExport) -> int:
+    return max(MIN_POLL_SECONDS, answer.poll_after_seconds or MIN_POLL_SECONDS)
 
 
 def _seconds(stamp: str | None, default: float) -> float:

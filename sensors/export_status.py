@@ -94,7 +94,7 @@ class _Poll:
             self.report.leave_out(f"tenant {tenant!r}: no call left in its rate window; polls its exports later", INFO)
             return
         client = self.tasklane.client(self.tenants[tenant], self.state, in_tick=True)
-        open_now = {answer["id"]: answer for answer in client.list_open_exports()}
+        open_now = {answer.id: answer for answer in client.list_open_exports()}
         for job in live:
             answer = None
             if job.status != ExportStatus.SUBMITTING:  # a job never answered is submitted again, same key

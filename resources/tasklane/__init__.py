@@ -2,13 +2,24 @@
 
 By concern: `transport.py` (one HTTP exchange and what its answer means), `metering.py` (the
 tenant's shared budget, the ledger), `client.py` (the request loop, retries), `listing.py` and
-`exports.py` (what the product calls), `errors.py` (the client's own errors), `resource.py` (the
-Dagster resource). Only `stream.py` imports Dagster.
+`exports.py` (the endpoints the product calls, through `caller.py`'s narrow interface, which the
+client satisfies), `errors.py` (the client's own errors, under `TasklaneError`), `resource.py` (the
+Dagster resource). Only `resource.py` imports Dagster.
 """
 
 from .client import ClientSettings, TenantClient
-from .errors import TasklaneFailure, TenantThrottled
+from .errors import TasklaneError, TasklaneFailure, TenantThrottled
+from .exports import VendorExport
 from .listing import Page
 from .resource import TasklaneAPI
 
-__all__ = ["ClientSettings", "Page", "TasklaneAPI", "TasklaneFailure", "TenantClient", "TenantThrottled"]
+__all__ = [
+    "ClientSettings",
+    "Page",
+    "TasklaneAPI",
+    "TasklaneError",
+    "TasklaneFailure",
+    "TenantClient",
+    "TenantThrottled",
+    "VendorExport",
+]

@@ -29,6 +29,7 @@ from ..control.stream_checks import Listing
 from ..tenants import MissingToken, Tenant
 from . import exports, listing
 from .errors import TasklaneFailure, TransientError
+from .exports import VendorExport
 from .listing import Page
 from .metering import Meter
 from .transport import Reply, Transport, meaning
@@ -192,15 +193,15 @@ class TenantClient:
                     pages.close()
         return changed
 
-    def submit_export(self, stream: str, updated_before: str, key: str) -> dict[str, Any]:
+    def submit_export(self, stream: str, updated_before: str, key: str) -> VendorExport:
         with self._operation():
             return exports.submit_export(self, stream, updated_before, key)
 
-    def get_export(self, export_id: str) -> dict[str, Any]:
+    def get_export(self, export_id: str) -> VendorExport:
         with self._operation():
             return exports.get_export(self, export_id)
 
-    def list_open_exports(self) -> list[dict[str, Any]]:
+    def list_open_exports(self) -> list[VendorExport]:
         with self._operation():
             return exports.list_open_exports(self)
 

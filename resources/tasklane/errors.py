@@ -15,7 +15,11 @@ from ..utc import utc_text
 ErrorClass = Literal["auth", "config", "schema_drift", "vendor_outage", "bug"]  # a throttle is no failure: it defers
 
 
-class TasklaneFailure(Exception):
+class TasklaneError(Exception):
+    """Everything the Tasklane client raises: `except TasklaneError` catches each kind below."""
+
+
+class TasklaneFailure(TasklaneError):
     """A call that failed for good: names the tenant, an error class for alerts, and the fix. Never a
     token. `retryable`: whether running the step again later can help (an outage, not a bad token)."""
 
@@ -39,7 +43,7 @@ class TasklaneFailure(Exception):
         return {"tenant": self.tenant, "error_class": self.error_class, "http_status": status}
 
 
-class TenantThrottled(Exception):
+class TenantThrottled(TasklaneError):
     """The tenant may not call Tasklane before `resume_at` (Unix seconds), which is too far away to
     wait for in place. Its run defers itself (pipeline_assets/deferral.py); a sensor polls later."""
 
@@ -48,7 +52,7 @@ class TenantThrottled(Exception):
         super().__init__(f"tenant {tenant!r}: {reason}; it may call Tasklane again at {utc_text(resume_at)}")
 
 
-class TransientError(Exception):
+class TransientError(TasklaneError):
     """Retrying may help: 5xx, timeouts, dropped connections, cut or undecodable bodies, 429."""
 
     def __init__(self, what: str, retry_after: float | None = None) -> None:
@@ -56,7 +60,7 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
-class CursorExpired(Exception):
+class CursorExpired(TasklaneError):
     """410 cursor_expired: the listing starts again from its updated_since."""
 
 
@@ -77,7 +81,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def failure_for_status(
     tenant: str, token_source: str, endpoint: str, status: int, vendor_message: str
 ) -> TasklaneFailure:
-    """The answers a retry cannot fix (400, 401, 403, 404, 409), each with what to do about it."""
+    """The answers a retry cannot fix (400, 401, 403, 404, 409, and 410 but for an expired cursor),
+    each with what to do about it."""
     said = f" (Tasklane said: {vendor_message})" if vendor_message else ""
     if status == 401:
         return TasklaneFailure(

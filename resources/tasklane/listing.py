@@ -13,12 +13,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .caller import Caller
 from .errors import CursorExpired, TasklaneFailure
-
-if TYPE_CHECKING:
-    from .client import TenantClient
 
 PAGE_SIZE = 100
 MAX_CURSOR_RESTARTS = 5
@@ -46,7 +44,7 @@ class Page:
 
 
 def list_pages(
-    client: TenantClient,
+    client: Caller,
     stream: str,
     updated_since: str | None,
     *,

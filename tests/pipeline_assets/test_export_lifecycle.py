@@ -16,6 +16,8 @@ from pipeline_assets.export_lifecycle import (
     new_job,
 )
 from resources.control.export_jobs import ExportJob, ExportStatus
+from resources.tasklane.errors import TasklaneFailure
+from resources.tasklane.exports import VendorExport
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -30,8 +32,8 @@ def job(status: ExportStatus = ExportStatus.RUNNING, *, attempt: int = 1, age: f
     return recorded.but(status=status, attempt=attempt, export_id="exp_1")
 
 
-def answer(status: str, **fields: Any) -> dict[str, Any]:
-    return {"id": "exp_1", "status": status, "poll_after_seconds": 30, **fields}
+def answer(status: str, **fields: Any) -> VendorExport:
+    return VendorExport.parse("acme", {"id": "exp_1", "status": status, "poll_after_seconds": 30, **fields})
 
 
 @pytest.mark.parametrize(
@@ -99,3 +101,15 @@ def test_the_same_history_and_attempt_always_name_the_same_job() -> None:
     assert idempotency_key("acme", "tasks", BEFORE) == new_job("acme", "tasks", BEFORE, NOW).idempotency_key
     assert idempotency_key("acme", "tasks", BEFORE) != idempotency_key("acme", "users", BEFORE)
     assert len(idempotency_key("a" * 63, "projects", BEFORE, 3)) <= 255
+
+
+@pytest.mark.parametrize(
+    "vendor_answer",
+    [{"status": "running"}, {"id": "exp_1", "status": "paused"}, {"id": 7, "status": "queued"}, ["exp_1"], None],
+    ids=["no-id", "unknown-status", "id-not-text", "not-an-object", "null"],
+)
+def test_an_export_answer_not_in_the_contract_fails_naming_the_tenant(vendor_answer: Any) -> None:
+    with pytest.raises(TasklaneFailure) as failure:
+        VendorExport.parse("acme", vendor_answer)
+    assert failure.value.tenant == "acme" and failure.value.error_class == "schema_drift"
+    assert "polled again at the next tick" in str(failure.value)

@@ -265,7 +265,7 @@ def test_a_dropped_submit_retried_creates_exactly_one_export_job(make_sim, make_
     counters = sim.admin.counters("acme")
     assert counters["endpoints"]["exports.create"]["fault_drop"] == 3
     assert counters["exports_created"] == 1
-    assert [j["id"] for j in sim.admin.exports("acme")] == [job["id"]]
+    assert [j["id"] for j in sim.admin.exports("acme")] == [job.id]
 
 
 def test_an_expired_cursor_mid_listing_is_survived(make_sim, make_api) -> None:
