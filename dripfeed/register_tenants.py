@@ -16,7 +16,7 @@ from pipeline_assets.partitions import tenant_partitions
 from resources.tenants import Tenant, TenantConfigError, load_tenants
 
 
-def register_tenants(instance: dg.DagsterInstance, tenants: Mapping[str, Tenant]) -> list[str]:
+def add_tenant_partitions(instance: dg.DagsterInstance, tenants: Mapping[str, Tenant]) -> list[str]:
     """Add the enabled tenants that are not partitions yet; returns the ones added."""
     existing = set(instance.get_dynamic_partitions(tenant_partitions.name))
     added = [tenant_id for tenant_id, tenant in tenants.items() if tenant.enabled and tenant_id not in existing]
@@ -34,7 +34,7 @@ def main() -> None:
     except TenantConfigError as error:
         raise SystemExit(str(error)) from None
     with dg.DagsterInstance.get() as instance:
-        added = register_tenants(instance, loaded.tenants)
+        added = add_tenant_partitions(instance, loaded.tenants)
     print(f"registered {len(added)} new tenant partition(s): {', '.join(added) or 'none'}")
     for entry in loaded.skipped:
         print(f"{loaded.path}: {entry}; skipped", file=sys.stderr)

@@ -1,1 +1,3 @@
-"""Dagster resources: the rate-limited Tasklane API client and the warehouse."""
+"""Dagster resources and what they stand on: the rate-limited Tasklane client (`tasklane/`), the
+warehouse (`warehouse/`), alerts, the control store every process shares (`control/`, through
+`shared_state.py`), the tenant registry over tenants.yaml, the streams and the tiers."""

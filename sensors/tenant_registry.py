@@ -29,9 +29,11 @@ DEFAULT_CHECK_SECONDS = 60
 DEFAULT_WAVE = 50  # first syncs queued or running at once
 
 
-def register_tenants(
+def follow_tenants_file(
     context: dg.SensorEvaluationContext, registry: TenantRegistry, state: SharedState, wave: int = DEFAULT_WAVE
 ) -> dg.SensorResult | dg.SkipReason:
+    """The tenant partitions follow tenants.yaml's enabled tenants; a new tenant's first sync is
+    requested with them, `wave` at most queued or running at once."""
     report = TickReport(context)
     loaded = report.read_tenants(registry)  # an unreadable file fails the tick with an error naming it
     enabled = {tenant_id: tenant for tenant_id, tenant in loaded.tenants.items() if tenant.enabled}
@@ -100,7 +102,7 @@ def tenant_registry_sensor(check_seconds: int = DEFAULT_CHECK_SECONDS, wave: int
     def tenant_registry(
         context: dg.SensorEvaluationContext, registry: TenantRegistry, state: SharedState
     ) -> dg.SensorResult | dg.SkipReason:
-        return register_tenants(context, registry, state, wave)
+        return follow_tenants_file(context, registry, state, wave)
 
     return tenant_registry
 
