@@ -64,7 +64,6 @@ format: $(VENV)/.installed
 
 validate: $(VENV)/.installed
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg check defs
-	$(VENV)/bin/dagster definitions validate -w workspace.yaml
 
 bench: system-packages $(VENV)/.installed  # about five and a half hours: ten thousand tenants through deploy/run.sh, an hour-long soak
 	$(VENV)/bin/python -m benchmarks

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make dev`: the simulator with the demo workspaces, then `dagster dev` against it. Stops both
+# `make dev`: the simulator with the demo workspaces, then `dg dev` (Dagster's webserver and daemon) against it. Stops both
 # when either exits, or on TERM or INT (a terminal's Ctrl-C, or `kill` of a background `make dev`).
 set -euo pipefail
 # Job control: background jobs of a script otherwise ignore SIGINT, and Dagster's processes then
@@ -38,7 +38,7 @@ cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"  # the demo's run queue limits
 
 pids=()
 stop() {
-  # What a terminal's Ctrl-C does: SIGINT to each process group (dagster dev stops its webserver,
+  # What a terminal's Ctrl-C does: SIGINT to each process group (dg dev stops its webserver,
   # daemon and code server on SIGINT, not on SIGTERM).
   trap - EXIT INT TERM
   for pid in "${pids[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done
@@ -55,6 +55,6 @@ pids+=($!)
 .venv/bin/python -c "from tasklane_sim.server import wait_until_healthy; wait_until_healthy('$TASKLANE_BASE_URL', 180)"
 echo "Tasklane simulator: $TASKLANE_BASE_URL (admin API: $TASKLANE_BASE_URL/_sim/docs)"
 echo "Dagster UI:         http://127.0.0.1:$DAGSTER_PORT"
-env --default-signal=INT .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
+env --default-signal=INT .venv/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
 pids+=($!)
 wait -n "${pids[@]}"

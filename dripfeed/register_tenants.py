@@ -1,5 +1,5 @@
 """`python -m dripfeed.register_tenants`: make tenants.yaml's enabled tenants partitions of the
-Dagster instance in $DAGSTER_HOME, so `dagster asset materialize --partition <tenant>` works
+Dagster instance in $DAGSTER_HOME, so `dg launch --assets ... --partition <tenant>` works
 headless. (The tenant registry sensor keeps them in sync once it is running.) An entry that is
 not valid is skipped and named on stderr, and the command exits with status 1 once the others
 are registered."""

@@ -14,7 +14,7 @@ onboarding slows down, instead of the tiers, on a machine it would fill.
 Under Dagster's default run launcher a run is a child process that the code server starts with
 `multiprocessing` (dagster/_grpc/server.py, StartRun); that is how a run's process is told apart
 from the code server, the daemon and the webserver, which load the code too and keep their
-priority. A run launched elsewhere (a container per run, `dagster asset materialize` in a shell)
+priority. A run launched elsewhere (a container per run, `dg launch` in a shell)
 has the machine or its container to itself and is left as it is.
 """
 

@@ -3,7 +3,7 @@
 Dagster's run monitoring asks the run launcher whether a run's worker is healthy, and the default
 launcher (one machine: `deploy/run.sh`, `make dev`) cannot tell; the code server that launched a
 run fails it if its process dies, but not when the code server died with it (the daemon's process
-group killed, the machine restarted) or for a run of `dagster asset materialize`. Such a run stays
+group killed, the machine restarted) or for a run of `dg launch`. Such a run stays
 STARTED and holds its tenant's one slot of the run queue, so that tenant never syncs again until
 someone marks it failed. Each tenant run records its process (pipeline_assets/run_worker.py);
 every tick, this sensor looks at the STARTED runs whose process was on this host and fails those

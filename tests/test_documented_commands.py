@@ -101,6 +101,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         wait_until(lambda: not session_processes(make_dev.pid), 60, "make dev to stop")
 
 
+# What Dagster prints when a command or an API is deprecated, superseded (a CLI command with a `dg`
+# successor), beta or preview: none may reach a user following the docs.
+WARNING = re.compile(r"(Deprecation|Supersession|Beta|Preview)Warning|superseded|deprecated", re.IGNORECASE)
+
+
+def dagster_warnings(output: str) -> list[str]:
+    return [line.strip()[:300] for line in output.splitlines() if WARNING.search(line)]
+
+
 def run_as_written(block: Block, demo: Demo) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.body],
@@ -121,7 +130,11 @@ def test_the_commands_for_a_running_make_dev_work_as_written(demo: Demo) -> None
     for block in blocks:
         done = run_as_written(block, demo)
         assert done.returncode == 0, f"{block} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        warned = dagster_warnings(done.stdout + done.stderr)
+        assert not warned, f"{block} printed Dagster's warnings, which a user would see: {warned}"
         output += done.stdout
+    warned = dagster_warnings((demo.root / "make-dev.log").read_text())
+    assert not warned, f"make dev printed Dagster's warnings: {warned}"
     backfill = re.search(r"Launched backfill job `?([\w-]+)", output)
     assert backfill, output[-2000:]
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(demo.env["DAGSTER_HOME"])) as instance:

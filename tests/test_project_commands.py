@@ -26,15 +26,6 @@ def run_checked(command: list[str], **env: str) -> str:
     return output
 
 
-def test_the_code_location_validates_without_deprecation_warnings() -> None:
-    output = run_checked([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"])
-    assert "All code locations passed validation" in output
-    warnings = [line for line in output.splitlines() if "Warning" in line]
-    # Dagster 1.13 flags this CLI command itself as superseded by `dg check defs` (a FutureWarning).
-    assert all("SupersessionWarning: Function `definitions_validate_command`" in w for w in warnings), warnings
-    assert not any(kind in output for kind in ("DeprecationWarning", "BetaWarning", "PreviewWarning"))
-
-
 def test_dg_check_defs_passes_with_no_warning_at_all() -> None:
     output = run_checked([str(BIN / "dg"), "check", "defs"], VIRTUAL_ENV=str(ROOT / ".venv"))
     assert "All definitions loaded successfully" in output
