@@ -5,21 +5,29 @@ soft-deletes the rows Tasklane no longer has: the only way to learn of deletes w
 vendor dropped (after 30 days) before dripfeed saw them. A sync reconciles when asked to (a full
 re-sync), when the tenant's last complete sync is nearly as old as the tombstones' retention, and
 on the tenant's safety-net cadence; whoever launched it.
+
+The sync reads pages from a `PageSource` and writes batches to a `BatchSink`: a tenant's Tasklane
+client and the warehouse in the product, a replay of recorded listings (tests/support/replay.py)
+where a test wants the sync's logic without the wire.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from resources.control.stream_checks import Listing, StreamChecks
 from resources.streams import TOMBSTONE_RETENTION, minus_overlap
-from resources.tasklane.client import TenantClient
+from resources.tasklane import Page
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
+from resources.tenants import Tenant
 from resources.utc import rfc3339
-from resources.warehouse import Sweep, SyncState, Warehouse
+from resources.warehouse import Sweep, SyncState, Written
 from resources.warehouse.schema import Drift
 
 # A last complete sync older than the retention minus this margin reconciles: the margin covers a
@@ -30,6 +38,36 @@ DEFAULT_RECONCILE_EVERY = timedelta(days=7)
 # next sync to ask: Tasklane drops a tombstone 30 days after it was written, which changes the
 # answer of a listing that reaches back to it though nothing new was written (a run for nothing).
 LISTING_KEPT = timedelta(days=7)
+
+
+class PageSource(Protocol):
+    """Where a sync's pages come from, for one tenant (`TenantClient` is one)."""
+
+    tenant: Tenant
+
+    @property
+    def stats(self) -> Counter:
+        """The calls made so far, by kind (counted, not_modified, ...)."""
+
+    def list_pages(self, stream: str, updated_since: str | None, *, etag: str | None = None) -> Iterator[Page]:
+        """The stream's records with `updated_at >= updated_since` in pages; with `etag`, one
+        `not_modified` page when the listing is unchanged (see resources/tasklane/listing.py)."""
+
+
+class BatchWrites(Protocol):
+    def write(
+        self, tenant: str, stream: str, pages: Sequence[str], state: SyncState, sweep: Sweep | None = None
+    ) -> Written: ...
+
+    def begin_reconciliation(self, tenant: str, stream: str, state: SyncState) -> None: ...
+
+
+class BatchSink(Protocol):
+    """Where a sync's batches go, each with the position it reaches (`Warehouse` is one)."""
+
+    def state(self, tenant: str, stream: str) -> SyncState: ...
+
+    def writer(self) -> AbstractContextManager[BatchWrites]: ...
 
 
 @dataclass
@@ -104,8 +142,8 @@ def _unix(moment: str) -> float:
 
 
 def sync_stream(
-    client: TenantClient,
-    warehouse: Warehouse,
+    client: PageSource,
+    warehouse: BatchSink,
     checks: StreamChecks,
     stream: str,
     *,
