@@ -28,11 +28,15 @@ $(VENV)/.installed: $(UV) pyproject.toml simulator/pyproject.toml uv.lock
 dev: $(VENV)/.installed
 	./demo/run.sh
 
-test: system-packages $(VENV)/.installed lint
-	$(VENV)/bin/pytest
+# Two workers (pytest-xdist), a test file each at a time: a file's module fixtures (a daemon, a
+# make dev) start once, and one worker's waits overlap the other's work.
+PYTEST_WORKERS ?= 2
 
-test-fast: system-packages $(VENV)/.installed  # every test but the slow end-to-end ones (marked e2e)
-	$(VENV)/bin/pytest -m "not e2e"
+test: system-packages $(VENV)/.installed lint
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+test-fast: system-packages $(VENV)/.installed  # all but the Dagster runs over the wire (runs) and the e2e tests
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e and not runs"
 
 system-packages:  # PostgreSQL and Chromium for the tests, with apt-get when missing
 	./tests/system-packages.sh

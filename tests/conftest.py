@@ -35,6 +35,19 @@ if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# A test that takes a Dagster instance and a simulator materializes assets through Dagster over the
+# wire: a second or more each. `make test-fast` leaves these (marked `runs`) and the e2e tests out.
+RUN_FIXTURES = {"instance"}
+WIRE_FIXTURES = {"make_sim", "sim", "tasklane_for"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & RUN_FIXTURES and fixtures & WIRE_FIXTURES:
+            item.add_marker(pytest.mark.runs)
+
+
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     """A real Dagster instance in a temporary directory."""
