@@ -49,7 +49,7 @@ lint: $(VENV)/.installed lock-check
 lock-check: $(UV)  # uv.lock agrees with pyproject.toml, and the image's requirements with uv.lock
 	$(UV) lock --check --python $(PYTHON) --quiet
 	$(UV) export --frozen $(IMAGE_EXPORT) | diff -u deploy/docker/requirements.txt - \
-		|| (echo "deploy/docker/requirements.txt is not uv.lock's: run make upgrade-deps" >&2; exit 1)
+		|| (echo "deploy/docker/requirements.txt is not uv.lock's: run make lock" >&2; exit 1)
 
 # After editing a pyproject.toml's dependencies: re-lock, moving only what the edit needs.
 lock: $(UV)
