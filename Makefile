@@ -72,7 +72,7 @@ validate: $(VENV)/.installed
 bench: system-packages $(VENV)/.installed  # about five and a half hours: ten thousand tenants through deploy/run.sh, an hour-long soak
 	$(VENV)/bin/python -m benchmarks
 
-chaos: system-packages $(VENV)/.installed  # the reliability campaign (~28 min), written to RELIABILITY.md
+chaos: system-packages $(VENV)/.installed  # the reliability campaign (about 26 minutes), written to RELIABILITY.md
 	$(VENV)/bin/python -m chaos
 
 clean:

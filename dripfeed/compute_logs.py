@@ -3,9 +3,9 @@
 Dagster's LocalComputeLogManager mirrors a run's stdout and stderr to files through a `tail -F`
 per stream, each watched by a Python process of its own: four processes for every run, more than
 the run itself. This manager captures the same two streams into the same files (so the UI shows
-them as before) and copies them on to where they went before (the terminal of `dagster asset
-materialize`, the daemon's log) from a thread in the run's own process. Sensor and schedule logs
-are written as Dagster always writes them.
+them as before) and copies them on to where they went before (the terminal of `dg launch`, the
+daemon's log) from a thread in the run's own process. Sensor and schedule logs are written as
+Dagster always writes them.
 
 Enable it in dagster.yaml:
 

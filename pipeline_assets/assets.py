@@ -144,7 +144,8 @@ def _sync(
         and (sync_state := warehouse.state(tenant, stream)).watermark is None
     ):
         history = start_history_export(client, jobs, stream)
-        warehouse.write(tenant, stream, [], sync_state)  # the (empty) tables exist, for the checks
+        # Records the stream's sync state (no watermark yet); its tables exist from the warehouse's migrations.
+        warehouse.write(tenant, stream, [], sync_state)
         context.log.info(
             f"tenant {tenant!r} {stream}: history arrives through export {history.export_id} "
             f"({history.status}); the export_status sensor loads it when it is done"

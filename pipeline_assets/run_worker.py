@@ -3,9 +3,9 @@ from one still working.
 
 Under Dagster's default run launcher, the code server that launched a run fails it when the run's
 process dies, but only while that code server lives: a run whose process died together with it
-(the daemon's process group killed, the machine restarted), or ran outside one (`dagster asset
-materialize`), stays STARTED for ever, and the run queue's one-run-per-tenant limit then holds
-the tenant's every next run QUEUED. Each step of a tenant's sync records its process here as the
+(the daemon's process group killed, the machine restarted), or ran outside one (`dg launch`),
+stays STARTED for ever, and the run queue's one-run-per-tenant limit then holds the tenant's
+every next run QUEUED. Each step of a tenant's sync records its process here as the
 run tag `dripfeed/run_worker`, and the `dead_run_workers` sensor (sensors/dead_run_workers.py)
 fails the STARTED runs whose recorded process is gone from its host.
 

@@ -1,8 +1,8 @@
 """tenants.yaml: which Tasklane workspaces dripfeed syncs, their tier, budget and token reference.
 
-The bottom layer: every other module may use it, it uses none of them. The file is parsed again
-only when its content changed, so a tick that asks for the tenants a thousand times parses it
-once.
+Near the bottom layer: every other module may use it; it uses only `tiers.py` (the tier names
+tenants.yaml may give). The file is parsed again only when its content changed, so a tick that
+asks for the tenants a thousand times parses it once.
 
 One bad entry stops no other tenant: `load_tenants` keeps the valid tenants and names each
 skipped entry (its position, its id escaped and cut, what to fix), and the sensors say so in

@@ -12,8 +12,8 @@ whose process is gone. The run's failure alerts its tenant (tenant_alerts.py) an
 the last checkpoint (a history load reads the export's file again).
 
 Runs recorded on another host are left to that host's sensor or to the launcher's own monitoring
-(Docker, Kubernetes). The sensor requests no run, and costs one query per tick plus one per
-STARTED run.
+(Docker, Kubernetes). The sensor requests no run, and costs one query per tick, plus one per
+STARTED run whose process is gone.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ a tick starts no poll after TICK_SECONDS, and the tenants it did not reach are p
 Everything it knows lives in the control store, so a restarted
 daemon carries on where it stopped; it submits again only a job whose submission was never
 answered, under the same idempotency key. What happens to a job is decided by
-`pipeline_assets/export_lifecycle.py`: a failed or expired job is resubmitted up to three
-times; one that fails more often, or is not done within the timeout, is abandoned
-and alerted, and the tenant's next sync reads its history through the listing instead.
+`pipeline_assets/export_lifecycle.py`: a failed or expired job is submitted again under a new
+key, up to three attempts in all; one that fails on its third, or is not done within the timeout,
+is abandoned and alerted, and the tenant's next sync reads its history through the listing instead.
 """
 
 from __future__ import annotations

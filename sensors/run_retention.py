@@ -1,7 +1,7 @@
 """Run retention: the Dagster instance keeps what its UI and dripfeed read, not every run for ever.
 
 Open-source Dagster deletes no runs (`retention:` in dagster.yaml purges tick rows only, and leaves
-their logs), and a run left alone keeps its ~80 events and its compute logs for ever: at a thousand
+their logs), and a run left alone keeps its ~25 events and its compute logs for ever: at a thousand
 tenants a day of runs is gigabytes. This sensor applies dripfeed's retention, DRIPFEED_RETENTION_DAYS
 (default 7, 0 turns it off), to the runs of `sync_tenant`, as Dagster's own database-tuning guide
 does by hand:

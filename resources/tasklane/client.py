@@ -64,8 +64,9 @@ class TenantClient:
         session: requests.Session | None = None,
         blocks: BlockBatch | None = None,
     ) -> None:
-        """`log` gets one DEBUG line per call; the Dagster resource passes a logger whose lines land
-        in the run's event log. `session`: an HTTP session shared with other tenants' clients.
+        """`log` gets one DEBUG line per call: the resource passes `CALL_LOG`, a plain Python logger
+        kept out of the run's event log (dagster.yaml's `python_logs` can bring it in). `session`: an
+        HTTP session shared with other tenants' clients.
         `blocks`: a tick's batch of budget blocks (control/block_batch.py)."""
         self.tenant, self.settings = tenant, settings
         timeouts = (settings.connect_timeout, settings.read_timeout)

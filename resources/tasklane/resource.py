@@ -33,7 +33,8 @@ TICK_CONNECTIONS = 32  # a tick's clients share one session: connections to the 
 
 class TasklaneAPI(dg.ConfigurableResource):
     """Per-tenant, budgeted, retried and counted access to the Tasklane API. `definitions.py` sets
-    its fields from the environment (docs/configuration.md)."""
+    `base_url` from `TASKLANE_BASE_URL`; the other fields keep their defaults unless a launchpad
+    overrides them (docs/configuration.md)."""
 
     base_url: str = Field(description="the Tasklane API root, e.g. https://api.tasklane.example")
     connect_timeout_seconds: float = 5.0

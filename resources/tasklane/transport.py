@@ -23,11 +23,11 @@ API_VERSION = "2026-11-01"  # the Tasklane-Version this client was written again
 # The most one answer may weigh (a listing page, an export's status; export files are streamed and
 # not bound by it). A contract page holds at most 100 records; a simulated tasks page is about 40 KB,
 # so 16 MiB allows 160 KB a record, far beyond any record the contract describes, while bounding
-# what a sync holds: a checkpoint keeps up to pages_per_checkpoint bodies (default 10) and hands them
-# to the database as one parameter, next to the previous batch being written: about 20 pages, here
-# 320 MiB at worst, well under Postgres' 1 GB limit on a value. An answer is refused as soon as it
-# passes the limit (by its Content-Length, or while it is read, after decompression), before it
-# fills the run's memory.
+# what a sync holds: a batch keeps up to half pages_per_checkpoint bodies (default 5) and hands them
+# to the database as one parameter, while the next batch is fetched: about 10 pages, here 160 MiB at
+# worst, well under Postgres' 1 GB limit on a value. An answer is refused as soon as it passes the
+# limit (by its Content-Length, or while it is read, after decompression), before it fills the
+# run's memory.
 MAX_ANSWER_BYTES = 16 * 2**20
 READ_CHUNK_BYTES = 64 * 1024
 TRANSPORT_ERRORS = (

@@ -1,5 +1,5 @@
 """Alembic's entry to the control store's migrations: always on a connection dripfeed opened, in a
-transaction dripfeed holds (store.py's `bring_to_head`), never from a URL of its own."""
+transaction dripfeed holds (store.py's `ControlStore._bring_to_head`), never from a URL of its own."""
 
 from alembic import context
 
