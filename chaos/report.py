@@ -40,7 +40,7 @@ ABOUT = """\
 ## How to reproduce
 
 ```bash
-make chaos                               # the full campaign (~28 min on 2 cores); rewrites this file
+make chaos                               # the full campaign (~26 min on 2 cores); rewrites this file
 .venv/bin/python -m chaos --quick        # the small one make test runs (tests/test_chaos_quick.py), ≤ 2 min
 .venv/bin/python -m chaos --only crashes # one segment (and the secrets scan of what it left)
 ```
