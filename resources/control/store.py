@@ -19,6 +19,8 @@ import tenacity
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from ..urls import without_secrets
+
 T = TypeVar("T")
 DEFAULT_STATE = ".dev/control.sqlite3"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -189,7 +191,7 @@ class ControlStore:
     @property
     def location(self) -> str:
         """Where the store is, for messages: never a password."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return without_secrets(self.engine.url.render_as_string(hide_password=False))
 
     @staticmethod
     def _revision(connection: Connection) -> str | None:

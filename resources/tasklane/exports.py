@@ -93,7 +93,15 @@ def open_export_result(client: Caller, result_url: str) -> requests.Response:
 
 
 def _number(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A count or a number of seconds: a JSON number, or one sent as text."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return int(value) if isinstance(value, int | float) else None
 
 
 def _text(value: Any) -> str | None:

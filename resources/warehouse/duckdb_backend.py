@@ -75,7 +75,12 @@ class DuckDBBackend(Backend):
         return dict(rows)
 
     def table_exists(self, conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-        return bool(conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0])
+        found = conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary "
+            "AND database_name = current_database() AND schema_name = current_schema()",
+            [table],
+        ).fetchone()
+        return bool(found[0])
 
     def insert_many(self, conn: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[tuple]) -> None:
         if rows:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +10,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
+from ..urls import without_secrets
 from .backend import Backend
 from .record_sql import PostgresRecords
 
@@ -29,12 +29,7 @@ class PostgresBackend(Backend):
 
     @property
     def location(self) -> str:
-        """The URL without its password."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        return without_secrets(self.url)
 
     def connect(self) -> Any:
         return psycopg2.connect(self.url)

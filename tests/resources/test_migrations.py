@@ -4,10 +4,12 @@ upgraded is refused, naming both versions. (tests/test_upgrades.py upgrades the 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from resources.control.store import (
     ControlStoreTooNew,
     metadata,
 )
-from resources.warehouse import USAGE_COLUMNS, Warehouse
+from resources.warehouse import USAGE_COLUMNS, SyncState, Warehouse
 from resources.warehouse.migrations import LATEST, WarehouseTooNew
 from resources.warehouse.migrations import MIGRATIONS as WAREHOUSE_MIGRATIONS
 from tests.support.postgres_server import fresh_database
@@ -43,10 +45,27 @@ def test_the_warehouse_versions_are_numbered_one_after_the_other() -> None:
     assert [migration.version for migration in WAREHOUSE_MIGRATIONS] == list(range(1, LATEST + 1))
 
 
+def first_open_of_a_warehouse(url: str) -> bool:
+    """What a new process does first: open the warehouse (in a process of its own)."""
+    return Warehouse(url=url).state("acme", "tasks") == SyncState()
+
+
+def first_open_of_a_control_store(url: str) -> bool:
+    store = ControlStore(url)
+    store.dispose()
+    return store.upgraded_from is not None
+
+
+def opened_by_processes_at_once(opener: Callable[[str], bool], url: str, processes: int = 3) -> list[bool]:
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(opener, [url] * processes))
+
+
 def test_a_new_warehouse_is_built_by_the_migrations_and_recorded_at_the_codes_version(warehouse_url: str) -> None:
-    opened_together = [Warehouse(url=warehouse_url) for _ in range(4)]
-    with ThreadPoolExecutor(4) as pool:  # four processes' first connections, at once
-        list(pool.map(lambda warehouse: warehouse.state("acme", "tasks"), opened_together))
+    if warehouse_url.startswith("postgresql"):  # DuckDB lets one process open the file at a time
+        assert all(opened_by_processes_at_once(first_open_of_a_warehouse, warehouse_url))
+    with ThreadPoolExecutor(4) as pool:  # threads of one process, each with its own resource
+        list(pool.map(first_open_of_a_warehouse, [warehouse_url] * 4))
     warehouse = Warehouse(url=warehouse_url)
     assert warehouse.query("SELECT version FROM _dripfeed_schema_version ORDER BY version") == [
         (version,) for version in range(1, LATEST + 1)
@@ -96,11 +115,7 @@ def test_the_schema_revision_the_store_opens_with_is_the_migrations_head() -> No
 
 
 def test_processes_opening_a_new_control_store_together_upgrade_it_once(control_state: str) -> None:
-    with ThreadPoolExecutor(4) as pool:
-        stores = list(pool.map(ControlStore, [control_state] * 4))
-    assert sum(store.upgraded_from is not None for store in stores) == 1
-    for store in stores:
-        store.dispose()
+    assert sum(opened_by_processes_at_once(first_open_of_a_control_store, control_state)) == 1
 
 
 def test_a_control_store_newer_than_the_code_is_refused_naming_both_revisions(control_state: str) -> None:
@@ -110,6 +125,21 @@ def test_a_control_store_newer_than_the_code_is_refused_naming_both_revisions(co
     with pytest.raises(ControlStoreTooNew) as refused:
         ControlStore(control_state)
     assert "schema revision 9999" in str(refused.value) and f"its newest is {SCHEMA_REVISION}" in str(refused.value)
+
+
+def test_the_upgrade_command_creates_nothing_where_a_setting_names_no_database(tmp_path: Path) -> None:
+    missing = tmp_path / "mistyped" / "warehouse.duckdb"
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "dripfeed.migrate"],
+        env={**os.environ, "DRIPFEED_WAREHOUSE": str(missing), "DRIPFEED_STATE": str(tmp_path / "c.sqlite3")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert upgrade.returncode == 1
+    assert f"no warehouse at {missing} (DRIPFEED_WAREHOUSE): nothing was created" in upgrade.stderr
+    assert not missing.exists() and not missing.parent.exists()
 
 
 def test_the_upgrade_command_refuses_a_newer_database_with_status_1(tmp_path: Path) -> None:
