@@ -110,7 +110,8 @@ def test_retry_after_is_obeyed_in_both_formats(make_sim, make_api, retry_after_f
     elapsed = time.monotonic() - started
     totals = sim.admin.counters("acme")["totals"]
     assert totals["rate_limited"] == 1, "one 429, then it waited instead of hammering"
-    assert 2.0 <= elapsed < 6.0, f"waited {elapsed:.1f}s for a window of 3s"
+    # At least the window's rest; well under the 20 s of a backoff (the margin: another test worker beside it).
+    assert 2.0 <= elapsed < 12.0, f"waited {elapsed:.1f}s for a window of 3s"
 
 
 def test_a_long_retry_after_is_not_slept_the_tenant_is_throttled_until_then(make_sim, make_api) -> None:
@@ -126,7 +127,7 @@ def test_a_long_retry_after_is_not_slept_the_tenant_is_throttled_until_then(make
     with pytest.raises(TenantThrottled) as throttled:
         records(client, "users")
     blocker.join()
-    assert time.monotonic() - started < 2.0, "the worker did not sleep through the lockout"
+    assert time.monotonic() - started < 10.0, "the worker did not sleep through the 300 s lockout"
     assert 290 <= throttled.value.resume_at - time.time() <= 300
     assert throttled.value.vendor and "Retry-After 300s" in throttled.value.reason
 
@@ -137,7 +138,7 @@ def test_an_exhausted_budget_with_a_far_reset_throttles_the_tenant_without_a_cal
     started = time.monotonic()
     with pytest.raises(TenantThrottled) as throttled:
         records(client)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10.0, "it did not wait for the reset, more than a minute away"
     assert throttled.value.resume_at - time.time() > 60 and not throttled.value.vendor
     assert sim.admin.counters("acme")["totals"]["counted"] == 3
 
