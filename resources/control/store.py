@@ -26,7 +26,8 @@ DEFAULT_STATE = ".dev/control.sqlite3"
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "dripfeed_control_version"
 # The newest revision in migrations/versions (tests/resources/test_migrations.py checks it): a store
-# already there opens with one query, without importing Alembic.
+# already there opens with two quick queries (is there a version table, which revision), without
+# importing Alembic.
 SCHEMA_REVISION = "0001"
 IN_CHUNK = 500  # values per IN (...) list of a query about many tenants
 
@@ -180,9 +181,13 @@ class ControlStore:
         if self.dialect == "sqlite":
             self._make_sqlite_transactions_immediate()
         self.upgraded_from: str | None = None  # the revision this process upgraded the store from ("none": new)
-        with self.engine.begin() as connection:
-            if self._revision(connection) != SCHEMA_REVISION:
-                self._bring_to_head(connection)
+        try:
+            with self.engine.begin() as connection:
+                if self._revision(connection) != SCHEMA_REVISION:
+                    self._bring_to_head(connection)
+        except BaseException:
+            self.engine.dispose()  # a refused or failed upgrade keeps no pooled connection
+            raise
 
     @property
     def dialect(self) -> str:

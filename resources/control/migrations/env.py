@@ -10,7 +10,9 @@ context.configure(
     connection=connection,
     target_metadata=metadata,
     version_table=VERSION_TABLE,
-    render_as_batch=True,  # SQLite alters a table by copying it: Alembic's batch mode does that
+    # SQLite alters a table by copying it: autogenerate writes batch operations; a revision written by
+    # hand wraps its ALTERs in op.batch_alter_table.
+    render_as_batch=True,
 )
 with context.begin_transaction():
     context.run_migrations()
