@@ -7,6 +7,7 @@ PYTHON ?= python3
 # everything: uv never downloads an interpreter.
 UV_VERSION := 0.13.9
 UV := .uv/bin/uv
+UV_STAMP := .uv/.version-$(UV_VERSION)
 export UV_PYTHON_DOWNLOADS := never
 # The production image's packages (deploy/docker/Dockerfile): dripfeed's and its launchers', hashed,
 # without dripfeed itself (the image installs it from its source) and without the dev group.
@@ -14,14 +15,16 @@ IMAGE_EXPORT := --format requirements-txt --no-dev --extra deploy --no-emit-work
 
 .PHONY: dev test test-fast system-packages lint lock-check lock upgrade-deps format bench chaos validate clean
 
-$(UV):
+$(UV_STAMP):  # a new UV_VERSION replaces the uv in .uv/
+	rm -rf .uv
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+	touch $@
 
 # dripfeed with every extra, and the dev group: the simulator (simulator/, a distribution of its own,
 # absent from dripfeed's and from the production image), for the demo, the tests and the benchmarks.
 # --locked: refuse to install when uv.lock disagrees with a pyproject.toml.
-$(VENV)/.installed: $(UV) pyproject.toml simulator/pyproject.toml uv.lock
+$(VENV)/.installed: $(UV_STAMP) pyproject.toml simulator/pyproject.toml uv.lock
 	$(UV) sync --locked --all-extras --python $(PYTHON) --quiet
 	touch $@
 
@@ -46,19 +49,19 @@ lint: $(VENV)/.installed lock-check
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-lock-check: $(UV)  # uv.lock agrees with pyproject.toml, and the image's requirements with uv.lock
+lock-check: $(UV_STAMP)  # uv.lock agrees with pyproject.toml, and the image's requirements with uv.lock
 	$(UV) lock --check --python $(PYTHON) --quiet
 	$(UV) export --frozen $(IMAGE_EXPORT) | diff -u deploy/docker/requirements.txt - \
 		|| (echo "deploy/docker/requirements.txt is not uv.lock's: run make lock" >&2; exit 1)
 
 # After editing a pyproject.toml's dependencies: re-lock, moving only what the edit needs.
-lock: $(UV)
+lock: $(UV_STAMP)
 	$(UV) lock --python $(PYTHON)
 	$(UV) export --frozen $(IMAGE_EXPORT) --output-file deploy/docker/requirements.txt --quiet
 
 # Re-lock every package at the newest release pyproject.toml's ranges allow, and install it; then
 # `make test`, and commit uv.lock and deploy/docker/requirements.txt with what moved in them.
-upgrade-deps: $(UV)
+upgrade-deps: $(UV_STAMP)
 	$(UV) lock --upgrade --python $(PYTHON)
 	$(MAKE) lock $(VENV)/.installed
 
