@@ -179,7 +179,7 @@ def tree_cpu(root: int) -> float:
 
 
 def cli_run(location: Location, tenant: str) -> Cost:
-    """`dagster asset materialize` of the tenant's three assets, as the README shows it."""
+    """`dagster asset materialize` of the tenant's three assets: what the README's `dg launch --assets` runs."""
     command = [str(BIN / "dagster"), *MATERIALIZE, "--partition", tenant]
     pids_before = {p.pid for p in location.processes.started()} | set(location.processes.seen)
     output = location.directory / "materialize.log"

@@ -180,7 +180,7 @@ class Location:
             yield instance
 
     def launch(self, tenant: str, config: dict[str, Any] | None = None) -> Run:
-        """`dagster asset materialize` of the tenant's three assets, as the README shows it."""
+        """`dagster asset materialize` of the tenant's three assets: what the README's `dg launch --assets` runs."""
         command = ["asset", "materialize", "-m", "dripfeed.definitions", "--select", ASSETS, "--partition", tenant]
         return self._start(tenant, command, config)
 
