@@ -114,7 +114,8 @@ def tasks_pages(sim, tenant: str) -> int:
 def test_a_killed_run_is_failed_and_the_other_tenants_run_is_not(
     make_sim, instance, tasklane_for, duckdb_warehouse, tmp_path
 ) -> None:
-    slow = {"slow_rate": 1.0, "slow_seconds": 0.2}  # both runs page for seconds, even on a loaded machine
+    # Both runs page for 15 s, even on a loaded machine where the second worker takes seconds to start.
+    slow = {"slow_rate": 1.0, "slow_seconds": 0.5}
     sim = make_sim(*(workspace_config(t, records={"tasks": 3000}, faults=slow) for t in ("acme", "globex")))
     tasklane_for(sim, "acme", "globex")
     home = str(instance.root_directory)
