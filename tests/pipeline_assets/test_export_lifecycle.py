@@ -113,3 +113,11 @@ def test_an_export_answer_not_in_the_contract_fails_naming_the_tenant(vendor_ans
         VendorExport.parse("acme", vendor_answer)
     assert failure.value.tenant == "acme" and failure.value.error_class == "schema_drift"
     assert "polled again at the next tick" in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"), [(30, 30), (12.5, 12), ("45", 45), ("soon", None), (True, None), (None, None)]
+)
+def test_an_export_answers_numbers_are_read_as_numbers_or_not_at_all(sent: Any, read: int | None) -> None:
+    answer = VendorExport.parse("acme", {"id": "exp_1", "status": "running", "poll_after_seconds": sent})
+    assert answer.poll_after_seconds == read

@@ -127,6 +127,21 @@ def test_a_control_store_newer_than_the_code_is_refused_naming_both_revisions(co
     assert "schema revision 9999" in str(refused.value) and f"its newest is {SCHEMA_REVISION}" in str(refused.value)
 
 
+def test_the_upgrade_command_names_an_empty_postgres_database_as_such(postgres_url: str) -> None:
+    warehouse, state = fresh_database(postgres_url, "warehouse"), fresh_database(postgres_url, "control")
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "dripfeed.migrate"],
+        env={**os.environ, "DRIPFEED_WAREHOUSE": warehouse, "DRIPFEED_STATE": state},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert f"(DRIPFEED_WAREHOUSE): was empty; created at version {LATEST}" in upgrade.stdout
+    assert f"(DRIPFEED_STATE): was empty; created at revision {SCHEMA_REVISION}" in upgrade.stdout
+
+
 def test_the_upgrade_command_creates_nothing_where_a_setting_names_no_database(tmp_path: Path) -> None:
     missing = tmp_path / "mistyped" / "warehouse.duckdb"
     upgrade = subprocess.run(
