@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 # without dripfeed itself (the image installs it from its source) and without the dev group.
 IMAGE_EXPORT := --format requirements-txt --no-dev --extra deploy --no-emit-workspace --no-header
 
-.PHONY: dev test test-fast system-packages lint lock-check lock upgrade-deps format bench chaos validate clean
+.PHONY: dev test test-fast coverage system-packages lint lock-check lock upgrade-deps format bench chaos validate clean
 
 $(UV_STAMP):  # a new UV_VERSION replaces the uv in .uv/
 	rm -rf .uv
@@ -40,6 +40,13 @@ test: system-packages $(VENV)/.installed lint
 
 test-fast: system-packages $(VENV)/.installed  # all but the Dagster runs over the wire (runs) and the e2e tests
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e and not runs"
+
+coverage: system-packages $(VENV)/.installed  # the suite under coverage: test-output/coverage/ (coverage.json, line by line)
+	rm -rf test-output/coverage
+	$(VENV)/bin/coverage run -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(VENV)/bin/coverage combine -q
+	$(VENV)/bin/coverage json -q -o test-output/coverage/coverage.json
+	$(VENV)/bin/coverage report --skip-covered
 
 system-packages:  # PostgreSQL and Chromium for the tests, with apt-get when missing
 	./tests/system-packages.sh
