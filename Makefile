@@ -31,9 +31,10 @@ $(VENV)/.installed: $(UV_STAMP) pyproject.toml simulator/pyproject.toml uv.lock
 dev: $(VENV)/.installed
 	./demo/run.sh
 
-# Two workers (pytest-xdist), a test file each at a time: a file's module fixtures (a daemon, a
-# make dev) start once, and one worker's waits overlap the other's work.
-PYTEST_WORKERS ?= 2
+# Three workers (pytest-xdist), a test file each at a time: a file's module fixtures (a daemon, a
+# make dev) start once, and the workers' waits (daemon ticks, the real clock, a simulator's pace)
+# overlap each other's work. Two workers kept the two cores only 60% busy.
+PYTEST_WORKERS ?= 3
 
 test: system-packages $(VENV)/.installed lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile

@@ -46,6 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & RUN_FIXTURES and fixtures & WIRE_FIXTURES:
             item.add_marker(pytest.mark.runs)
+    # The files with e2e tests first: the workers (`make test`, pytest-xdist, a file at a time) start
+    # the long ones early and end on short ones, instead of one worker finishing a daemon test alone.
+    slow_files = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture
