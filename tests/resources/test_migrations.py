@@ -61,9 +61,16 @@ def opened_by_processes_at_once(opener: Callable[[str], bool], url: str, process
         return list(pool.map(opener, [url] * processes))
 
 
+@pytest.mark.e2e  # separate Python processes
+def test_processes_opening_a_new_postgres_warehouse_together_migrate_it_once(postgres_url: str) -> None:
+    url = fresh_database(postgres_url, "warehouse")
+    assert all(opened_by_processes_at_once(first_open_of_a_warehouse, url))  # a second apply would fail
+    assert Warehouse(url=url).query("SELECT version FROM _dripfeed_schema_version ORDER BY version") == [
+        (version,) for version in range(1, LATEST + 1)
+    ]
+
+
 def test_a_new_warehouse_is_built_by_the_migrations_and_recorded_at_the_codes_version(warehouse_url: str) -> None:
-    if warehouse_url.startswith("postgresql"):  # DuckDB lets one process open the file at a time
-        assert all(opened_by_processes_at_once(first_open_of_a_warehouse, warehouse_url))
     with ThreadPoolExecutor(4) as pool:  # threads of one process, each with its own resource
         list(pool.map(first_open_of_a_warehouse, [warehouse_url] * 4))
     warehouse = Warehouse(url=warehouse_url)
@@ -114,6 +121,7 @@ def test_the_schema_revision_the_store_opens_with_is_the_migrations_head() -> No
     assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_REVISION]
 
 
+@pytest.mark.e2e  # separate Python processes
 def test_processes_opening_a_new_control_store_together_upgrade_it_once(control_state: str) -> None:
     assert sum(opened_by_processes_at_once(first_open_of_a_control_store, control_state)) == 1
 
