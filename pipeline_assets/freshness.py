@@ -232,4 +232,4 @@ def _tier_check(tier: str, tiers: Mapping[str, Tier]) -> dg.AssetChecksDefinitio
 
 
 # The checks' keys, for what selects or leaves them out (the sync job evaluates none of them).
-FRESHNESS_CHECK_KEYS = [check_key for check in freshness_checks() for check_key in check.check_keys]
+FRESHNESS_CHECK_KEYS = [dg.AssetCheckKey(tasks.key, name) for name in (FRESH_CHECK, *map(tier_check_name, TIERS))]

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tests.support.postgres_server import fresh_database, postgres_bin
 from tests.support.resources import make_api
 from tests.support.runs import materialize_tenant
 from tests.support.tenants_files import tenant_entry, write_tenants
+from tests.support.upgrade_command import run_upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = ROOT / "tests" / "fixtures" / "previous_release"
@@ -80,18 +79,6 @@ def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
         return {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall() for table in TABLES}
 
 
-def upgrade(warehouse: str, state: str) -> subprocess.CompletedProcess[str]:
-    """The documented upgrade step (docs/operations.md)."""
-    return subprocess.run(
-        [sys.executable, "-m", "dripfeed.migrate"],
-        env={**os.environ, "DRIPFEED_WAREHOUSE": warehouse, "DRIPFEED_STATE": state},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-
-
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])
 def test_an_upgraded_warehouse_keeps_its_data_and_syncs_on_to_the_ground_truth(
     backend: str,
@@ -105,11 +92,11 @@ def test_an_upgraded_warehouse_keeps_its_data_and_syncs_on_to_the_ground_truth(
     before = table_rows(warehouse_url)
     assert all(before[stream] for stream in STREAMS), "the fixture holds no rows: rebuild it (build.py)"
 
-    upgraded = upgrade(warehouse_url, state)
+    upgraded = run_upgrade(warehouse_url, state)
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"version 0 -> {LATEST}" in upgraded.stdout and "revision none -> 0001" in upgraded.stdout, upgraded.stdout
     assert table_rows(warehouse_url) == before, "the upgrade changed rows the previous release wrote"
-    again = upgrade(warehouse_url, state)
+    again = run_upgrade(warehouse_url, state)
     assert again.stdout.count("nothing to do") == 2, again.stdout
 
     # The simulator, started again from the fixture's spec, holds what the previous release synced:

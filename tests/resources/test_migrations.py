@@ -5,9 +5,6 @@ upgraded is refused, naming both versions. (tests/test_upgrades.py upgrades the 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +27,7 @@ from resources.warehouse import USAGE_COLUMNS, SyncState, Warehouse
 from resources.warehouse.migrations import LATEST, WarehouseTooNew
 from resources.warehouse.migrations import MIGRATIONS as WAREHOUSE_MIGRATIONS
 from tests.support.postgres_server import fresh_database
+from tests.support.upgrade_command import run_upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,14 +135,7 @@ def test_a_control_store_newer_than_the_code_is_refused_naming_both_revisions(co
 
 def test_the_upgrade_command_names_an_empty_postgres_database_as_such(postgres_url: str) -> None:
     warehouse, state = fresh_database(postgres_url, "warehouse"), fresh_database(postgres_url, "control")
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "dripfeed.migrate"],
-        env={**os.environ, "DRIPFEED_WAREHOUSE": warehouse, "DRIPFEED_STATE": state},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    upgrade = run_upgrade(warehouse, state)
     assert upgrade.returncode == 0, upgrade.stderr
     assert f"(DRIPFEED_WAREHOUSE): was empty; created at version {LATEST}" in upgrade.stdout
     assert f"(DRIPFEED_STATE): was empty; created at revision {SCHEMA_REVISION}" in upgrade.stdout
@@ -152,14 +143,7 @@ def test_the_upgrade_command_names_an_empty_postgres_database_as_such(postgres_u
 
 def test_the_upgrade_command_creates_nothing_where_a_setting_names_no_database(tmp_path: Path) -> None:
     missing = tmp_path / "mistyped" / "warehouse.duckdb"
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "dripfeed.migrate"],
-        env={**os.environ, "DRIPFEED_WAREHOUSE": str(missing), "DRIPFEED_STATE": str(tmp_path / "c.sqlite3")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    upgrade = run_upgrade(str(missing), str(tmp_path / "c.sqlite3"))
     assert upgrade.returncode == 1
     assert f"no warehouse at {missing} (DRIPFEED_WAREHOUSE): nothing was created" in upgrade.stderr
     assert not missing.exists() and not missing.parent.exists()
@@ -170,13 +154,6 @@ def test_the_upgrade_command_refuses_a_newer_database_with_status_1(tmp_path: Pa
     Warehouse(url=warehouse).query(
         "INSERT INTO _dripfeed_schema_version VALUES (?, 'from the future', '9.0.0', now())", (LATEST + 1,)
     )
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "dripfeed.migrate"],
-        env={**os.environ, "DRIPFEED_WAREHOUSE": warehouse, "DRIPFEED_STATE": str(tmp_path / "c.sqlite3")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    upgrade = run_upgrade(warehouse, str(tmp_path / "c.sqlite3"))
     assert upgrade.returncode == 1
     assert f"schema version {LATEST + 1}" in upgrade.stderr and "Traceback" not in upgrade.stderr
