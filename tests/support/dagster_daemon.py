@@ -15,8 +15,10 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import requests
+from dagster._core.instance.ref import InstanceRef  # an instance from its DAGSTER_HOME, without the env
 
 from tests.support.periodic import every
 
@@ -67,12 +69,19 @@ def dripfeed_env(directory: Path, home: Path, tenants_file: Path, base_url: str,
 
 def scratch_instance(directory: Path, instance_file: Path | None = None) -> Path:
     """A DAGSTER_HOME (with `instance_file` as its dagster.yaml, default a bare one) and a
-    workspace.yaml in `directory`; returns the DAGSTER_HOME."""
+    workspace.yaml in `directory`; returns the DAGSTER_HOME.
+
+    The instance's storage is created here, once: two processes opening a new SQLite instance at the
+    same moment (a daemon starting and the test watching it) can both stamp its schedule storage's
+    Alembic version, each with a different revision, and every later opening then fails with
+    "Version table 'alembic_version' has more than one head present" (dagster-io/dagster#27390, open;
+    `dg dev` creates its instance before it starts the daemon and the webserver, so `make dev` is spared)."""
     home = directory / "dagster_home"
     home.mkdir()
     config = instance_file.read_text() if instance_file else "telemetry:\n  enabled: false\n"
     (home / "dagster.yaml").write_text(config)
     (directory / "workspace.yaml").write_text(WORKSPACE)
+    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
     return home
 
 
@@ -153,15 +162,17 @@ class ProcessLog:
 
 @contextmanager
 def running_daemon(directory: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    """`dagster-daemon run` in `directory` with `env`, stopped (with its children) on exit."""
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=directory,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """`dagster-daemon run` in `directory` with `env`, stopped (with its children) on exit. What it
+    prints goes to `directory`/daemon.log, kept with the test's files for when a test fails."""
+    with (directory / "daemon.log").open("ab") as log:
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield daemon
     finally:
