@@ -22,7 +22,6 @@ from resources.control.store import DEFAULT_STATE
 from resources.shared_state import SharedState
 from resources.tasklane import TasklaneAPI
 from resources.tenant_registry import TenantRegistry
-from resources.tiers import TIERS, Tier, make_tier
 from resources.warehouse import Warehouse
 from resources.warehouse.resource import DEFAULT_WAREHOUSE
 from sensors.api_usage_schedule import DEFAULT_CRON, api_usage_schedule
@@ -38,6 +37,8 @@ from sensors.tenant_registry import DEFAULT_CHECK_SECONDS as REGISTRY_SECONDS
 from sensors.tenant_registry import DEFAULT_WAVE as ONBOARDING_WAVE
 from sensors.tenant_registry import tenant_registry_sensor
 from sensors.tier_schedules import tier_schedules
+
+from .settings import configured_tiers, number
 
 REQUIRED = {
     "TASKLANE_BASE_URL": "the Tasklane API root",
@@ -60,30 +61,6 @@ def env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def number(name: str, default: float) -> float:
-    raw = os.environ.get(name, str(default))
-    try:
-        return float(raw)
-    except ValueError:
-        raise RuntimeError(f"{name}={raw!r} is not a number (docs/configuration.md)") from None
-
-
-def tier_setting(default: Tier) -> Tier:
-    """A tier's period and tick, shortened for tests, demos and benchmarks by
-    DRIPFEED_<TIER>_PERIOD_MINUTES and DRIPFEED_<TIER>_TICK_MINUTES (the longest tick wanted)."""
-    period_name = f"DRIPFEED_{default.name.upper()}_PERIOD_MINUTES"
-    tick_name = f"DRIPFEED_{default.name.upper()}_TICK_MINUTES"
-    period = os.environ.get(period_name, str(default.period_minutes))
-    tick = os.environ.get(tick_name, str(default.tick_minutes))
-    try:
-        return make_tier(default.name, int(period), int(tick), default.grace)
-    except ValueError:  # not a whole number, or a period that does not divide a day
-        raise RuntimeError(
-            f"{period_name}={period!r}, {tick_name}={tick!r}: give whole minutes, a period that divides a day "
-            "(1440) and a tick of at least a minute, e.g. 60 and 5"
-        ) from None
-
-
 def usage_schedule() -> dg.ScheduleDefinition:
     cron = os.environ.get("DRIPFEED_API_USAGE_CRON", DEFAULT_CRON)
     try:
@@ -94,7 +71,7 @@ def usage_schedule() -> dg.ScheduleDefinition:
 
 required_settings()
 yield_cpu_if_a_run(int(number("DRIPFEED_RUN_NICENESS", DEFAULT_NICENESS)))
-tiers = {name: tier_setting(default) for name, default in TIERS.items()}
+tiers = configured_tiers()
 
 schedules = [*tier_schedules(tiers), usage_schedule()]
 sensors = [

@@ -170,6 +170,8 @@ def _sync(
             reconcile_every=timedelta(days=every) if every else None,
         )
     facts = warehouse.facts(tenant, stream)
+    drifted = len({d.field for d in report.drift})
+    state.sync_totals.add_sync(tenant, stream, report.records, report.tombstones, facts.rows, drifted)
     return dg.MaterializeResult(
         metadata=_metadata(report, facts), check_results=_checks(context, stream, tenant, facts)
     )

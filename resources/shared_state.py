@@ -13,6 +13,7 @@ from .control.export_jobs import ExportJobs
 from .control.rate_budget import RateBudget
 from .control.store import DEFAULT_STATE, ControlStore
 from .control.stream_checks import StreamChecks
+from .control.sync_totals import SyncTotals
 from .control.tenant_checks import TenantChecks
 
 
@@ -47,6 +48,11 @@ class SharedState(dg.ConfigurableResource):
     def stream_checks(self) -> StreamChecks:
         """Each tenant's streams between syncs: the listing to ask about, when last complete."""
         return StreamChecks(self.store)
+
+    @property
+    def sync_totals(self) -> SyncTotals:
+        """What dripfeed did, as counters since the store began: for the metrics endpoint."""
+        return SyncTotals(self.store)
 
     @property
     def tenant_checks(self) -> TenantChecks:

@@ -103,6 +103,7 @@ def tier_run_requests(
     verdicts, unreached = probe_all(tasklane, state, plans, started)
     _record(state, verdicts, now, period)
     requests = [_run_request(tier, tick_time, v) for v in verdicts if v.run]
+    state.sync_totals.add_tick(tier.name, probes=len(verdicts), runs_requested=len(requests))
     summary = _log(report, verdicts, unreached, newcomers, tick)
     if not requests:
         return dg.SkipReason(report.skip_reason(summary))

@@ -17,6 +17,7 @@ import duckdb
 import psycopg2
 import pytest
 
+from resources.control.store import SCHEMA_REVISION
 from resources.streams import STREAMS
 from resources.warehouse import SyncState, Warehouse
 from resources.warehouse.migrations import LATEST
@@ -94,7 +95,9 @@ def test_an_upgraded_warehouse_keeps_its_data_and_syncs_on_to_the_ground_truth(
 
     upgraded = run_upgrade(warehouse_url, state)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert f"version 0 -> {LATEST}" in upgraded.stdout and "revision none -> 0001" in upgraded.stdout, upgraded.stdout
+    assert f"version 0 -> {LATEST}" in upgraded.stdout and f"revision none -> {SCHEMA_REVISION}" in upgraded.stdout, (
+        upgraded.stdout
+    )
     assert table_rows(warehouse_url) == before, "the upgrade changed rows the previous release wrote"
     again = run_upgrade(warehouse_url, state)
     assert again.stdout.count("nothing to do") == 2, again.stdout

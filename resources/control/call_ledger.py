@@ -3,7 +3,8 @@
     SELECT tenant, hour, sum(counted) FROM dripfeed_api_calls GROUP BY 1, 2 ORDER BY 2;
 
 A client adds its calls up in memory and writes them with its next budget transaction (at most
-one block of calls later), as idempotent upserts of increments.
+one block of calls later), as upserts of increments. The same statement adds them to the tenant's
+running totals (`dripfeed_call_totals`), which the metrics endpoint reads.
 """
 
 from __future__ import annotations
@@ -12,12 +13,42 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import sqlalchemy as sa
 
-from .store import ControlStore, call_ledger
+from .store import ControlStore, call_ledger, call_totals
 
-FIELDS = ("calls", "counted", "not_modified", "rate_limited", "retries", "errors", "wait_seconds")
+ErrorClass = Literal["auth", "client", "server", "network"]  # a failed call's, by its answer
+ERROR_FIELDS: dict[ErrorClass, str] = {
+    "auth": "auth_errors",  # 401, 403: a token revoked or without access
+    "client": "client_errors",  # any other 4xx but 429
+    "server": "server_errors",  # 5xx
+    "network": "network_errors",  # no answer: refused, reset, timed out
+}
+FIELDS = (
+    "calls",
+    "counted",
+    "not_modified",
+    "rate_limited",
+    "retries",
+    "errors",
+    "wait_seconds",
+    *ERROR_FIELDS.values(),
+)
+
+
+def error_class(status: int | None) -> ErrorClass | None:
+    """A call's error class by its answer; None for a call that did not fail (2xx, 304, 429)."""
+    if status is None:
+        return "network"
+    if status in (401, 403):
+        return "auth"
+    if status >= 500:
+        return "server"
+    if status >= 400 and status != 429:
+        return "client"
+    return None
 
 
 @dataclass(frozen=True)
@@ -26,7 +57,7 @@ class CallOutcome:
     not_modified: bool = False
     rate_limited: bool = False
     retry: bool = False
-    error: bool = False
+    error: ErrorClass | None = None
     wait_seconds: float = 0.0
 
 
@@ -48,9 +79,11 @@ class PendingLedger:
             not_modified=int(outcome.not_modified),
             rate_limited=int(outcome.rate_limited),
             retries=int(outcome.retry),
-            errors=int(outcome.error),
+            errors=int(outcome.error is not None),
             wait_seconds=outcome.wait_seconds,
         )
+        if outcome.error is not None:
+            self.rows[(hour_of(at), endpoint)][ERROR_FIELDS[outcome.error]] += 1
 
     def write(self, conn: sa.Connection) -> None:
         """Upsert the sums and forget them (the caller's transaction makes it all or nothing)."""
@@ -67,11 +100,22 @@ class PendingLedger:
 
 
 def write_ledger_rows(conn: sa.Connection, store: ControlStore, rows: Sequence[dict[str, object]]) -> None:
-    """Upsert ledger rows (`PendingLedger.take_rows`, of any tenants) as increments, in one statement."""
-    if rows:
-        insert = store.insert(call_ledger)
-        increments = {name: call_ledger.c[name] + insert.excluded[name] for name in FIELDS}
-        conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments), rows)
+    """Upsert ledger rows (`PendingLedger.take_rows`, of any tenants) as increments, and add them to
+    each tenant's totals: two statements in the caller's transaction."""
+    if not rows:
+        return
+    insert = store.insert(call_ledger)
+    increments = {name: call_ledger.c[name] + insert.excluded[name] for name in FIELDS}
+    conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments), rows)
+    totals: defaultdict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        totals[str(row["tenant"])].update({name: row[name] for name in FIELDS})  # type: ignore[misc]
+    insert = store.insert(call_totals)
+    increments = {name: call_totals.c[name] + insert.excluded[name] for name in FIELDS}
+    conn.execute(
+        insert.on_conflict_do_update(index_elements=["tenant"], set_=increments),
+        [{"tenant": tenant} | {name: sums.get(name, 0) for name in FIELDS} for tenant, sums in sorted(totals.items())],
+    )
 
 
 def ledger_rows(store: ControlStore, tenant: str | None = None, since_hour: str | None = None) -> list[dict]:

@@ -28,7 +28,7 @@ VERSION_TABLE = "dripfeed_control_version"
 # The newest revision in migrations/versions (tests/resources/test_migrations.py checks it): a store
 # already there opens with two quick queries (is there a version table, which revision), without
 # importing Alembic.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 IN_CHUNK = 500  # values per IN (...) list of a query about many tenants
 
 metadata = sa.MetaData()
@@ -65,8 +65,58 @@ call_ledger = sa.Table(
     sa.Column("not_modified", sa.Integer, nullable=False, default=0),
     sa.Column("rate_limited", sa.Integer, nullable=False, default=0),
     sa.Column("retries", sa.Integer, nullable=False, default=0),
-    sa.Column("errors", sa.Integer, nullable=False, default=0),
+    sa.Column("errors", sa.Integer, nullable=False, default=0),  # all of the four classes below
     sa.Column("wait_seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("auth_errors", sa.Integer, nullable=False, default=0, server_default="0"),  # 401, 403
+    sa.Column("client_errors", sa.Integer, nullable=False, default=0, server_default="0"),  # other 4xx but 429
+    sa.Column("server_errors", sa.Integer, nullable=False, default=0, server_default="0"),  # 5xx
+    sa.Column("network_errors", sa.Integer, nullable=False, default=0, server_default="0"),  # no answer
+)
+
+# The ledger's sums per tenant since the store began, kept with it (call_ledger.py): what the metrics
+# endpoint reads at each scrape, one row per tenant, where the ledger has one per tenant, hour and endpoint.
+call_totals = sa.Table(
+    "dripfeed_call_totals",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    *(
+        sa.Column(name, sa.BigInteger, nullable=False, default=0, server_default="0")
+        for name in (
+            "calls",
+            "counted",
+            "not_modified",
+            "rate_limited",
+            "retries",
+            "errors",
+            "auth_errors",
+            "client_errors",
+            "server_errors",
+            "network_errors",
+        )
+    ),
+    sa.Column("wait_seconds", sa.Float, nullable=False, default=0.0, server_default="0"),
+)
+
+# What the syncs of each tenant's stream did, for the metrics endpoint (sync_totals.py).
+stream_totals = sa.Table(
+    "dripfeed_stream_totals",
+    metadata,
+    sa.Column("tenant", sa.String(63), primary_key=True),
+    sa.Column("resource", sa.String(20), primary_key=True),
+    sa.Column("records", sa.BigInteger, nullable=False, default=0, server_default="0"),  # upserted, since the start
+    sa.Column("tombstones", sa.BigInteger, nullable=False, default=0, server_default="0"),
+    sa.Column("rows", sa.BigInteger),  # the tenant's rows in the stream's table after its last sync
+    sa.Column("drift_fields", sa.Integer, nullable=False, default=0, server_default="0"),  # in its last sync
+)
+
+# The tier schedules' ticks, probes and run requests since the store began (sync_totals.py).
+tier_totals = sa.Table(
+    "dripfeed_tier_totals",
+    metadata,
+    sa.Column("tier", sa.String(20), primary_key=True),
+    sa.Column("ticks", sa.BigInteger, nullable=False, default=0, server_default="0"),
+    sa.Column("probes", sa.BigInteger, nullable=False, default=0, server_default="0"),
+    sa.Column("runs_requested", sa.BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 # What dripfeed knows of each tenant's stream between syncs (stream_checks.py): the listing a probe

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import NoReturn
 
 from ..control.block_batch import BlockBatch
-from ..control.call_ledger import CallOutcome, PendingLedger
+from ..control.call_ledger import CallOutcome, PendingLedger, error_class
 from ..control.rate_budget import MAX_BLOCK, Grant, RateBudget, Settlement
 from ..control.store import ControlStore
 from ..tenants import Tenant
@@ -90,7 +90,7 @@ class Meter:
             not_modified=status == 304,
             rate_limited=status == 429,
             retry=attempt > 1,
-            error=status is None or (status >= 400 and status != 429),
+            error=error_class(status),
             wait_seconds=waited,
         )
         if counted:
@@ -106,7 +106,7 @@ class Meter:
             not_modified=int(outcome.not_modified),
             rate_limited=int(outcome.rate_limited),
             retries=int(outcome.retry),
-            errors=int(outcome.error),
+            errors=int(outcome.error is not None),
         )
         self.stats["wait_seconds"] += waited
         if self.log.isEnabledFor(logging.DEBUG):

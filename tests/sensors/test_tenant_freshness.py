@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dripfeed.definitions import tier_setting
+from dripfeed.settings import tier_setting
 from pipeline_assets.freshness import freshness
 from resources.control.deferrals import Deferral
 from resources.control.tenant_checks import TenantCheck

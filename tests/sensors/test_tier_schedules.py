@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dripfeed.definitions import tier_setting
+from dripfeed.settings import tier_setting
 from pipeline_assets.run_tags import TIER_TAG
 from resources.control.deferrals import Deferral
 from resources.tiers import TIERS, Tier

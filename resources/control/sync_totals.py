@@ -1,0 +1,92 @@
+"""Running totals of what dripfeed did, kept for the metrics endpoint (dripfeed/metrics/): per
+tenant the calls by outcome (written with the call ledger, call_ledger.py), per tenant and stream
+the records and tombstones synced, the rows and drifted fields its last sync left, and per tier the
+ticks, probes and run requests of its schedule.
+
+They are counters since the store began, so they survive any restart of the endpoint, and a scrape
+reads one row per tenant, stream or tier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .call_ledger import FIELDS
+from .store import ControlStore, call_totals, chunks, stream_totals, tier_totals
+
+
+@dataclass(frozen=True)
+class StreamTotals:
+    tenant: str
+    stream: str
+    records: int
+    tombstones: int
+    rows: int | None
+    drift_fields: int
+
+
+@dataclass(frozen=True)
+class TierTotals:
+    tier: str
+    ticks: int
+    probes: int
+    runs_requested: int
+
+
+class SyncTotals:
+    def __init__(self, store: ControlStore) -> None:
+        self.store = store
+
+    def add_sync(self, tenant: str, stream: str, records: int, tombstones: int, rows: int, drift_fields: int) -> None:
+        """A sync of the stream committed: add what it fetched, and keep what it left."""
+        insert = self.store.insert(stream_totals).values(
+            tenant=tenant, resource=stream, records=records, tombstones=tombstones, rows=rows, drift_fields=drift_fields
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=["tenant", "resource"],
+            set_={
+                "records": stream_totals.c.records + insert.excluded.records,
+                "tombstones": stream_totals.c.tombstones + insert.excluded.tombstones,
+                "rows": insert.excluded.rows,
+                "drift_fields": insert.excluded.drift_fields,
+            },
+        )
+        with self.store.transaction() as conn:
+            conn.execute(upsert)
+
+    def add_tick(self, tier: str, probes: int, runs_requested: int) -> None:
+        insert = self.store.insert(tier_totals).values(tier=tier, ticks=1, probes=probes, runs_requested=runs_requested)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["tier"],
+            set_={name: tier_totals.c[name] + insert.excluded[name] for name in ("ticks", "probes", "runs_requested")},
+        )
+        with self.store.transaction() as conn:
+            conn.execute(upsert)
+
+    def calls(self, tenants: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+        """Each tenant's call sums (call_ledger.FIELDS) since the store began."""
+        return {row["tenant"]: {name: row[name] for name in FIELDS} for row in self._rows(call_totals, tenants)}
+
+    def streams(self, tenants: Iterable[str] | None = None) -> list[StreamTotals]:
+        return [
+            StreamTotals(r["tenant"], r["resource"], r["records"], r["tombstones"], r["rows"], r["drift_fields"])
+            for r in self._rows(stream_totals, tenants)
+        ]
+
+    def tiers(self) -> list[TierTotals]:
+        return [
+            TierTotals(r["tier"], r["ticks"], r["probes"], r["runs_requested"]) for r in self._rows(tier_totals, None)
+        ]
+
+    def _rows(self, table: sa.Table, tenants: Iterable[str] | None) -> list[sa.RowMapping]:
+        with self.store.engine.connect() as conn:
+            if tenants is None:
+                return list(conn.execute(sa.select(table)).mappings())
+            return [
+                row
+                for chunk in chunks(tenants)
+                for row in conn.execute(sa.select(table).where(table.c.tenant.in_(chunk))).mappings()
+            ]
