@@ -27,6 +27,13 @@ class Outcome(StrEnum):
     UNREACHED = "unreached"  # throttled, an outage, or the tick's time was up: the next tick tries again
 
     @property
+    def ends_a_failure(self) -> bool:
+        """Whether the tenant is shown to work again: its calls answered (current) or a sync completed.
+        A run requested (changed, onboarding) proves nothing yet: a revoked tenant never synced is
+        "changed" at every probe, which asks Tasklane nothing, and its run fails again."""
+        return self in (Outcome.CURRENT, Outcome.SYNCED)
+
+    @property
     def settles_the_period(self) -> bool:
         """Whether the tenant is done for its tier's period (an unreached one is tried again)."""
         return self is not Outcome.UNREACHED
@@ -68,7 +75,7 @@ class TenantCheck:
                 failing_since=at if new_episode else self.failing_since,
                 failure_alerted=alerted or (not new_episode and self.failure_alerted),
             )
-        if outcome is Outcome.UNREACHED:
+        if not outcome.ends_a_failure:
             return changed
         return replace(changed, error_class=None, failing_since=None, failure_alerted=False)
 

@@ -28,6 +28,7 @@ from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tests.support.dagster_daemon import ROOT, ProcessLog, dripfeed_env, running_daemon, scratch_instance, wait_until
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.rate_windows import window_resetting_in
 from tests.support.resources import Resources, make_api
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import ADMIN_TOKEN, workspace_config
@@ -46,12 +47,6 @@ LEFT_FOR_DRIPFEED = 7
 # No record changes upstream unless a test makes it; a day back, so that once the tombstones already
 # past the vendor's 30-day retention are purged (at the start), none is purged during the session.
 AS_OF = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
-
-
-def window_resetting_in(low: float, high: float) -> int:
-    """A window length (the simulator's windows are clock-aligned) whose reset is low..high s away."""
-    now = time.time()
-    return next(w for w in range(int(low) + 1, 7200) if low <= w - now % w <= high)
 
 
 CHECKS = {

@@ -13,3 +13,9 @@ def clear_of_the_hours_end(margin_seconds: float = 120) -> None:
     left = HOUR - time.time() % HOUR
     if left < margin_seconds:
         time.sleep(left + 1)
+
+
+def window_resetting_in(low: float, high: float) -> int:
+    """A window length (the simulator's windows are clock-aligned) whose reset is low..high s away."""
+    now = time.time()
+    return next(w for w in range(int(low) + 1, 7200) if low <= w - now % w <= high)
