@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make dev`: the simulator with the demo workspaces, then `dg dev` (Dagster's webserver and daemon) against it. Stops both
-# when either exits, or on TERM or INT (a terminal's Ctrl-C, or `kill` of a background `make dev`).
+# `make dev`: the simulator with the demo workspaces, then `dg dev` (Dagster's webserver and daemon) against it, and the
+# metrics endpoint. Stops them all when one exits, or on TERM or INT (a terminal's Ctrl-C, or `kill` of a background
+# `make dev`).
 set -euo pipefail
 # Job control: background jobs of a script otherwise ignore SIGINT, and Dagster's processes then
 # ignore SIGTERM too (Dagster handles TERM as INT), so they would outlive this script.
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 SIM_PORT="${SIM_PORT:-8750}"
 DAGSTER_PORT="${DAGSTER_PORT:-3000}"
+export DRIPFEED_METRICS_PORT="${DRIPFEED_METRICS_PORT:-9464}"
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dev/dagster_home}"
 export TASKLANE_BASE_URL="http://127.0.0.1:$SIM_PORT"  # the demo syncs from its own simulator
 
@@ -56,5 +58,8 @@ pids+=($!)
 echo "Tasklane simulator: $TASKLANE_BASE_URL (admin API: $TASKLANE_BASE_URL/_sim/docs)"
 echo "Dagster UI:         http://127.0.0.1:$DAGSTER_PORT"
 env --default-signal=INT .venv/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
+pids+=($!)
+echo "Prometheus metrics: http://127.0.0.1:$DRIPFEED_METRICS_PORT/metrics"
+env --default-signal=INT .venv/bin/python -m dripfeed.metrics &
 pids+=($!)
 wait -n "${pids[@]}"

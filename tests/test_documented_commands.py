@@ -79,7 +79,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             (root / entry.name).symlink_to(entry)
     home = root / ".dev" / "dagster_home"
     sim_port, ui_port = free_port(), free_port()
-    env = {**os.environ, "SIM_PORT": str(sim_port), "DAGSTER_PORT": str(ui_port), "DAGSTER_HOME": str(home)}
+    env = {
+        **os.environ,
+        "SIM_PORT": str(sim_port),
+        "DAGSTER_PORT": str(ui_port),
+        "DRIPFEED_METRICS_PORT": str(free_port()),
+        "DAGSTER_HOME": str(home),
+    }
     for setting in ("TASKLANE_BASE_URL", "DRIPFEED_TENANTS_FILE"):  # what make dev sets, not the test session
         env.pop(setting, None)
     log = root / "make-dev.log"

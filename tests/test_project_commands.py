@@ -53,12 +53,13 @@ def test_tasklane_sim_command_serves_the_config_on_the_given_port(tmp_path: Path
 
 
 @pytest.mark.e2e  # a real make dev: the simulator and dagster dev
-def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui_and_stops_on_term(tmp_path: Path) -> None:
-    sim_port, ui_port = free_port(), free_port()
+def test_make_dev_serves_the_demo_simulator_the_dagster_ui_and_metrics_and_stops_on_term(tmp_path: Path) -> None:
+    sim_port, ui_port, metrics_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "SIM_PORT": str(sim_port),
         "DAGSTER_PORT": str(ui_port),
+        "DRIPFEED_METRICS_PORT": str(metrics_port),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
     log = tmp_path / "make-dev.log"  # a file, not a pipe: nobody reads a pipe while make dev runs, and it would fill
@@ -86,6 +87,10 @@ def test_make_dev_serves_the_demo_simulator_and_the_dagster_ui_and_stops_on_term
         wait_for_webserver(f"http://127.0.0.1:{ui_port}", process, log.read_text, 180)
         info = requests.get(f"http://127.0.0.1:{ui_port}/server_info", timeout=10).json()
         assert "dagster_webserver_version" in info
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+        for tenant in ("acme", "globex", "initech", "umbrella"):
+            assert f'tenant="{tenant}"' in metrics and tokens[f"TASKLANE_TOKEN_{tenant.upper()}"] not in metrics
+        assert "dripfeed_daemon_heartbeat_timestamp_seconds" in metrics, "it reads the demo's Dagster instance"
         process.send_signal(signal.SIGTERM)  # `kill` of a `make dev` left in the background: make only
         process.wait(timeout=60)
         wait_until(lambda: not session_processes(process.pid), 60, "every process of make dev to stop")

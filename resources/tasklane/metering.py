@@ -121,7 +121,7 @@ class Meter:
                 "vendor_remaining": (headers or {}).get("X-RateLimit-Remaining"),
                 "wait_s": round(waited, 3),
             }
-            self.log.debug("tasklane_call " + json.dumps(line))
+            self.log.debug("tasklane_call " + json.dumps(line), extra={"dripfeed": line})
 
     def throttled(self, seconds: float, why: str, *, vendor: bool) -> NoReturn:
         """A wait longer than `long_wait_seconds` is not made here: the caller decides (a run defers
