@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# dripfeed on one machine against Postgres: the code server, the daemon and the webserver.
-# Run it from the directory that should hold DAGSTER_HOME and workspace.yaml; every setting comes
-# from the environment (docs/deployment.md). Stops all three when any of them exits, or on TERM.
+# dripfeed on one machine against Postgres: the code server, the daemon, the webserver and the
+# metrics endpoint. Run it from the directory that should hold DAGSTER_HOME and workspace.yaml; every
+# setting comes from the environment (docs/deployment.md). Stops them all when any of them exits, or on TERM.
 set -euo pipefail
 # Job control: background jobs of a script otherwise ignore SIGINT, and Dagster's processes then
 # ignore SIGTERM too (Dagster handles TERM as INT), so they would outlive this script.
@@ -46,5 +46,7 @@ done
 pids+=($!)
 "$bin/dagster-webserver" -w workspace.yaml -h "${DRIPFEED_WEBSERVER_HOST:-0.0.0.0}" \
   -p "${DRIPFEED_WEBSERVER_PORT:-3000}" &
+pids+=($!)
+"$bin/python" -m dripfeed.metrics &  # DRIPFEED_METRICS_HOST (127.0.0.1), DRIPFEED_METRICS_PORT (9464)
 pids+=($!)
 wait -n "${pids[@]}"

@@ -1,5 +1,6 @@
-"""deploy/prometheus's alert rules pass Prometheus' own checks (`promtool check rules`) and their unit
-tests (`promtool test rules`), which hold a firing and a quiet case for every rule."""
+"""deploy/prometheus's scrape config and alert rules pass Prometheus' own checks (`promtool check`),
+and the rules their unit tests (`promtool test rules`), which hold a firing and a quiet case for
+every rule."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["promtool", *args], cwd=RULES, capture_output=True, text=True, timeout=120)
 
 
-def test_the_alert_rules_are_valid_and_their_unit_tests_pass() -> None:
+def test_the_alert_rules_and_the_scrape_config_are_valid_and_the_rules_unit_tests_pass() -> None:
+    configured = promtool("check", "config", "prometheus.yml")  # it loads the rules too
+    assert configured.returncode == 0, configured.stdout + configured.stderr
     checked = promtool("check", "rules", "dripfeed-rules.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = promtool("test", "rules", "dripfeed-rules.test.yml")

@@ -39,7 +39,7 @@ def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_
 ) -> None:
     sim = make_sim(*(workspace_config(t) for t in TENANTS))
     dagster_db = urlsplit(fresh_database(postgres_url, "dagster"))
-    webserver_port = free_port("127.0.0.1")
+    webserver_port, metrics_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
@@ -56,6 +56,7 @@ def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_
         "DRIPFEED_WEBSERVER_PORT": str(webserver_port),
         "DRIPFEED_CODE_SERVER_PORT": str(free_port("127.0.0.1")),
         "DRIPFEED_WEBSERVER_HOST": "127.0.0.1",
+        "DRIPFEED_METRICS_PORT": str(metrics_port),
         "TASKLANE_BASE_URL": sim.base_url,
         **{f"TASKLANE_TOKEN_{t.upper()}": f"token-{t}" for t in TENANTS},
     }
@@ -90,6 +91,10 @@ def test_deploy_run_sh_on_postgres_runs_sensors_and_schedules_into_the_postgres_
         )
         assert validate.returncode == 0, validate.stdout + validate.stderr
         assert requests.get(f"http://127.0.0.1:{webserver_port}/server_info", timeout=30).ok
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text  # from the Postgres store
+        for tenant in TENANTS:
+            assert f'dripfeed_tenant_state{{state="fresh",tenant="{tenant}",tier="hourly"}} 1.0' in metrics, metrics
+        assert 'dripfeed_tier_runs_requested_total{tier="hourly"}' in metrics
     finally:
         deployment.send_signal(signal.SIGTERM)  # run.sh stops its three processes
         deployment.wait(timeout=120)
