@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from resources.streams import STREAMS
 from resources.warehouse import Warehouse
 from tasklane_sim import SimServer
 from tasklane_sim.admin_client import SimAdminClient
+from tests.support.json_logs import documented_python_logs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv running the campaign, whose dagster CLI it uses
@@ -140,7 +140,11 @@ class Location:
         (directory / "logs").mkdir()
         self.home = directory / "dagster_home"
         self.home.mkdir()
-        shutil.copy(ROOT / "demo" / "dagster.yaml", self.home / "dagster.yaml")
+        self.json_log = directory / "logs" / "dripfeed.jsonl"
+        # The demo's instance with the documented JSON logs on: the secrets scan reads every line.
+        settings = yaml.safe_load((ROOT / "demo" / "dagster.yaml").read_text())
+        settings["python_logs"] = documented_python_logs(self.json_log)
+        (self.home / "dagster.yaml").write_text(yaml.safe_dump(settings))
         (directory / "workspace.yaml").write_text(WORKSPACE)
         self.warehouse_url = warehouse_url or str(directory / "warehouse.duckdb")
         self.tokens: dict[str, str] = {}

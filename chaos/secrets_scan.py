@@ -1,21 +1,25 @@
 """Secrets: rotate a token while its tenant's run is in flight (nothing may be lost), then look for
 every token and webhook secret the campaign used in everything it left behind: every file under
 each scratch location (the instance's run and event storage, compute logs, the control store, the
-DuckDB warehouse, the runs' captured stdout and stderr), every run's config and tags and every event
-through the Dagster instance, every warehouse cell and control-store row through SQL, and every
-alert payload. None may be found.
+DuckDB warehouse, the runs' captured stdout and stderr, the runs' JSON log lines), every run's config
+and tags and every event through the Dagster instance, every warehouse cell and control-store row
+through SQL, every alert payload, and what the metrics endpoint serves. None may be found.
 
 Warehouses on a Postgres server that a segment stops are read by `record_warehouse` before it stops."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import requests
 from dagster._serdes import serialize_value
+
+from tests.support.prometheus_server import running_metrics_endpoint
 
 from .harness import (
     LOCATIONS,
@@ -81,6 +85,20 @@ def scan_instance(location: Location) -> None:
                     FINDINGS.look("asset metadata value", key.to_user_string(), str(value.value))
 
 
+def scan_json_logs(location: Location) -> None:
+    """Every line the runs' JSON-lines handler wrote (docs/operations.md's "JSON logs"), one object each."""
+    if location.json_log.exists():
+        for number, line in enumerate(location.json_log.read_text().splitlines(), 1):
+            json.loads(line)  # one object per line, or the campaign fails here
+            FINDINGS.look("JSON log line", f"{location.json_log.name}:{number}", line)
+
+
+def scan_metrics_endpoint(location: Location) -> None:
+    """What `python -m dripfeed.metrics` serves over the location's control store and instance."""
+    with running_metrics_endpoint(location.directory, location.env) as target:
+        FINDINGS.look("metrics endpoint answer", location.directory.name, requests.get(f"http://{target}/metrics").text)
+
+
 def scan_control_store(location: Location) -> None:
     path = Path(location.env["DRIPFEED_STATE"])
     if not path.exists():
@@ -129,9 +147,11 @@ def rotation(scratch: Path) -> dict[str, int]:
 def run(scratch: Path, quick: bool) -> list[tuple[str, str, str, bool]]:
     rotated = rotation(scratch)
     for location in LOCATIONS:
+        scan_metrics_endpoint(location)  # first: its own log is one of the files below
         scan_files(location)
         scan_instance(location)
         scan_control_store(location)
+        scan_json_logs(location)
         if not location.warehouse_url.startswith("postgresql://"):
             record_warehouse(location)
     for payload in ALERT_PAYLOADS:

@@ -3,9 +3,10 @@ instance's daemon heartbeats) when Prometheus asks, as Prometheus' guidance for 
 nothing is pushed, nothing goes stale, and a counter is a total the store keeps, so it survives any
 restart of the endpoint.
 
-Per-tenant labels only on what an operator filters or is paged by tenant: its calls by outcome, its
-state, its budget, when it last synced, and the few series that exist only while something is wrong
-(a failure, a deferral, drift, an open export). The rest is summed per stream, tier or status.
+Per-tenant labels only on what an operator filters or is paged by tenant: its state, when it last
+synced, its calls by outcome, its budget and what it waited for it (eight series a tenant), and the
+few series that exist only while something is wrong (a failure, a deferral, drift, an open export).
+The rest is summed per stream, tier or status.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline_assets.freshness import statuses
+from pipeline_assets.assets import tasks
+from pipeline_assets.freshness import tenant_status
+from resources.control.tenant_checks import TenantCheck
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
+from resources.tenants import Tenant
 from resources.tiers import Tier
 
 CALL_OUTCOMES = {  # outcome label: the totals column (call_ledger.FIELDS); "ok" is what remains
@@ -31,7 +35,9 @@ CALL_OUTCOMES = {  # outcome label: the totals column (call_ledger.FIELDS); "ok"
     "server_error": "server_errors",
     "network_error": "network_errors",
 }
+ERROR_COLUMNS = tuple(column for column in CALL_OUTCOMES.values() if column.endswith("_errors"))
 ALWAYS_SHOWN = ("ok", "not_modified", "rate_limited")  # error outcomes appear once they happen
+TASKS = tasks.key.path[-1]  # a tenant's freshness is its tasks'
 
 
 def tenant_state(fresh: bool, failing: bool, deferred: bool) -> str:
@@ -91,65 +97,58 @@ class StoreCollector(Collector):
 
     def _tenants(self, families: Families, now: float) -> None:
         tenants = {t.id: t for t in self.registry.tenants().values() if t.enabled}
-        checks = self.state.tenant_checks.of_tenants(tenants)
+        checks = self.state.tenant_checks.all()  # one query: cheaper than 500 tenants at a time for all of them
+        tasks_checks = self.state.stream_checks.of_tenants(stream=TASKS)
         waiting = self.state.deferrals.waiting(now)
-        budget = self.state.budget
-        windows = budget.windows(tenants)
-        calls = self.state.sync_totals.calls(tenants)
         state = families.gauge(
             "dripfeed_tenant_state",
             "1 for each tenant, labelled with its state: stale (older than its tier allows), failing "
             "(its last probe or sync failed), deferred (waiting for its rate window) or fresh.",
             ("tenant", "tier", "state"),
         )
-        by_state: Counter[tuple[str, str]] = Counter()
         synced = families.gauge(
             "dripfeed_last_complete_sync_timestamp_seconds",
             "When the tenant's tasks were last known complete: its last complete sync began, or a probe "
             "found them unchanged (Unix seconds; time() - this is the age its tier's allowance bounds).",
             ("tenant",),
         )
-        checked = families.gauge(
-            "dripfeed_last_check_timestamp_seconds",
-            "When a tier schedule last probed the tenant, whatever it found (Unix seconds).",
-            ("tenant",),
+        failing = families.gauge(
+            "dripfeed_tenant_failing",
+            "1 while the tenant's last probe or sync failed, labelled with the failure's class "
+            "(auth, config, schema_drift, vendor_outage, bug); absent otherwise.",
+            ("tenant", "error_class"),
         )
-        for status in statuses(self.registry, self.state, set(tenants), now, self.tiers):
-            check = checks.get(status.tenant)
-            failing = check is not None and check.failing_since is not None
-            name = tenant_state(status.fresh, failing, status.tenant in waiting)
-            state.add_metric([status.tenant, status.tier, name], 1)
-            by_state[(status.tier, name)] += 1
-            complete = max(filter(None, (status.last_synced_at, status.last_checked_at)), default=None)
-            if complete is not None:
-                synced.add_metric([status.tenant], complete)
-            if check is not None and check.checked_at is not None:
-                checked.add_metric([status.tenant], check.checked_at)
+        by_state: Counter[tuple[str, str]] = Counter()
+        for tenant_id, tenant in sorted(tenants.items()):
+            check = checks.get(tenant_id) or TenantCheck(tenant_id, known_since=now)
+            tasks_check = tasks_checks.get((tenant_id, TASKS))
+            status = tenant_status(tenant_id, self.tiers[tenant.tier], tasks_check, check, waiting.get(tenant_id), now)
+            name = tenant_state(status.fresh, check.failing_since is not None, tenant_id in waiting)
+            state.add_metric([tenant_id, tenant.tier, name], 1)
+            by_state[(tenant.tier, name)] += 1
+            if tasks_check is not None and tasks_check.complete_at is not None:
+                synced.add_metric([tenant_id], tasks_check.complete_at)
+            if check.failing_since is not None:
+                failing.add_metric([tenant_id, check.error_class or "bug"], 1)
         counts = families.gauge(
             "dripfeed_tenants", "Tenants by tier and state (the sum of dripfeed_tenant_state).", ("tier", "state")
         )
         for tier in self.tiers:
             for name in ("fresh", "stale", "failing", "deferred"):
                 counts.add_metric([tier, name], by_state[(tier, name)])
-        failing_family = families.gauge(
-            "dripfeed_tenant_failing",
-            "1 while the tenant's last probe or sync failed, labelled with the failure's class "
-            "(auth, config, schema_drift, vendor_outage, bug); absent otherwise.",
-            ("tenant", "error_class"),
-        )
-        for tenant, check in sorted(checks.items()):
-            if check.failing_since is not None and tenant in tenants:
-                failing_family.add_metric([tenant, check.error_class or "bug"], 1)
         deferred = families.gauge(
             "dripfeed_tenant_deferred_until_timestamp_seconds",
             "While a tenant waits for its rate window: when it may call Tasklane again (Unix seconds); "
             "vendor_block is true when Tasklane asked for the wait (a 429 or a lockout).",
             ("tenant", "vendor_block"),
         )
-        for tenant, deferral in sorted(waiting.items()):
-            if tenant in tenants:
-                deferred.add_metric([tenant, str(deferral.vendor_block).lower()], deferral.resume_at)
-        self._calls(families, calls)
+        for tenant_id, deferral in sorted(waiting.items()):
+            if tenant_id in tenants:
+                deferred.add_metric([tenant_id, str(deferral.vendor_block).lower()], deferral.resume_at)
+        self._calls(families, {t: sums for t, sums in self.state.sync_totals.calls().items() if t in tenants})
+        self._budgets(families, tenants, now)
+
+    def _budgets(self, families: Families, tenants: Mapping[str, Tenant], now: float) -> None:
         left = families.gauge(
             "dripfeed_budget_left_calls",
             "Calls dripfeed may still make for the tenant in its current rate window (its share of what "
@@ -162,19 +161,14 @@ class StoreCollector(Collector):
             "dripfeed's calls since; absent when no window is open.",
             ("tenant",),
         )
-        resets = families.gauge(
-            "dripfeed_budget_window_reset_timestamp_seconds",
-            "When the tenant's current rate window resets (Unix seconds).",
-            ("tenant",),
-        )
-        for tenant_id, window in sorted(windows.items()):
+        budget = self.state.budget
+        for tenant_id, window in sorted(budget.all_windows().items()):
             tenant = tenants.get(tenant_id)
             if tenant is None:
                 continue
             calls_left, reset = budget.calls_left(tenant, now, window)
             if reset is None:
                 continue
-            resets.add_metric([tenant_id], reset)
             if calls_left is not None:
                 left.add_metric([tenant_id], calls_left)
             if window["vendor_cap"] is not None:
@@ -189,20 +183,23 @@ class StoreCollector(Collector):
             "server_error (5xx), network_error (no answer).",
             ("tenant", "outcome"),
         )
-        retries = families.counter("dripfeed_api_retries", "Calls that were a retry of a failed one.", ("tenant",))
         waited = families.counter(
             "dripfeed_budget_wait_seconds", "Seconds the tenant's calls waited for its rate budget.", ("tenant",)
         )
+        retries = 0.0
         for tenant, sums in sorted(calls.items()):
             outcomes = {label: sums[column] for label, column in CALL_OUTCOMES.items()}
-            unclassified = sums["errors"] - sum(sums[c] for c in CALL_OUTCOMES.values() if c.endswith("_errors"))
+            unclassified = sums["errors"] - sum([sums[column] for column in ERROR_COLUMNS])
             outcomes["error"] = unclassified  # calls a release before error classes recorded
             outcomes["ok"] = sums["calls"] - sum(outcomes.values())
             for label, value in outcomes.items():
                 if value or label in ALWAYS_SHOWN:
                     by_outcome.add_metric([tenant, label], value)
-            retries.add_metric([tenant], sums["retries"])
             waited.add_metric([tenant], sums["wait_seconds"])
+            retries += sums["retries"]
+        families.counter("dripfeed_api_retries", "Calls that were a retry of a failed one, all tenants.").add_metric(
+            [], retries
+        )
 
     def _totals(self, families: Families) -> None:
         records = families.counter("dripfeed_records_synced", "Records upserted by syncs, all tenants.", ("stream",))
@@ -212,22 +209,18 @@ class StoreCollector(Collector):
         rows = families.gauge(
             "dripfeed_warehouse_rows", "Rows in the stream's table after each tenant's last sync, summed.", ("stream",)
         )
+        for stream, (record_sum, tombstone_sum, row_sum) in sorted(self.state.sync_totals.stream_sums().items()):
+            records.add_metric([stream], record_sum)
+            tombstones.add_metric([stream], tombstone_sum)
+            rows.add_metric([stream], row_sum)
         drift = families.gauge(
             "dripfeed_drift_fields",
             "Fields whose type or presence differed from the contract in the last sync of the tenant's "
             "stream; absent when none did.",
             ("tenant", "stream"),
         )
-        summed: dict[str, Counter[str]] = {}
-        for total in self.state.sync_totals.streams():
-            sums = summed.setdefault(total.stream, Counter())
-            sums.update(records=total.records, tombstones=total.tombstones, rows=total.rows or 0)
-            if total.drift_fields:
-                drift.add_metric([total.tenant, total.stream], total.drift_fields)
-        for stream, sums in sorted(summed.items()):
-            records.add_metric([stream], sums["records"])
-            tombstones.add_metric([stream], sums["tombstones"])
-            rows.add_metric([stream], sums["rows"])
+        for total in self.state.sync_totals.drifted():
+            drift.add_metric([total.tenant, total.stream], total.drift_fields)
         ticks = families.counter("dripfeed_tier_ticks", "Ticks of the tier's schedule that probed.", ("tier",))
         probes = families.counter("dripfeed_tier_probes", "Tenants probed by the tier's schedule.", ("tier",))
         runs = families.counter(

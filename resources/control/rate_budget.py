@@ -303,6 +303,11 @@ class RateBudget:
         """The tenant's current window as the control store sees it (for schedules and tests)."""
         return self.windows([tenant_id]).get(tenant_id, {})
 
+    def all_windows(self) -> dict[str, dict[str, int | None]]:
+        """Every tenant's window, in one query (the metrics endpoint's, for all tenants at once)."""
+        with self.store.engine.connect() as conn:
+            return {row.tenant: dict(row._mapping) for row in conn.execute(sa.select(rate_windows))}
+
     def windows(self, tenant_ids: Iterable[str]) -> dict[str, dict[str, int | None]]:
         """The current windows of many tenants, by tenant id (one query per 500 tenants)."""
         found = {}

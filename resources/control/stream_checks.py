@@ -82,9 +82,14 @@ class StreamChecks:
             found = row.one_or_none()
         return _check(found) if found else StreamCheck(tenant, stream)
 
-    def of_tenants(self, tenants: Iterable[str] | None = None) -> dict[tuple[str, str], StreamCheck]:
-        """Every stream check of `tenants` (default: all), by (tenant, stream); one query per 500 tenants."""
+    def of_tenants(
+        self, tenants: Iterable[str] | None = None, stream: str | None = None
+    ) -> dict[tuple[str, str], StreamCheck]:
+        """Every stream check of `tenants` (default: all), of one `stream` or all, by (tenant, stream);
+        one query per 500 tenants."""
         query = sa.select(stream_checks)
+        if stream is not None:
+            query = query.where(stream_checks.c.resource == stream)
         with self.store.engine.connect() as conn:
             if tenants is None:
                 rows = list(conn.execute(query).mappings())

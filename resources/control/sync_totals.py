@@ -71,10 +71,24 @@ class SyncTotals:
         return {row["tenant"]: {name: row[name] for name in FIELDS} for row in self._rows(call_totals, tenants)}
 
     def streams(self, tenants: Iterable[str] | None = None) -> list[StreamTotals]:
-        return [
-            StreamTotals(r["tenant"], r["resource"], r["records"], r["tombstones"], r["rows"], r["drift_fields"])
-            for r in self._rows(stream_totals, tenants)
-        ]
+        return [_stream_totals(r) for r in self._rows(stream_totals, tenants)]
+
+    def stream_sums(self) -> dict[str, tuple[int, int, int]]:
+        """Per stream, all tenants: (records, tombstones, rows)."""
+        c = stream_totals.c
+        query = sa.select(c.resource, sa.func.sum(c.records), sa.func.sum(c.tombstones), sa.func.sum(c.rows))
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.group_by(c.resource)).all()
+        return {
+            stream: (int(records or 0), int(tombstones or 0), int(rows or 0))
+            for stream, records, tombstones, rows in rows
+        }
+
+    def drifted(self) -> list[StreamTotals]:
+        """The tenants' streams whose last sync saw drift."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(stream_totals).where(stream_totals.c.drift_fields > 0)).mappings()
+            return [_stream_totals(r) for r in rows]
 
     def tiers(self) -> list[TierTotals]:
         return [
@@ -90,3 +104,9 @@ class SyncTotals:
                 for chunk in chunks(tenants)
                 for row in conn.execute(sa.select(table).where(table.c.tenant.in_(chunk))).mappings()
             ]
+
+
+def _stream_totals(row: sa.RowMapping) -> StreamTotals:
+    return StreamTotals(
+        row["tenant"], row["resource"], row["records"], row["tombstones"], row["rows"], row["drift_fields"]
+    )

@@ -8,24 +8,14 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from resources.warehouse import Warehouse
-from tests.support.dagster_daemon import ROOT
+from tests.support.json_logs import documented_python_logs
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
 
 CALL_FIELDS = {"tenant", "endpoint", "status", "duration_ms", "attempt", "budget_left", "vendor_remaining"}
 SYNC_FIELDS = {"tenant", "stream", "records", "tombstones", "counted_calls", "not_modified", "duration_s"}
-
-
-def documented_python_logs(log_file: Path) -> dict:
-    """The `python_logs` block docs/operations.md shows, writing to `log_file`."""
-    section = (ROOT / "docs" / "operations.md").read_text().split("## JSON logs")[1].split("\n## ")[0]
-    block = section.split("```yaml\n")[1].split("```")[0]
-    settings = yaml.safe_load(block)["python_logs"]
-    settings["dagster_handler_config"]["handlers"]["json_lines"]["filename"] = str(log_file)
-    return settings
 
 
 def test_a_run_writes_its_call_and_sync_lines_as_json_objects_without_a_token(

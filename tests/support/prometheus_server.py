@@ -16,7 +16,8 @@ from tasklane_sim.server import free_port
 from tests.support.dagster_daemon import BIN, wait_until
 
 CONFIG = """global:
-  scrape_interval: 1s
+  scrape_interval: {interval}s
+  scrape_timeout: {interval}s
   evaluation_interval: 1s
 rule_files:
   - {rules}
@@ -47,11 +48,12 @@ class Prometheus:
 
 
 @contextmanager
-def running_prometheus(directory: Path, target: str, rules: Path) -> Iterator[Prometheus]:
-    """Prometheus scraping `target` (host:port) every second, with `rules` loaded, until the block ends."""
+def running_prometheus(directory: Path, target: str, rules: Path, interval_seconds: int = 1) -> Iterator[Prometheus]:
+    """Prometheus scraping `target` (host:port) every `interval_seconds` (its timeout too), with
+    `rules` loaded, until the block ends."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
-    config.write_text(CONFIG.format(rules=rules, target=target))
+    config.write_text(CONFIG.format(rules=rules, target=target, interval=interval_seconds))
     port = free_port()
     with (directory / "prometheus.log").open("ab") as log:
         server = subprocess.Popen(
