@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make dev`: the simulator with the demo workspaces, then `dg dev` (Dagster's webserver and daemon) against it, and the
-# metrics endpoint. Stops them all when one exits, or on TERM or INT (a terminal's Ctrl-C, or `kill` of a background
-# `make dev`).
+# metrics endpoint. Stops them all when the simulator or Dagster exits, or on TERM or INT (a terminal's Ctrl-C, or
+# `kill` of a background `make dev`).
 set -euo pipefail
 # Job control: background jobs of a script otherwise ignore SIGINT, and Dagster's processes then
 # ignore SIGTERM too (Dagster handles TERM as INT), so they would outlive this script.
@@ -35,6 +35,9 @@ set -a; . ./.env; set +a
 
 mkdir -p "$DAGSTER_HOME"
 cp demo/dagster.yaml "$DAGSTER_HOME/dagster.yaml"  # the demo's run queue limits, kept current
+# The instance's storage, created here before its processes start: dg dev and the metrics endpoint
+# opening a new SQLite instance at once can stamp its schema twice (dagster-io/dagster#27390).
+.venv/bin/python -c "import dagster; dagster.DagsterInstance.get().dispose()"
 # No registration step: on its first tick the tenant_registry sensor makes the demo tenants
 # partitions and starts their first syncs; the hourly and daily schedules take over from there.
 
@@ -43,6 +46,7 @@ stop() {
   # What a terminal's Ctrl-C does: SIGINT to each process group (dg dev stops its webserver,
   # daemon and code server on SIGINT, not on SIGTERM).
   trap - EXIT INT TERM
+  [ -n "${metrics:-}" ] && pids+=("$metrics")
   for pid in "${pids[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done
   for _ in $(seq 60); do
     kill -0 "${pids[@]}" 2>/dev/null || return 0
@@ -60,6 +64,7 @@ echo "Dagster UI:         http://127.0.0.1:$DAGSTER_PORT"
 env --default-signal=INT .venv/bin/dg dev -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
 pids+=($!)
 echo "Prometheus metrics: http://127.0.0.1:$DRIPFEED_METRICS_PORT/metrics"
+# Stopped with the rest, but not waited on: the metrics endpoint exiting (its port taken) stops no sync.
 env --default-signal=INT .venv/bin/python -m dripfeed.metrics &
-pids+=($!)
+metrics=$!
 wait -n "${pids[@]}"

@@ -21,13 +21,16 @@ class SharedState(dg.ConfigurableResource):
     """dripfeed's control store: a SQLite file (embedded) or Postgres (production)."""
 
     url: str = Field(DEFAULT_STATE, description="the control store: a SQLite path, or a postgresql:// URL")
+    reads_only: bool = Field(
+        False, description="only reads (the metrics endpoint): on SQLite its reads never take the write lock"
+    )
 
     _store: ControlStore | None = PrivateAttr(default=None)
 
     @property
     def store(self) -> ControlStore:
         if self._store is None:
-            self._store = ControlStore(self.url)
+            self._store = ControlStore(self.url, reads_only=self.reads_only)
         return self._store
 
     @property

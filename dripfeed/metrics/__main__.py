@@ -31,7 +31,11 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
 def daemon_heartbeats(instance: dg.DagsterInstance) -> Callable[[], dict[str, float]]:
-    return lambda: {str(daemon): beat.timestamp for daemon, beat in instance.get_daemon_heartbeats().items()}
+    """The last heartbeat of each daemon loop this instance needs (not of loops turned off since)."""
+    required = set(instance.get_required_daemon_types())
+    return lambda: {
+        daemon: beat.timestamp for daemon, beat in instance.get_daemon_heartbeats().items() if daemon in required
+    }
 
 
 def main() -> None:
@@ -40,10 +44,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(number("DRIPFEED_METRICS_PORT", DEFAULT_PORT)))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a control store upgraded on open, quietly
     tenants_file = os.environ.get("DRIPFEED_TENANTS_FILE")
     if not tenants_file:
         parser.error("set DRIPFEED_TENANTS_FILE (the path of tenants.yaml), as for the code location")
-    state = SharedState(url=os.environ.get("DRIPFEED_STATE", DEFAULT_STATE))
+    state = SharedState(url=os.environ.get("DRIPFEED_STATE", DEFAULT_STATE), reads_only=True)
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     collector = StoreCollector(
         state,

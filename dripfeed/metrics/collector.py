@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -145,7 +145,7 @@ class StoreCollector(Collector):
         for tenant_id, deferral in sorted(waiting.items()):
             if tenant_id in tenants:
                 deferred.add_metric([tenant_id, str(deferral.vendor_block).lower()], deferral.resume_at)
-        self._calls(families, {t: sums for t, sums in self.state.sync_totals.calls().items() if t in tenants})
+        self._calls(families, self.state.sync_totals.calls(), shown=tenants.keys())
         self._budgets(families, tenants, now)
 
     def _budgets(self, families: Families, tenants: Mapping[str, Tenant], now: float) -> None:
@@ -175,7 +175,9 @@ class StoreCollector(Collector):
                 remaining.add_metric([tenant_id], max(0, window["vendor_cap"] - (window["spent"] or 0)))
 
     @staticmethod
-    def _calls(families: Families, calls: Mapping[str, Mapping[str, float]]) -> None:
+    def _calls(families: Families, calls: Mapping[str, Mapping[str, float]], shown: Collection[str]) -> None:
+        """Per tenant for the `shown` ones (tenants.yaml's enabled tenants); the retries of all of them,
+        so that the sum never goes down when a tenant is disabled."""
         by_outcome = families.counter(
             "dripfeed_api_calls",
             "Calls to Tasklane by outcome: ok, not_modified (304, not counted by the vendor), "
@@ -188,6 +190,9 @@ class StoreCollector(Collector):
         )
         retries = 0.0
         for tenant, sums in sorted(calls.items()):
+            retries += sums["retries"]
+            if tenant not in shown:
+                continue
             outcomes = {label: sums[column] for label, column in CALL_OUTCOMES.items()}
             unclassified = sums["errors"] - sum([sums[column] for column in ERROR_COLUMNS])
             outcomes["error"] = unclassified  # calls a release before error classes recorded
@@ -196,15 +201,16 @@ class StoreCollector(Collector):
                 if value or label in ALWAYS_SHOWN:
                     by_outcome.add_metric([tenant, label], value)
             waited.add_metric([tenant], sums["wait_seconds"])
-            retries += sums["retries"]
         families.counter("dripfeed_api_retries", "Calls that were a retry of a failed one, all tenants.").add_metric(
             [], retries
         )
 
     def _totals(self, families: Families) -> None:
-        records = families.counter("dripfeed_records_synced", "Records upserted by syncs, all tenants.", ("stream",))
+        records = families.counter(
+            "dripfeed_records_synced", "Records upserted by completed syncs, all tenants.", ("stream",)
+        )
         tombstones = families.counter(
-            "dripfeed_tombstones_synced", "Tombstones (deletes) applied by syncs, all tenants.", ("stream",)
+            "dripfeed_tombstones_synced", "Tombstones (deletes) applied by completed syncs, all tenants.", ("stream",)
         )
         rows = families.gauge(
             "dripfeed_warehouse_rows", "Rows in the stream's table after each tenant's last sync, summed.", ("stream",)
@@ -221,7 +227,9 @@ class StoreCollector(Collector):
         )
         for total in self.state.sync_totals.drifted():
             drift.add_metric([total.tenant, total.stream], total.drift_fields)
-        ticks = families.counter("dripfeed_tier_ticks", "Ticks of the tier's schedule that probed.", ("tier",))
+        ticks = families.counter(
+            "dripfeed_tier_ticks", "Ticks of the tier's schedule that served tenants (probed or requested).", ("tier",)
+        )
         probes = families.counter("dripfeed_tier_probes", "Tenants probed by the tier's schedule.", ("tier",))
         runs = families.counter(
             "dripfeed_tier_runs_requested", "Runs the tier's schedule requested (tenants that changed).", ("tier",)
@@ -249,7 +257,10 @@ class StoreCollector(Collector):
         self._oldest_due(families).add_metric(["exports"], max(polls_due, default=0.0))
 
     def _deferrals_due(self, families: Families, now: float) -> None:
-        due = self.state.deferrals.due(now)
+        """Deferred syncs of tenants.yaml's enabled tenants whose window has reset: while one waits
+        longer, deferred_syncs is not resuming it (a resumption queued or running counts too)."""
+        enabled = {t.id for t in self.registry.tenants().values() if t.enabled}
+        due = [d for d in self.state.deferrals.due(now) if d.tenant in enabled]
         self._oldest_due(families).add_metric(["deferrals"], max((now - d.resume_at for d in due), default=0.0))
 
     @staticmethod

@@ -225,11 +225,13 @@ class ControlStoreTooNew(RuntimeError):
 class ControlStore:
     """Short, locked transactions on a shared database; safe across processes and threads."""
 
-    def __init__(self, url: str = DEFAULT_STATE) -> None:
+    def __init__(self, url: str = DEFAULT_STATE, *, reads_only: bool = False) -> None:
+        """`reads_only`: a process that only reads (the metrics endpoint): on SQLite its reads take no
+        write lock, so a scrape never makes a run's budget exchange or a tick wait."""
         self.url = state_url(url)
         self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True, **self._engine_options())
         if self.dialect == "sqlite":
-            self._make_sqlite_transactions_immediate()
+            self._make_sqlite_transactions_immediate(reads_only)
         self.upgraded_from: str | None = None  # the revision this process upgraded the store from ("none": new)
         try:
             with self.engine.begin() as connection:
@@ -286,15 +288,19 @@ class ControlStore:
         # A run needs one or two connections; a tier tick probes many tenants at once (each a thread).
         return {"pool_size": 4, "max_overflow": 28}
 
-    def _make_sqlite_transactions_immediate(self) -> None:
+    def _make_sqlite_transactions_immediate(self, reads_only: bool) -> None:
         """SQLite's default deferred transactions deadlock when two readers both upgrade to write;
-        BEGIN IMMEDIATE takes the write lock first, so every budget transaction is serialised."""
+        BEGIN IMMEDIATE takes the write lock first, so every budget transaction is serialised. A
+        process that only reads runs each statement on its own (WAL readers never block writers)."""
 
         @sa.event.listens_for(self.engine, "connect")
         def _connect(dbapi_connection: Any, _: Any) -> None:
             dbapi_connection.isolation_level = None
             _use_wal(dbapi_connection)
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+        if reads_only:
+            return
 
         @sa.event.listens_for(self.engine, "begin")
         def _begin(connection: Connection) -> None:

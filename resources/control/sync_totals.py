@@ -4,18 +4,21 @@ the records and tombstones synced, the rows and drifted fields its last sync lef
 ticks, probes and run requests of its schedule.
 
 They are counters since the store began, so they survive any restart of the endpoint, and a scrape
-reads one row per tenant, stream or tier.
+reads one row per tenant, stream or tier. Adding to them never fails the sync or tick that reports:
+a store that refuses the write costs a figure, logged, not a tenant's sync or a period's runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from .call_ledger import FIELDS
-from .store import ControlStore, call_totals, chunks, stream_totals, tier_totals
+from .store import ControlStore, call_totals, stream_totals, tier_totals
+
+log = logging.getLogger("dripfeed.sync_totals")
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,7 @@ class SyncTotals:
                 "drift_fields": insert.excluded.drift_fields,
             },
         )
-        with self.store.transaction() as conn:
-            conn.execute(upsert)
+        self._write(upsert, f"tenant {tenant!r} {stream}'s sync")
 
     def add_tick(self, tier: str, probes: int, runs_requested: int) -> None:
         insert = self.store.insert(tier_totals).values(tier=tier, ticks=1, probes=probes, runs_requested=runs_requested)
@@ -63,15 +65,18 @@ class SyncTotals:
             index_elements=["tier"],
             set_={name: tier_totals.c[name] + insert.excluded[name] for name in ("ticks", "probes", "runs_requested")},
         )
-        with self.store.transaction() as conn:
-            conn.execute(upsert)
+        self._write(upsert, f"the {tier} tier's tick")
 
-    def calls(self, tenants: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+    def _write(self, statement: sa.Executable, what: str) -> None:
+        try:
+            with self.store.transaction() as conn:
+                conn.execute(statement)
+        except sa.exc.SQLAlchemyError as failure:  # a figure lost, never the sync or the tick
+            log.warning("the metrics' totals missed %s: %s", what, type(failure).__name__)
+
+    def calls(self) -> dict[str, dict[str, float]]:
         """Each tenant's call sums (call_ledger.FIELDS) since the store began."""
-        return {row["tenant"]: {name: row[name] for name in FIELDS} for row in self._rows(call_totals, tenants)}
-
-    def streams(self, tenants: Iterable[str] | None = None) -> list[StreamTotals]:
-        return [_stream_totals(r) for r in self._rows(stream_totals, tenants)]
+        return {row["tenant"]: {name: row[name] for name in FIELDS} for row in self._rows(call_totals)}
 
     def stream_sums(self) -> dict[str, tuple[int, int, int]]:
         """Per stream, all tenants: (records, tombstones, rows)."""
@@ -91,19 +96,11 @@ class SyncTotals:
             return [_stream_totals(r) for r in rows]
 
     def tiers(self) -> list[TierTotals]:
-        return [
-            TierTotals(r["tier"], r["ticks"], r["probes"], r["runs_requested"]) for r in self._rows(tier_totals, None)
-        ]
+        return [TierTotals(r["tier"], r["ticks"], r["probes"], r["runs_requested"]) for r in self._rows(tier_totals)]
 
-    def _rows(self, table: sa.Table, tenants: Iterable[str] | None) -> list[sa.RowMapping]:
+    def _rows(self, table: sa.Table) -> list[sa.RowMapping]:
         with self.store.engine.connect() as conn:
-            if tenants is None:
-                return list(conn.execute(sa.select(table)).mappings())
-            return [
-                row
-                for chunk in chunks(tenants)
-                for row in conn.execute(sa.select(table).where(table.c.tenant.in_(chunk))).mappings()
-            ]
+            return list(conn.execute(sa.select(table)).mappings())
 
 
 def _stream_totals(row: sa.RowMapping) -> StreamTotals:
