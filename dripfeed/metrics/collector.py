@@ -67,7 +67,7 @@ class Families:
 
 
 class StoreCollector(Collector):
-    """Every family, from a few queries per 500 tenants."""
+    """Every family, from one read of each table it needs (a query per table, not per tenant)."""
 
     def __init__(
         self,
