@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -32,10 +31,8 @@ from resources.control.store import (
     tenant_checks,
     tier_totals,
 )
-from tasklane_sim.server import free_port
-from tests.support.dagster_daemon import BIN
 from tests.support.postgres_server import fresh_database, running_postgres
-from tests.support.prometheus_server import running_prometheus
+from tests.support.prometheus_server import running_metrics_endpoint, running_prometheus
 
 from .report import Section, run_parts
 
@@ -175,31 +172,15 @@ def measure(section: Section, scratch: Path) -> None:
         stores = {"SQLite": str(scratch / "control.sqlite3"), "Postgres": fresh_database(postgres_url, "control")}
         for back_end, state in stores.items():
             fill(state, ids)
-            port = free_port()
             env = {**os.environ, "DRIPFEED_STATE": state, "DRIPFEED_TENANTS_FILE": str(tenants)}
             env.pop("DAGSTER_HOME", None)
-            with (scratch / f"metrics-{back_end}.log").open("ab") as log:
-                process = subprocess.Popen(
-                    [str(BIN / "python"), "-m", "dripfeed.metrics", "--port", str(port)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            url = f"http://127.0.0.1:{port}/metrics"
-            try:
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        requests.get(url, timeout=60)
-                        break
-                    except requests.ConnectionError:
-                        assert time.monotonic() < deadline, "the endpoint did not start"
-                        time.sleep(0.5)
-                walls, cpus, text = scrape_figures(url, psutil.Process(process.pid))
+            (scratch / back_end).mkdir()
+            with running_metrics_endpoint(scratch / back_end, env) as endpoint:
+                walls, cpus, text = scrape_figures(endpoint.url, psutil.Process(endpoint.pid))
                 series = [line for line in text.splitlines() if line and not line.startswith("#")]
                 floor = exposition_floor(len(series))
                 prometheus_dir = scratch / f"prometheus-{back_end}"
-                with running_prometheus(prometheus_dir, f"127.0.0.1:{port}", RULES, interval_seconds=5) as prometheus:
+                with running_prometheus(prometheus_dir, endpoint.target, RULES, interval_seconds=5) as prometheus:
                     time.sleep(32)
                     durations = 'scrape_duration_seconds{job="dripfeed"}[1m]'
                     median = prometheus.values(f"quantile_over_time(0.5, {durations})", "job")["dripfeed"]
@@ -216,9 +197,6 @@ def measure(section: Section, scratch: Path) -> None:
                     ]
                 )
                 print("  metrics:", " | ".join(rows[-1]), flush=True)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
     section.table(
         [
             "control store",

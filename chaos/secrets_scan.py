@@ -95,8 +95,8 @@ def scan_json_logs(location: Location) -> None:
 
 def scan_metrics_endpoint(location: Location) -> None:
     """What `python -m dripfeed.metrics` serves over the location's control store and instance."""
-    with running_metrics_endpoint(location.directory, location.env) as target:
-        FINDINGS.look("metrics endpoint answer", location.directory.name, requests.get(f"http://{target}/metrics").text)
+    with running_metrics_endpoint(location.directory, location.env) as endpoint:
+        FINDINGS.look("metrics endpoint answer", location.directory.name, requests.get(endpoint.url, timeout=60).text)
 
 
 def scan_control_store(location: Location) -> None:

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from pipeline_assets.assets import tasks
 from pipeline_assets.freshness import tenant_status
+from resources.control.call_ledger import ERROR_FIELDS
 from resources.control.tenant_checks import TenantCheck
 from resources.shared_state import SharedState
 from resources.tenant_registry import TenantRegistry
@@ -30,12 +31,9 @@ from resources.tiers import Tier
 CALL_OUTCOMES = {  # outcome label: the totals column (call_ledger.FIELDS); "ok" is what remains
     "not_modified": "not_modified",
     "rate_limited": "rate_limited",
-    "auth_error": "auth_errors",
-    "client_error": "client_errors",
-    "server_error": "server_errors",
-    "network_error": "network_errors",
+    **{f"{error}_error": column for error, column in ERROR_FIELDS.items()},
 }
-ERROR_COLUMNS = tuple(column for column in CALL_OUTCOMES.values() if column.endswith("_errors"))
+ERROR_COLUMNS = tuple(ERROR_FIELDS.values())
 ALWAYS_SHOWN = ("ok", "not_modified", "rate_limited")  # error outcomes appear once they happen
 TASKS = tasks.key.path[-1]  # a tenant's freshness is its tasks'
 

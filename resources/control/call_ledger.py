@@ -17,7 +17,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from .store import ControlStore, call_ledger, call_totals
+from .store import CALL_COUNTS, ControlStore, call_ledger, call_totals
 
 ErrorClass = Literal["auth", "client", "server", "network"]  # a failed call's, by its answer
 ERROR_FIELDS: dict[ErrorClass, str] = {
@@ -26,16 +26,7 @@ ERROR_FIELDS: dict[ErrorClass, str] = {
     "server": "server_errors",  # 5xx
     "network": "network_errors",  # no answer: refused, reset, timed out
 }
-FIELDS = (
-    "calls",
-    "counted",
-    "not_modified",
-    "rate_limited",
-    "retries",
-    "errors",
-    "wait_seconds",
-    *ERROR_FIELDS.values(),
-)
+FIELDS = (*CALL_COUNTS, "wait_seconds")
 
 
 def error_class(status: int | None) -> ErrorClass | None:

@@ -73,27 +73,27 @@ call_ledger = sa.Table(
     sa.Column("network_errors", sa.Integer, nullable=False, default=0, server_default="0"),  # no answer
 )
 
+# What the ledger counts of calls (beside the seconds they waited), each a column of both tables.
+CALL_COUNTS = (
+    "calls",
+    "counted",
+    "not_modified",
+    "rate_limited",
+    "retries",
+    "errors",  # all of the four classes below
+    "auth_errors",
+    "client_errors",
+    "server_errors",
+    "network_errors",
+)
+
 # The ledger's sums per tenant since the store began, kept with it (call_ledger.py): what the metrics
 # endpoint reads at each scrape, one row per tenant, where the ledger has one per tenant, hour and endpoint.
 call_totals = sa.Table(
     "dripfeed_call_totals",
     metadata,
     sa.Column("tenant", sa.String(63), primary_key=True),
-    *(
-        sa.Column(name, sa.BigInteger, nullable=False, default=0, server_default="0")
-        for name in (
-            "calls",
-            "counted",
-            "not_modified",
-            "rate_limited",
-            "retries",
-            "errors",
-            "auth_errors",
-            "client_errors",
-            "server_errors",
-            "network_errors",
-        )
-    ),
+    *(sa.Column(name, sa.BigInteger, nullable=False, default=0, server_default="0") for name in CALL_COUNTS),
     sa.Column("wait_seconds", sa.Float, nullable=False, default=0.0, server_default="0"),
 )
 

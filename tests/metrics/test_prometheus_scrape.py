@@ -82,8 +82,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
         store.dispose()
         instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         with (
-            running_metrics_endpoint(directory, env) as target,
-            running_prometheus(directory / "prometheus", target, RULES) as prometheus,
+            running_metrics_endpoint(directory, env) as endpoint,
+            running_prometheus(directory / "prometheus", endpoint.target, RULES) as prometheus,
         ):
             with running_daemon(directory, env):
                 wait_until(lambda: first_runs_finished(instance), 300, "every tenant's first run")
@@ -93,7 +93,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
                     "an hourly tick's probes",
                 )
             time.sleep(3)  # the daemon is stopped: three more scrapes see every call it made
-            served = requests.get(f"http://{target}/metrics", timeout=10).text
+            served = requests.get(endpoint.url, timeout=10).text
             yield Scraped(sim, prometheus, served)
         instance.dispose()
 

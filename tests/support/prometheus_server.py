@@ -4,9 +4,9 @@ and the endpoint itself (`python -m dripfeed.metrics`) as `make dev` starts it."
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,44 +68,47 @@ def running_prometheus(directory: Path, target: str, rules: Path, interval_secon
         )
     prometheus = Prometheus(f"http://127.0.0.1:{port}")
     try:
-        wait_until(lambda: _ready(prometheus.url), 60, "Prometheus to be ready")
+        wait_until(lambda: _answers(f"{prometheus.url}/-/ready"), 60, "Prometheus to be ready")
         yield prometheus
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/-/ready", timeout=2).ok
-    except requests.ConnectionError:
-        return False
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    target: str  # host:port, what Prometheus scrapes
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}/metrics"
 
 
 @contextmanager
-def running_metrics_endpoint(directory: Path, env: dict[str, str]) -> Iterator[str]:
-    """`python -m dripfeed.metrics` on a free loopback port with `env`; yields its host:port."""
+def running_metrics_endpoint(directory: Path, env: dict[str, str]) -> Iterator[MetricsEndpoint]:
+    """`python -m dripfeed.metrics` on a free loopback port with `env`, its log in `directory`,
+    once it has answered a first scrape."""
     port = free_port()
     with (directory / "metrics.log").open("ab") as log:
-        endpoint = subprocess.Popen(
+        process = subprocess.Popen(
             [str(BIN / "python"), "-m", "dripfeed.metrics", "--port", str(port)],
             cwd=directory,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    target = f"127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _serves(f"http://{target}/metrics"), 60, "the metrics endpoint to serve")
-        yield target
+    endpoint = MetricsEndpoint(f"127.0.0.1:{port}", process.pid)
+    try:  # a first scrape of many tenants (an upgraded store, a cold cache) can take a while
+        wait_until(lambda: _answers(endpoint.url, timeout=60), 120, "the metrics endpoint to serve")
+        yield endpoint
     finally:
-        endpoint.terminate()
-        endpoint.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
 
 
-def _serves(url: str) -> bool:
+def _answers(url: str, timeout: float = 2) -> bool:
     try:
-        return requests.get(url, timeout=5).ok
+        return requests.get(url, timeout=timeout).ok
     except requests.ConnectionError:
-        time.sleep(0.2)
         return False
