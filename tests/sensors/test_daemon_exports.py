@@ -7,6 +7,7 @@ by dead_run_workers and retried."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -49,6 +50,15 @@ def first_syncs_succeeded(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [run for run in runs if EXPORT_TAG not in run.tags and run.status == dg.DagsterRunStatus.SUCCESS]
 
 
+def alert_recorded(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether sensor tenant_failure_alerts' stored cursor is past the run's failure."""
+    failures = instance.fetch_run_status_changes(dg.DagsterEventType.RUN_FAILURE, limit=100).records
+    failure = next(record for record in failures if record.run_id == run_id)
+    (state,) = (s for s in instance.all_instigator_state() if s.instigator_name == "tenant_failure_alerts")
+    cursor = state.instigator_data.cursor if state.instigator_data else None
+    return cursor is not None and json.loads(cursor)["record_id"] >= failure.storage_id
+
+
 def tagged_run(instance: dg.DagsterInstance, load: bool) -> dg.DagsterRun | None:
     """A sync (or a history load) whose step has begun (its process is recorded on it)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
@@ -87,6 +97,9 @@ def test_history_survives_a_killed_first_sync_and_the_daemon_killed_while_open_a
             os.kill(Worker.from_tag(first_sync.tags[WORKER_TAG]).pid, signal.SIGKILL)
             wait_until(lambda: first_syncs_succeeded(instance), 240, "acme's first sync, retried")
             wait_until(lambda: webhook, 180, "the killed first sync's alert")  # a sensor tick on a busy machine
+            # The alert is posted mid-tick and recorded at the tick's end: killed in between, the
+            # daemon would post it again when it restarts (at least once, docs/operations.md).
+            wait_until(lambda: alert_recorded(instance, first_sync.run_id), 60, "the alert's tick recorded")
             assert instance.get_run_by_id(first_sync.run_id).status == dg.DagsterRunStatus.FAILURE
             assert first_syncs_succeeded(instance)[0].parent_run_id == first_sync.run_id
             assert len(sim.admin.exports("acme")) == 3

@@ -2,11 +2,12 @@
 tenants get a run at all, what a run costs, where its checks land, and what a throttled tenant
 occupies while it waits.
 
-One daemon session serves every test here (about three minutes), the hourly period shortened to a
+One daemon session serves every test here (about two minutes), the hourly period shortened to a
 minute so that the schedule fires while the test watches: twenty quiet hourly tenants and two that
 change (both synced before the daemon starts, as if onboarded earlier), and two daily tenants whose
 vendor window another client has nearly spent, one with the reset about 15 minutes away and one with
-a window shortened so that it resets within the session. Two periods are watched: in the first only
+a window shortened so that it resets 100 to 115 s after the daemon starts (its first sync comes
+within seconds and is deferred; the two periods end before). Two periods are watched: in the first only
 acme changes upstream; in the second acme's vendor changes a field's type and both acme and globex
 change.
 """
@@ -67,7 +68,7 @@ class Session:
     warehouse: Warehouse
     api: Resources
     processes: ProcessLog
-    throttled_at: float  # when the other client spent the throttled tenants' windows
+    throttled_at: float  # when the other client spent the locked tenant's window
     quiet_from: float = 0.0  # the daemon's first period, in which only acme changed, and the next
     drifted_at: float = 0.0  # when acme's vendor changed a field's type, and acme and globex changed
     globex_changed_at: float = 0.0  # (the same moment: globex's first change)
@@ -121,14 +122,14 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     workspaces = [workspace_config(t, records={"tasks": 300}) for t in HEALTHY]
     workspaces += [workspace_config(t, records=QUIET_RECORDS) for t in QUIET]
     locked_window = window_resetting_in(900, 960)
-    brief_window = window_resetting_in(150, 170)
-    for tenant, window in ((LOCKED, locked_window), (BRIEF, brief_window)):
-        workspaces.append(workspace_config(tenant, records=records, rate_limit=RATE_LIMIT, window_seconds=window))
+    for tenant in (LOCKED, BRIEF):
+        workspaces.append(
+            workspace_config(tenant, records=records, rate_limit=RATE_LIMIT, window_seconds=locked_window)
+        )
     with SimServer({"admin_token": ADMIN_TOKEN, "seed": 7, "as_of": AS_OF, "workspaces": workspaces}) as sim:
         for tenant in (*HEALTHY, *QUIET):  # not a minute later, after their first syncs
             sim.admin.purge_tombstones(tenant)
-        for tenant in (LOCKED, BRIEF):
-            sim.admin.spend(tenant, RATE_LIMIT - LEFT_FOR_DRIPFEED)  # the customer's own scripts
+        sim.admin.spend(LOCKED, RATE_LIMIT - LEFT_FOR_DRIPFEED)  # the customer's own scripts
         throttled_at = time.time()
         entries = [tenant_entry(t) for t in (*HEALTHY, *QUIET)]
         entries += [tenant_entry(t, tier="daily", budget_share=1.0) for t in (LOCKED, BRIEF)]
@@ -149,6 +150,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             for tenant in (*HEALTHY, *QUIET):
                 tokens.setenv(f"TASKLANE_TOKEN_{tenant.upper()}", f"token-{tenant}")
                 assert materialize_tenant(session.instance, tenant, session.api, session.warehouse).success
+        # Timed from the daemon's start: its first sync meets the 429 within seconds, and a Retry-After
+        # over the client's long_wait_seconds (60) defers it instead of being slept.
+        sim.admin.set_knobs(BRIEF, window_seconds=window_resetting_in(100, 115))
+        sim.admin.spend(BRIEF, RATE_LIMIT - LEFT_FOR_DRIPFEED)
         with running_daemon(directory, env) as daemon, processes.polling(daemon.pid):
             session.quiet_from = time.time()  # the quiet tenants are asked every period, never run
             before = {tenant: calls(sim, tenant) for tenant in QUIET}
