@@ -1,7 +1,8 @@
 """The embedded warehouse: a DuckDB file.
 
 DuckDB lets one process open a file for writing: others wait (polling with jitter) while one
-holds it. A writer hands its connection back every `hold_seconds` (see BatchWriter).
+holds it, and dripfeed's processes also take turns on `<file>.lock` (writer_turn.py says why). A
+writer hands its connection back every `hold_seconds` (see BatchWriter).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import tenacity
 
 from .backend import Backend
 from .record_sql import DuckDBRecords
+from .writer_turn import TurnTaken, WriterTurn
 
 
 def _locked_by_another_process(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+    return isinstance(exc, TurnTaken) or (isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower())
 
 
 class DuckDBBackend(Backend):
@@ -44,12 +46,28 @@ class DuckDBBackend(Backend):
         reraise=True,
     )
     def connect(self) -> duckdb.DuckDBPyConnection:
-        conn = duckdb.connect(self.path)
-        # One thread: a batch is small, and the sync's fetching thread and the vendor need the other core.
-        conn.execute("SET threads = 1")
-        # A writer checkpoints when it hands the file back (BatchWriter); not also every 16 MB of log.
-        conn.execute("SET checkpoint_threshold = '256MB'")
+        turn = WriterTurn.of(self.path)
+        turn.take()
+        try:
+            conn = duckdb.connect(self.path)
+        except BaseException:
+            turn.give_back()
+            raise
+        try:
+            # One thread: a batch is small, and the sync's fetching thread and the vendor need the other core.
+            conn.execute("SET threads = 1")
+            # A writer checkpoints when it hands the file back (BatchWriter); not also every 16 MB of log.
+            conn.execute("SET checkpoint_threshold = '256MB'")
+        except BaseException:
+            self.close(conn)
+            raise
         return conn
+
+    def close(self, conn: duckdb.DuckDBPyConnection) -> None:
+        try:
+            conn.close()  # when it is this process's last connection, DuckDB checkpoints and closes the file
+        finally:
+            WriterTurn.of(self.path).give_back()
 
     @contextmanager
     def transaction(self, conn: duckdb.DuckDBPyConnection) -> Iterator[None]:

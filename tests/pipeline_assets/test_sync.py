@@ -148,12 +148,6 @@ def test_killed_mid_sync_then_rerun_equals_the_ground_truth_and_refetches_little
 
 
 @pytest.mark.e2e  # separate Python worker processes
-@pytest.mark.xfail(
-    strict=False,
-    reason="a known defect, open: four processes handing one DuckDB file to each other on a loaded machine fail "
-    "about one run in ten (DuckDB 2.0.1's 'Could not read enough bytes', or a stream's rows missing); reproduced "
-    "on the code before issue 24 (d799b3b). Kept running, so that the fix shows as XPASS every time.",
-)
 def test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succeed(
     make_sim, tasklane_for, duckdb_warehouse, tmp_path
 ) -> None:

@@ -171,14 +171,36 @@ def test_a_dropped_field_stays_a_column_and_fills_with_nulls(warehouse: Warehous
     assert warehouse.query("SELECT sprint FROM tasks") == [(None,)]
 
 
+TAKE_TURN = """
+import sys
+from resources.warehouse.writer_turn import TurnTaken, WriterTurn
+try:
+    WriterTurn.of(sys.argv[1]).take()
+    print("taken")
+except TurnTaken:
+    print("waits")
+"""
+
+
+def another_process_takes_its_turn(url: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", TAKE_TURN, url], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_another_process_gets_the_duckdb_file_only_once_this_one_has_closed_all_of_its_connections(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "shared.duckdb")
+    warehouse = Warehouse(url=url)
+    with warehouse.writer() as writer:
+        writer.write("acme", "tasks", [page_of([task("tsk_1", "2026-01-01T00:00:00.000Z")])], SyncState())
+        assert warehouse.query("SELECT count(*) FROM tasks") == [(1,)], "a second connection of the same process"
+        assert another_process_takes_its_turn(url) == "waits", "while the writer still holds its connection"
+    assert another_process_takes_its_turn(url) == "taken"
+
+
 @pytest.mark.e2e  # separate Python worker processes
-@pytest.mark.xfail(
-    strict=False,
-    reason="a known defect, open: processes handing one DuckDB file to each other lose a committed batch now and "
-    "then (a fresh-clone run on 2026-12-06: initech 700 rows of 750, every worker exited 0); the same defect as "
-    "test_four_tenants_materialized_in_parallel_into_the_duckdb_default_all_succeed, here without Dagster. Kept "
-    "running, so that the fix shows as XPASS.",
-)
 def test_several_processes_write_one_duckdb_file_at_once(tmp_path: Path) -> None:
     url = str(tmp_path / "shared.duckdb")
     workers = [
