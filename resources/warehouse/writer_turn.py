@@ -4,12 +4,11 @@ last one has closed.
 DuckDB lets one process at a time open a file (its own fcntl lock), yet processes handing one file
 to each other lost a committed batch now and then: 3 runs of 14 with eight processes writing 30
 batches each on two busy cores (tests/resources/test_warehouse.py has the small version), every
-process exiting as if all was well; with this turn, none of 35. Why DuckDB's lock lets that happen is not
-pinned down; a turn that ends only once `close()` has returned (its checkpoint written, the file
-closed) ends it. So dripfeed's processes also take turns with flock on `<file>.lock`; DuckDB's own
-lock still shuts out any other program (the DuckDB CLI, a notebook).
+process exiting as if all was well; with this turn, none of 35. Why DuckDB's lock lets that happen
+is not pinned down; a turn that ends only once `close()` has returned (its checkpoint written, the
+file closed) ends it. So dripfeed's processes also take turns with flock on `<file>.lock`; DuckDB's
+own lock still shuts out any other program (the DuckDB CLI, a notebook).
 """
-
 from __future__ import annotations
 
 import fcntl
