@@ -9,6 +9,7 @@ is not pinned down; a turn that ends only once `close()` has returned (its check
 file closed) ends it. So dripfeed's processes also take turns with flock on `<file>.lock`; DuckDB's
 own lock still shuts out any other program (the DuckDB CLI, a notebook).
 """
+
 from __future__ import annotations
 
 import fcntl
