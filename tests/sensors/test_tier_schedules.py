@@ -14,7 +14,7 @@ import pytest
 from dripfeed.settings import tier_setting
 from pipeline_assets.run_tags import TIER_TAG
 from resources.control.deferrals import Deferral
-from resources.tiers import TIERS, Tier
+from resources.tiers import TIERS, Tier, make_tier
 from sensors.tier_slots import pinned_tick, slots
 from tests.support.resources import Resources, make_api
 from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
@@ -81,24 +81,32 @@ def test_tenants_added_and_removed_mid_period_still_get_one_run_each(instance, t
     assert evaluate_period(instance, api, "hourly", start + timedelta(hours=1)).tenants == sorted(remaining + joined)
 
 
-@pytest.mark.e2e  # whole periods tick by tick: the daily tier's 96 ticks
+# The daily tier with its day shortened to three hours (DRIPFEED_DAILY_PERIOD_MINUTES=180): 12 ticks a
+# period instead of 96, the same rules.
+SHORT_DAY = make_tier("daily", 180, 15, grace=TIERS["daily"].grace)
+
+
+@pytest.mark.e2e  # whole periods tick by tick
 def test_a_tenant_moved_between_tiers_follows_its_new_tier_from_the_next_period(
     instance, tmp_path, monkeypatch
 ) -> None:
-    daily_start = period_start("daily")
+    day_start = SHORT_DAY.period_start(datetime.now(UTC))
     hourly = [entry(f"hourly-{n}", tier="hourly") for n in range(12)]
     daily = [entry(f"daily-{n}", tier="daily") for n in range(12)]
     api = tenants_api(tmp_path, monkeypatch, hourly + daily)
     registered(instance, [e["id"] for e in hourly + daily])
-    synced_hourly = evaluate_period(instance, api, "hourly", daily_start).tenants
+    synced_hourly = evaluate_period(instance, api, "hourly", day_start).tenants
     assert "hourly-0" in synced_hourly
     moved = [{**e, "tier": "daily"} if e["id"] == "hourly-0" else e for e in hourly + daily]
     api = tenants_api(tmp_path, monkeypatch, moved)
-    later = evaluate_period(instance, api, "hourly", daily_start + timedelta(hours=1)).tenants
+    later = evaluate_period(instance, api, "hourly", day_start + timedelta(hours=1)).tenants
     assert "hourly-0" not in later, "the hourly tier lets it go"
-    today = evaluate_period(instance, api, "daily", daily_start).tenants
-    assert "hourly-0" not in today, "it synced this day already: the daily tier takes it from the next day"
-    tomorrow = evaluate_period(instance, api, "daily", daily_start + timedelta(days=1)).tenants
+    today = evaluate_period(instance, api, SHORT_DAY, day_start)
+    assert len(today.per_tick) == 12 and "hourly-0" not in today.tenants, (
+        "it synced this day already: the daily tier takes it from the next day"
+    )
+    assert today.tenants == sorted(e["id"] for e in daily), "the daily tenants, at their slots"
+    tomorrow = evaluate_period(instance, api, SHORT_DAY, day_start + timedelta(minutes=180)).tenants
     assert tomorrow.count("hourly-0") == 1
 
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dripfeed.definitions import defs
-from resources.tiers import TIERS
+from resources.tiers import TIERS, Tier
+from sensors.tier_schedules import tier_schedule
 from tests.support.resources import Resources, resources_for
 
 
@@ -47,14 +48,22 @@ def launch(instance: dg.DagsterInstance, request: dg.RunRequest, schedule: str) 
     )
 
 
+def schedule_of(tier: str | Tier) -> tuple[dg.ScheduleDefinition, Tier]:
+    """The code location's schedule of the tier so named, or the schedule of a tier of the test's own
+    (a day shortened to a few hours, say, as DRIPFEED_<TIER>_PERIOD_MINUTES would)."""
+    if isinstance(tier, Tier):
+        return tier_schedule(tier), tier
+    return defs.resolve_schedule_def(f"{tier}_tenants"), TIERS[tier]
+
+
 def evaluate_ticks(
-    instance: dg.DagsterInstance, api: Resources, tier: str, start: datetime, ticks: int, first: int = 0
+    instance: dg.DagsterInstance, api: Resources, tier: str | Tier, start: datetime, ticks: int, first: int = 0
 ) -> Ticks:
     """Ticks `first` .. `first + ticks - 1` of the tier's period beginning at `start`, each launched."""
-    schedule = defs.resolve_schedule_def(f"{tier}_tenants")
+    schedule, numbers = schedule_of(tier)
     seen = Ticks()
     for tick in range(first, first + ticks):
-        when = start + timedelta(minutes=tick * TIERS[tier].tick_minutes)
+        when = start + timedelta(minutes=tick * numbers.tick_minutes)
         with dg.build_schedule_context(
             instance=instance,
             resources=resources_for(api),
@@ -72,6 +81,9 @@ def evaluate_ticks(
     return seen
 
 
-def evaluate_period(instance: dg.DagsterInstance, api: Resources, tier: str, start: datetime | None = None) -> Ticks:
+def evaluate_period(
+    instance: dg.DagsterInstance, api: Resources, tier: str | Tier, start: datetime | None = None
+) -> Ticks:
     """Every tick of one period of the tier (default: the current period)."""
-    return evaluate_ticks(instance, api, tier, start or period_start(tier), TIERS[tier].ticks)
+    numbers = schedule_of(tier)[1]
+    return evaluate_ticks(instance, api, tier, start or numbers.period_start(datetime.now(UTC)), numbers.ticks)
