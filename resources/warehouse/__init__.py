@@ -6,9 +6,9 @@ never replaced by an older version of itself. The database shapes the rows (`rec
 
 Modules: `backend.py` (what a back end is, and the SQL both dialects share), `duckdb_backend.py`
 and `postgres_backend.py` (each imports its driver, and only the one in use is imported),
-`batch_writer.py` (a sync's transactions), `record_sql.py` and `schema.py` (records into rows),
-`resource.py` (the Dagster resource), `migrations.py` (the schema, versioned: applied by a process's
-first connection, `Backend.open`).
+`writer_turn.py` (a process's turn at a DuckDB file), `batch_writer.py` (a sync's transactions),
+`record_sql.py` and `schema.py` (records into rows), `resource.py` (the Dagster resource),
+`migrations.py` (the schema, versioned: applied by a process's first connection, `Backend.open`).
 """
 
 from .backend import DRIFT_TABLE, STATE_TABLE, SyncState, Written, page_of

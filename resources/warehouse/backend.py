@@ -22,7 +22,7 @@ __all__ = ["DRIFT_TABLE", "LISTED_TABLE", "STATE_TABLE", "TYPES", "USAGE_TABLE",
 
 # Threads of a process opening a database for the first time migrate one at a time: DuckDB's
 # connections in one process share the database and would conflict on the catalog. Processes take
-# turns by the database's own locks (migrations.py).
+# turns by the database's locks (migrations.py).
 MIGRATING = threading.Lock()
 TYPES = {
     "duckdb": {

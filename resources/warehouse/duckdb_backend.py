@@ -34,6 +34,7 @@ class DuckDBBackend(Backend):
     def __init__(self, path: str) -> None:
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._turn_holders: dict[int, duckdb.DuckDBPyConnection] = {}  # open connections, each holding the turn
 
     @property
     def location(self) -> str:
@@ -53,6 +54,7 @@ class DuckDBBackend(Backend):
         except BaseException:
             turn.give_back()
             raise
+        self._turn_holders[id(conn)] = conn
         try:
             # One thread: a batch is small, and the sync's fetching thread and the vendor need the other core.
             conn.execute("SET threads = 1")
@@ -64,10 +66,12 @@ class DuckDBBackend(Backend):
         return conn
 
     def close(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Close the connection and give its turn back (once, however often it is closed)."""
         try:
             conn.close()  # when it is this process's last connection, DuckDB checkpoints and closes the file
         finally:
-            WriterTurn.of(self.path).give_back()
+            if self._turn_holders.pop(id(conn), None) is not None:
+                WriterTurn.of(self.path).give_back()
 
     @contextmanager
     def transaction(self, conn: duckdb.DuckDBPyConnection) -> Iterator[None]:

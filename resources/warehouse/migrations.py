@@ -1,10 +1,11 @@
 """The warehouse's schema, versioned: an ordered list of migrations, each applied once and recorded.
 
 A back end migrates the first time a process opens it (`Backend.open`), in one transaction taken
-under the lock writers take (Postgres: an advisory lock; DuckDB: the file's), so processes that
-start together apply each migration once. A database whose recorded version is newer than this code's
-is refused: an older release could not read what a newer one wrote. `python -m dripfeed.migrate`
-applies them ahead of a deploy, and reports where each database stands.
+under the lock writers take (Postgres: an advisory lock; DuckDB: the process's turn at the file,
+writer_turn.py), so processes that start together apply each migration once. A database whose
+recorded version is newer than this code's is refused: an older release could not read what a newer
+one wrote. `python -m dripfeed.migrate` applies them ahead of a deploy, and reports where each
+database stands.
 
 Versions 1 and 2 are the schema that releases before versioning made with CREATE ... IF NOT EXISTS
 on every connection: they are written to find it there, in any of its past shapes. Version 1 builds

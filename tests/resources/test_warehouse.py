@@ -193,10 +193,10 @@ def test_another_process_gets_the_duckdb_file_only_once_this_one_has_closed_all_
 ) -> None:
     url = str(tmp_path / "shared.duckdb")
     warehouse = Warehouse(url=url)
-    with warehouse.writer() as writer:
-        writer.write("acme", "tasks", [page_of([task("tsk_1", "2026-01-01T00:00:00.000Z")])], SyncState())
+    write(warehouse, "tasks", [task("tsk_1", "2026-01-01T00:00:00.000Z")])
+    with warehouse.backend.connection():
         assert warehouse.query("SELECT count(*) FROM tasks") == [(1,)], "a second connection of the same process"
-        assert another_process_takes_its_turn(url) == "waits", "while the writer still holds its connection"
+        assert another_process_takes_its_turn(url) == "waits", "while the first one is still open"
     assert another_process_takes_its_turn(url) == "taken"
 
 
