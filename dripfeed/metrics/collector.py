@@ -79,10 +79,12 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         families = Families({})
         now = time.time()
-        self._tenants(families, now)
+        listed = self.registry.tenants()  # one read of tenants.yaml for the whole scrape
+        tenants = {tenant_id: t for tenant_id, t in listed.items() if t.enabled}
+        self._tenants(families, tenants, now)
         self._totals(families)
-        self._exports(families, now)
-        self._deferrals_due(families, now)
+        self._exports(families, listed.keys(), now)
+        self._deferrals_due(families, tenants.keys(), now)
         if self.heartbeats is not None:
             beats = families.gauge(
                 "dripfeed_daemon_heartbeat_timestamp_seconds",
@@ -93,8 +95,7 @@ class StoreCollector(Collector):
                 beats.add_metric([daemon], at)
         yield from families.found.values()
 
-    def _tenants(self, families: Families, now: float) -> None:
-        tenants = {t.id: t for t in self.registry.tenants().values() if t.enabled}
+    def _tenants(self, families: Families, tenants: Mapping[str, Tenant], now: float) -> None:
         checks = self.state.tenant_checks.all()  # one query: cheaper than 500 tenants at a time for all of them
         tasks_checks = self.state.stream_checks.of_tenants(stream=TASKS)
         waiting = self.state.deferrals.waiting(now)
@@ -237,8 +238,8 @@ class StoreCollector(Collector):
             probes.add_metric([tier.tier], tier.probes)
             runs.add_metric([tier.tier], tier.runs_requested)
 
-    def _exports(self, families: Families, now: float) -> None:
-        jobs = self.state.export_jobs.of_tenants(t.id for t in self.registry.tenants().values())
+    def _exports(self, families: Families, listed: Collection[str], now: float) -> None:
+        jobs = self.state.export_jobs.of_tenants(listed)
         by_status = families.gauge("dripfeed_export_jobs", "History export jobs by status.", ("status",))
         open_since = families.gauge(
             "dripfeed_export_open_since_timestamp_seconds",
@@ -254,10 +255,9 @@ class StoreCollector(Collector):
         polls_due = [now - job.next_poll_at for job in jobs.values() if job.status.is_open and job.next_poll_at <= now]
         self._oldest_due(families).add_metric(["exports"], max(polls_due, default=0.0))
 
-    def _deferrals_due(self, families: Families, now: float) -> None:
+    def _deferrals_due(self, families: Families, enabled: Collection[str], now: float) -> None:
         """Deferred syncs of tenants.yaml's enabled tenants whose window has reset: while one waits
         longer, deferred_syncs is not resuming it (a resumption queued or running counts too)."""
-        enabled = {t.id for t in self.registry.tenants().values() if t.enabled}
         due = [d for d in self.state.deferrals.due(now) if d.tenant in enabled]
         self._oldest_due(families).add_metric(["deferrals"], max((now - d.resume_at for d in due), default=0.0))
 

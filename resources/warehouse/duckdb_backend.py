@@ -34,6 +34,7 @@ class DuckDBBackend(Backend):
     def __init__(self, path: str) -> None:
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._turn = WriterTurn.of(path)  # this process's, shared by every backend of the same file
         self._turn_holders: dict[int, duckdb.DuckDBPyConnection] = {}  # open connections, each holding the turn
 
     @property
@@ -47,12 +48,11 @@ class DuckDBBackend(Backend):
         reraise=True,
     )
     def connect(self) -> duckdb.DuckDBPyConnection:
-        turn = WriterTurn.of(self.path)
-        turn.take()
+        self._turn.take()
         try:
             conn = duckdb.connect(self.path)
         except BaseException:
-            turn.give_back()
+            self._turn.give_back()
             raise
         self._turn_holders[id(conn)] = conn
         try:
@@ -71,7 +71,7 @@ class DuckDBBackend(Backend):
             conn.close()  # when it is this process's last connection, DuckDB checkpoints and closes the file
         finally:
             if self._turn_holders.pop(id(conn), None) is not None:
-                WriterTurn.of(self.path).give_back()
+                self._turn.give_back()
 
     @contextmanager
     def transaction(self, conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
