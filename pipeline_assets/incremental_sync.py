@@ -14,7 +14,7 @@ where a test wants the sync's logic without the wire.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -49,7 +49,9 @@ class PageSource(Protocol):
     def stats(self) -> Counter:
         """The calls made so far, by kind (counted, not_modified, ...)."""
 
-    def list_pages(self, stream: str, updated_since: str | None, *, etag: str | None = None) -> Iterator[Page]:
+    def list_pages(
+        self, stream: str, updated_since: str | None, *, etag: str | None = None
+    ) -> Generator[Page, None, None]:
         """The stream's records with `updated_at >= updated_since` in pages; with `etag`, one
         `not_modified` page when the listing is unchanged (see resources/tasklane/listing.py)."""
 
@@ -217,18 +219,20 @@ def sync_stream(
         )
 
     def _listing_from(new_since: str) -> Listing | None:
-        """The listing the next sync will make, asked now: its pages (the overlap, mostly rows already
-        written) are written too, and its ETag is kept if it fits on a page. The sync is complete
-        already: a throttle or a failure here only leaves no listing (the next check runs a sync)."""
-        fetched, etag = [], None
+        """The listing the next sync will make, asked now for its first page: written too (the
+        overlap, mostly rows already written), its ETag kept if the listing fits on it. A listing
+        longer than a page has no ETag, so the rest is left to the next sync, which lists it anyway.
+        The sync is complete already: a throttle or a failure here only leaves no listing (the next
+        check runs a sync)."""
+        pages = client.list_pages(stream, new_since)
         try:
-            for page in client.list_pages(stream, new_since):
-                fetched.append(page.body)
-                etag = etag or page.etag
+            first = next(pages)
         except (TasklaneFailure, TenantThrottled):
             return None
-        write(fetched, SyncState(done.watermark))
-        return Listing(new_since, etag) if etag else None
+        finally:
+            pages.close()  # the client settles its reserved calls as the listing ends
+        write([first.body], SyncState(done.watermark))
+        return Listing(new_since, first.etag) if first.etag else None
 
     # Checkpoints are written by one background thread while the next pages are fetched: the
     # database shapes rows outside the GIL, so fetching and writing overlap. Waiting for the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -175,7 +175,9 @@ class TenantClient:
         self.transport.close()
 
     # --- what the product calls -------------------------------------------------------------
-    def list_pages(self, stream: str, updated_since: str | None, *, etag: str | None = None) -> Iterator[Page]:
+    def list_pages(
+        self, stream: str, updated_since: str | None, *, etag: str | None = None
+    ) -> Generator[Page, None, None]:
         """See listing.list_pages: with `etag`, an unchanged listing yields one `not_modified` page."""
         with self._operation():
             yield from listing.list_pages(self, stream, updated_since, etag=etag)

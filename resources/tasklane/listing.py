@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +50,7 @@ def list_pages(
     *,
     etag: str | None = None,
     include_deleted: bool = True,
-) -> Iterator[Page]:
+) -> Generator[Page, None, None]:
     """Pages of 100 records with `updated_at >= updated_since`, tombstones included.
 
     With `etag` (of an earlier one-page answer to the same listing), an unchanged listing answers

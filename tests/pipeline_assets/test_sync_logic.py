@@ -79,6 +79,25 @@ def test_an_incremental_sync_lists_from_the_watermark_minus_the_overlap(vendor, 
     assert held(warehouse, "tasks") == vendor.truth("tasks")
 
 
+def test_a_successors_listing_longer_than_a_page_is_asked_for_its_first_page_only(vendor, warehouse, checks) -> None:
+    """A sync ends by asking the listing its successor will make, for an ETag. 250 records changed
+    within the overlap make that listing three pages long, which has no ETag to keep: its first page
+    is read, and the rest is left to the next sync instead of being fetched twice."""
+    sync_stream(vendor, warehouse, checks, "tasks")
+    for n in range(250):
+        vendor.write("tasks", f"tsk_burst_{n:03d}", moment(seconds_ago=5), title="burst")
+    vendor.listed.clear()
+    report = sync_stream(vendor, warehouse, checks, "tasks")
+    listing, successor = vendor.listed
+    assert listing.pages == 3 and report.calls["counted"] == 3 + 1
+    assert successor.since == minus_overlap(warehouse.state(TENANT, "tasks").watermark) and successor.pages == 1
+    assert checks.get(TENANT, "tasks").listing is None, "no ETag to ask about: the next check runs a sync"
+    vendor.listed.clear()
+    sync_stream(vendor, warehouse, checks, "tasks")
+    assert vendor.listed[0].since == successor.since and vendor.listed[0].pages == 3
+    assert held(warehouse, "tasks") == vendor.truth("tasks")
+
+
 def test_a_write_visible_late_but_within_the_overlap_is_read_by_the_next_sync(vendor, warehouse, checks) -> None:
     sync_stream(vendor, warehouse, checks, "users")
     watermark = warehouse.state(TENANT, "users").watermark

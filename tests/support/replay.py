@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +83,9 @@ class RecordedPages:
         return [self.records[stream][i] for i in sorted(self.records[stream])]
 
     # --- the sync's side: PageSource ----------------------------------------------------------
-    def list_pages(self, stream: str, updated_since: str | None, *, etag: str | None = None) -> Iterator[Page]:
+    def list_pages(
+        self, stream: str, updated_since: str | None, *, etag: str | None = None
+    ) -> Generator[Page, None, None]:
         listed = Listed(stream, updated_since, etag)
         self.listed.append(listed)
         matching = sorted(
