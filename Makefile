@@ -37,18 +37,21 @@ dev: $(VENV)/.installed
 
 # Three workers (pytest-xdist), a test file each at a time: a file's module fixtures (a daemon, a
 # make dev) start once, and the workers' waits (daemon ticks, the real clock, a simulator's pace)
-# overlap each other's work. Two workers kept the two cores only 60% busy.
+# overlap each other's work. Two workers kept the two cores only 60% busy. The files go out in
+# tests/conftest.py's order, the longest first (xdist would otherwise send the files with the most
+# tests first, and a three-minute file of one test last).
 PYTEST_WORKERS ?= 3
+PYTEST_DIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: system-packages $(VENV)/.installed lint
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest $(PYTEST_DIST)
 
 test-fast: system-packages $(VENV)/.installed  # all but the Dagster runs over the wire (runs) and the e2e tests
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e and not runs"
+	$(VENV)/bin/pytest $(PYTEST_DIST) -m "not e2e and not runs"
 
 coverage: system-packages $(VENV)/.installed  # the suite under coverage: test-output/coverage/ (coverage.json, line by line)
 	rm -rf test-output/coverage
-	$(VENV)/bin/coverage run -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(VENV)/bin/coverage run -m pytest $(PYTEST_DIST)
 	$(VENV)/bin/coverage combine -q
 	$(VENV)/bin/coverage json -q -o test-output/coverage/coverage.json
 	$(VENV)/bin/coverage report --skip-covered
