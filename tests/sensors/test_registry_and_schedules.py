@@ -16,7 +16,7 @@ from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer
 from tests.support.resources import Resources, make_api, resources_for
 from tests.support.runs import materialize_tenant
-from tests.support.schedule_ticks import evaluate_period, period_start
+from tests.support.schedule_ticks import evaluate_period, period_with_room
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
 
@@ -91,13 +91,14 @@ def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp
 
 
 def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tmp_path, monkeypatch) -> None:
+    start = period_with_room("hourly", seconds=60)  # its runs and its budget's window both in this hour
     sim: SimServer = make_sim(workspace_config("acme", records=SMALL), workspace_config("globex", records=SMALL))
     entries = [tenant_entry("acme", budget_per_hour=8), tenant_entry("globex")]
     api = tasklane(tmp_path, monkeypatch, sim.base_url, *entries)
     warehouse = Warehouse(url=str(tmp_path / "warehouse.duckdb"))
     for tenant in ("acme", "globex"):
         assert materialize_tenant(instance, tenant, api, warehouse).success  # acme spends 6 of its 8 calls
-    next_period = period_start("hourly") + timedelta(hours=1)  # both synced in this one
+    next_period = start + timedelta(hours=1)  # both synced in this one
     ticks = evaluate_period(instance, api, "hourly", next_period)
     assert ticks.tenants == [], "globex, quiet, is checked without a run; acme is not even asked"
     assert any("Left out: acme: 2 calls left in its rate window" in reason for reason in ticks.skipped), ticks.skipped
@@ -106,10 +107,11 @@ def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tm
 
 
 def test_a_tier_with_no_runnable_tenant_says_why(make_sim, instance, tmp_path, monkeypatch) -> None:
+    start = period_with_room("hourly", seconds=60)  # its run and its budget's window both in this hour
     sim: SimServer = make_sim(workspace_config("acme", records=SMALL))
     api = tasklane(tmp_path, monkeypatch, sim.base_url, tenant_entry("acme", budget_per_hour=8))
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success
-    skipped = evaluate_period(instance, api, "hourly", period_start("hourly") + timedelta(hours=1)).skipped
+    skipped = evaluate_period(instance, api, "hourly", start + timedelta(hours=1)).skipped
     assert any("Left out: acme: 2 calls left in its rate window until " in reason for reason in skipped), skipped
 
 

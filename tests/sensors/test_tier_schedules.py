@@ -17,7 +17,7 @@ from resources.control.deferrals import Deferral
 from resources.tiers import TIERS, Tier, make_tier
 from sensors.tier_slots import pinned_tick, slots
 from tests.support.resources import Resources, make_api
-from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
+from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start, period_with_room
 from tests.support.tenants_files import tenant_entry, write_tenants
 
 HOURLY = TIERS["hourly"]
@@ -42,25 +42,26 @@ def registered(instance: dg.DagsterInstance, tenants: list[str]) -> None:
 def test_a_thousand_hourly_tenants_are_requested_once_per_period_evenly_over_its_ticks(
     instance, tmp_path, monkeypatch
 ) -> None:
+    start = period_with_room("hourly", seconds=180)  # the test reads the next period: none of its runs there
     ids = [f"tenant-{n:04d}" for n in range(1000)]
     api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
     registered(instance, ids)
-    seen = evaluate_period(instance, api, "hourly")
+    seen = evaluate_period(instance, api, "hourly", start)
     assert seen.tenants == ids, "every tenant exactly once"
     assert len(seen.per_tick) == HOURLY.ticks == 12
     assert max(seen.per_tick) <= math.ceil(1000 / 12) and min(seen.per_tick) >= 1000 // 12, seen.per_tick
-    again = evaluate_ticks(instance, api, "hourly", period_start("hourly"), HOURLY.ticks)
+    again = evaluate_ticks(instance, api, "hourly", start, HOURLY.ticks)
     assert again.requests == [], "a repeated tick launches nothing twice"
-    next_period = evaluate_period(instance, api, "hourly", period_start("hourly") + timedelta(hours=1))
+    next_period = evaluate_period(instance, api, "hourly", start + timedelta(hours=1))
     assert next_period.tenants == ids, "and once more in the next period"
 
 
 @pytest.mark.e2e  # a whole period, tick by tick, 240 tenants
 def test_tenants_added_and_removed_mid_period_still_get_one_run_each(instance, tmp_path, monkeypatch) -> None:
+    start = period_with_room("hourly", seconds=120)  # the test reads the next period: none of its runs there
     ids = [f"tenant-{n:03d}" for n in range(240)]
     api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
     registered(instance, ids)
-    start = period_start("hourly")
     first_half = evaluate_ticks(instance, api, "hourly", start, 6)
     # Onboarding: 40 tenants appear, each with its first sync (the registry sensor's); 30 leave.
     joined = [f"joined-{n:02d}" for n in range(40)]
