@@ -199,8 +199,11 @@ def calls_per_sync(section: Section, scratch: Path) -> None:
         ["records changed since the last sync", "counted calls", "target", "met", "(the sync before, unchanged)"], rows
     )
     section.note(
-        "A sync right after the first one re-reads the 60-second overlap once (1 call, a single page whose ETag is "
-        "then remembered); from then on an unchanged tenant answers 304 on every listing and costs nothing."
+        "Each sync ends by asking the first page of the listing its successor will make (from the new watermark "
+        "minus the 60-second overlap), one counted call, unless its own listing fit on a page and began close to "
+        "that; when that listing fits on a page its ETag is kept, so an unchanged tenant answers 304 from the very "
+        "next sync on and costs nothing. Here every change is younger than the overlap, so that call re-reads "
+        "changed records."
     )
 
 
