@@ -200,10 +200,10 @@ def calls_per_sync(section: Section, scratch: Path) -> None:
     )
     section.note(
         "Each sync ends by asking the first page of the listing its successor will make (from the new watermark "
-        "minus the 60-second overlap), one counted call, unless its own listing fit on a page and began close to "
-        "that; when that listing fits on a page its ETag is kept, so an unchanged tenant answers 304 from the very "
-        "next sync on and costs nothing. Here every change is younger than the overlap, so that call re-reads "
-        "changed records."
+        "minus the 60-second overlap), one counted call, unless its own listing fit on a page and began less "
+        "than 7 days before that; when that listing fits on a page its ETag is kept, so an unchanged tenant "
+        "answers 304 from the very next sync on and costs nothing. Here every change is younger than the "
+        "overlap, so that call re-reads changed records."
     )
 
 

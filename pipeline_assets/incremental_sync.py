@@ -52,8 +52,9 @@ class PageSource(Protocol):
     def list_pages(
         self, stream: str, updated_since: str | None, *, etag: str | None = None
     ) -> Generator[Page, None, None]:
-        """The stream's records with `updated_at >= updated_since` in pages; with `etag`, one
-        `not_modified` page when the listing is unchanged (see resources/tasklane/listing.py)."""
+        """The stream's records with `updated_at >= updated_since` in pages, at least one (an empty
+        listing is one empty page); with `etag`, one `not_modified` page when the listing is
+        unchanged (see resources/tasklane/listing.py)."""
 
 
 class BatchWrites(Protocol):
@@ -224,13 +225,13 @@ def sync_stream(
         longer than a page has no ETag, so the rest is left to the next sync, which lists it anyway.
         The sync is complete already: a throttle or a failure here only leaves no listing (the next
         check runs a sync)."""
-        pages = client.list_pages(stream, new_since)
+        successor = client.list_pages(stream, new_since)
         try:
-            first = next(pages)
+            first = next(successor)
         except (TasklaneFailure, TenantThrottled):
             return None
         finally:
-            pages.close()  # the client settles its reserved calls as the listing ends
+            successor.close()  # the client settles its reserved calls as the listing ends
         write([first.body], SyncState(done.watermark))
         return Listing(new_since, first.etag) if first.etag else None
 

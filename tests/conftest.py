@@ -74,7 +74,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _dispatch_rank(path: Path, e2e_files: set[Path]) -> tuple[int, int]:
     """LONGEST_FILES in their order, then the other files with e2e tests, then the rest."""
-    relative = path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else ""
+    resolved = path.resolve()  # as TESTS is: a checkout reached through a link keeps its order
+    relative = resolved.relative_to(TESTS).as_posix() if resolved.is_relative_to(TESTS) else ""
     if relative in LONGEST_FILES:
         return (0, LONGEST_FILES.index(relative))
     return (1 if path in e2e_files else 2, 0)

@@ -13,6 +13,7 @@ from resources.control.store import deferrals
 from resources.tasklane.errors import TenantThrottled
 from sensors.deferred_syncs import MOST_RUNS_PER_TICK, deferred_syncs
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.resources import make_api, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
@@ -29,6 +30,7 @@ def deferred_tick(instance: dg.DagsterInstance, api, cursor: str | None = None) 
 def test_a_tenant_out_of_budget_defers_its_run_instead_of_waiting(
     make_sim, instance, tasklane_for, duckdb_warehouse
 ) -> None:
+    clear_of_the_hours_end()  # the budget's window must not renew mid-test: its reset is meant to be far
     sim = make_sim(workspace_config("acme", records=SMALL_PARENTS))
     # users and projects, each with the listing its next sync asks about, and 3 pages of tasks; the reset is far
     api = tasklane_for(sim, "acme", budget_per_hour=7)
@@ -74,6 +76,7 @@ def test_a_vendor_lockout_defers_the_run_and_every_other_caller_waits_without_a_
 def test_the_resumption_is_requested_once_when_the_wait_is_over_and_resumes_the_checkpoint(
     make_sim, instance, tasklane_for, duckdb_warehouse
 ) -> None:
+    clear_of_the_hours_end()  # the budget's window must not renew mid-test: its reset is meant to be far
     sim = make_sim(workspace_config("acme", records=SMALL_PARENTS), as_of="2026-11-01T00:00:00Z")
     api = tasklane_for(sim, "acme", budget_per_hour=7)
     deferred = materialize_tenant(instance, "acme", api, duckdb_warehouse)

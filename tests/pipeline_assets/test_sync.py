@@ -189,8 +189,8 @@ def assert_equals_ground_truth_for(sim: SimServer, warehouse, stream: str) -> No
 def test_a_watermark_never_passes_the_moment_its_sync_began(make_sim, tasklane_for, duckdb_warehouse) -> None:
     """A write the listing passed before it became visible is younger than the sync's start minus
     the overlap; it is read again only if the watermark stopped at that start: by the listing from
-    the watermark's overlap the sync asks at its end (for its successor's ETag), and by every later
-    sync until that listing changes. (The vendor's clock runs an hour ahead here, as a listing that
+    the watermark's overlap the sync asks at its end (its first page, for its successor's ETag), and
+    by every later sync until that listing changes. (The vendor's clock runs an hour ahead here, as a listing that
     followed new writes for an hour would see.)"""
     ahead = datetime.now(UTC) + timedelta(hours=1)
     sim = make_sim(workspace_config("acme"), as_of=ahead.isoformat())

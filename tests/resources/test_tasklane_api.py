@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from resources.control.call_ledger import ledger_rows
 from resources.tasklane.errors import TasklaneFailure, TenantThrottled
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
 
@@ -133,6 +134,7 @@ def test_a_long_retry_after_is_not_slept_the_tenant_is_throttled_until_then(make
 
 
 def test_an_exhausted_budget_with_a_far_reset_throttles_the_tenant_without_a_call(make_sim, make_api) -> None:
+    clear_of_the_hours_end()  # the budget's window must not renew mid-test: its reset is meant to be far
     sim = make_sim(workspace_config("acme", records={"tasks": 1000}))
     client = make_api(sim, tenant_entry("acme", budget_per_hour=3)).client("acme")
     started = time.monotonic()

@@ -14,9 +14,10 @@ from pipeline_assets.run_tags import TENANT_TAG, TIER_TAG
 from resources.warehouse import Warehouse
 from sensors.tenant_registry import tenant_registry
 from tasklane_sim import SimServer
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.resources import Resources, make_api, resources_for
 from tests.support.runs import materialize_tenant
-from tests.support.schedule_ticks import evaluate_period, period_with_room
+from tests.support.schedule_ticks import evaluate_period, period_start
 from tests.support.simulator import workspace_config
 from tests.support.tenants_files import tenant_entry, write_tenants
 
@@ -91,7 +92,8 @@ def test_moving_a_tenant_between_tiers_is_one_line_in_tenants_yaml(instance, tmp
 
 
 def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tmp_path, monkeypatch) -> None:
-    start = period_with_room("hourly", seconds=60)  # its runs and its budget's window both in this hour
+    clear_of_the_hours_end(60)  # its runs and its budget's window both in this hour
+    start = period_start("hourly")
     sim: SimServer = make_sim(workspace_config("acme", records=SMALL), workspace_config("globex", records=SMALL))
     entries = [tenant_entry("acme", budget_per_hour=8), tenant_entry("globex")]
     api = tasklane(tmp_path, monkeypatch, sim.base_url, *entries)
@@ -107,7 +109,8 @@ def test_a_tenant_without_budget_is_skipped_with_a_reason(make_sim, instance, tm
 
 
 def test_a_tier_with_no_runnable_tenant_says_why(make_sim, instance, tmp_path, monkeypatch) -> None:
-    start = period_with_room("hourly", seconds=60)  # its run and its budget's window both in this hour
+    clear_of_the_hours_end(60)  # its run and its budget's window both in this hour
+    start = period_start("hourly")
     sim: SimServer = make_sim(workspace_config("acme", records=SMALL))
     api = tasklane(tmp_path, monkeypatch, sim.base_url, tenant_entry("acme", budget_per_hour=8))
     assert materialize_tenant(instance, "acme", api, Warehouse(url=str(tmp_path / "w.duckdb"))).success

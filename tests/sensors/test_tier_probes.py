@@ -28,6 +28,7 @@ from sensors.tenant_probes import plan, probe_all
 from sensors.tier_schedules import WHY_TAG
 from tasklane_sim import SimServer
 from tests.support.ground_truth import assert_equals_ground_truth
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.resources import Resources, make_api, resources_for
 from tests.support.runs import materialize_tenant
 from tests.support.simulator import workspace_config
@@ -75,6 +76,8 @@ def synced(
     """Tenants (each with its entry's overrides) synced once, then their counters reset."""
 
     def make(*tenants: str, workspaces: dict[str, dict] | None = None, **entry: object) -> Tenants:
+        # The sync and the ticks in one clock hour: one period of the hourly tier, one budget window.
+        clear_of_the_hours_end()
         workspaces = workspaces or {}
         sim = make_sim(*(workspace_config(t, records=SMALL, **workspaces.get(t, {})) for t in tenants))
         for tenant in tenants:

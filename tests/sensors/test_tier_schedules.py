@@ -16,8 +16,9 @@ from pipeline_assets.run_tags import TIER_TAG
 from resources.control.deferrals import Deferral
 from resources.tiers import TIERS, Tier, make_tier
 from sensors.tier_slots import pinned_tick, slots
+from tests.support.rate_windows import clear_of_the_hours_end
 from tests.support.resources import Resources, make_api
-from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start, period_with_room
+from tests.support.schedule_ticks import evaluate_period, evaluate_ticks, launch, period_start
 from tests.support.tenants_files import tenant_entry, write_tenants
 
 HOURLY = TIERS["hourly"]
@@ -42,7 +43,8 @@ def registered(instance: dg.DagsterInstance, tenants: list[str]) -> None:
 def test_a_thousand_hourly_tenants_are_requested_once_per_period_evenly_over_its_ticks(
     instance, tmp_path, monkeypatch
 ) -> None:
-    start = period_with_room("hourly", seconds=180)  # the test reads the next period: none of its runs there
+    clear_of_the_hours_end(180)  # it reads the next period: none of its runs may be created there
+    start = period_start("hourly")
     ids = [f"tenant-{n:04d}" for n in range(1000)]
     api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
     registered(instance, ids)
@@ -58,7 +60,8 @@ def test_a_thousand_hourly_tenants_are_requested_once_per_period_evenly_over_its
 
 @pytest.mark.e2e  # a whole period, tick by tick, 240 tenants
 def test_tenants_added_and_removed_mid_period_still_get_one_run_each(instance, tmp_path, monkeypatch) -> None:
-    start = period_with_room("hourly", seconds=120)  # the test reads the next period: none of its runs there
+    clear_of_the_hours_end(120)  # it reads the next period: none of its runs may be created there
+    start = period_start("hourly")
     ids = [f"tenant-{n:03d}" for n in range(240)]
     api = tenants_api(tmp_path, monkeypatch, [entry(t) for t in ids])
     registered(instance, ids)

@@ -9,7 +9,9 @@ HOUR = 3600
 
 def clear_of_the_hours_end(margin_seconds: float = 120) -> None:
     """Wait for the next hour if this one ends within `margin_seconds`: the vendor's windows and
-    dripfeed's budget are aligned to the clock hour, and a renewed budget mid-test changes its counts."""
+    dripfeed's budget are aligned to the clock hour, and a renewed budget mid-test changes its counts;
+    so is the hourly tier's period, whose ticks count a tenant served by the runs created since it
+    began, by the real clock (a test's runs created after the hour would count for the next one)."""
     left = HOUR - time.time() % HOUR
     if left < margin_seconds:
         time.sleep(left + 1)

@@ -3,7 +3,6 @@ in the instance (what the schedule reads back at its next tick)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,19 +31,6 @@ class Ticks:
 def period_start(tier: str, now: datetime | None = None) -> datetime:
     """The start of the tier's period that holds `now` (default: the current one)."""
     return TIERS[tier].period_start(now or datetime.now(UTC))
-
-
-def period_with_room(tier: str, seconds: float) -> datetime:
-    """The start of the tier's current period once at least `seconds` of it are left, after waiting
-    for the next period to begin if fewer are. A tick counts a tenant served by the runs created since
-    its period began, by the real clock: a test whose runs for this period were created after the
-    real period ended would find them counted for the next one, which it then reads."""
-    numbers = TIERS[tier]
-    now = datetime.now(UTC)
-    left = (numbers.period_start(now) + timedelta(minutes=numbers.period_minutes) - now).total_seconds()
-    if left < seconds:
-        time.sleep(left + 0.5)
-    return period_start(tier)
 
 
 def launch(instance: dg.DagsterInstance, request: dg.RunRequest, schedule: str) -> None:
