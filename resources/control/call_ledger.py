@@ -92,20 +92,32 @@ class PendingLedger:
 
 def write_ledger_rows(conn: sa.Connection, store: ControlStore, rows: Sequence[dict[str, object]]) -> None:
     """Upsert ledger rows (`PendingLedger.take_rows`, of any tenants) as increments, and add them to
-    each tenant's totals: two statements in the caller's transaction."""
+    each tenant's totals, in the caller's transaction. Rows for the same tenant, hour and endpoint
+    (two clients of a tenant) are summed first: one statement may not update a row twice."""
     if not rows:
         return
-    insert = store.insert(call_ledger)
-    increments = {name: call_ledger.c[name] + insert.excluded[name] for name in FIELDS}
-    conn.execute(insert.on_conflict_do_update(index_elements=["tenant", "hour", "endpoint"], set_=increments), rows)
+    ledger: defaultdict[tuple[str, str, str], Counter] = defaultdict(Counter)
     totals: defaultdict[str, Counter] = defaultdict(Counter)
     for row in rows:
-        totals[str(row["tenant"])].update({name: row[name] for name in FIELDS})  # type: ignore[misc]
-    insert = store.insert(call_totals)
-    increments = {name: call_totals.c[name] + insert.excluded[name] for name in FIELDS}
-    conn.execute(
-        insert.on_conflict_do_update(index_elements=["tenant"], set_=increments),
+        sums = {name: row[name] for name in FIELDS}
+        ledger[(str(row["tenant"]), str(row["hour"]), str(row["endpoint"]))].update(sums)  # type: ignore[arg-type]
+        totals[str(row["tenant"])].update(sums)  # type: ignore[arg-type]
+    store.upsert_many(
+        conn,
+        call_ledger,
+        [
+            {"tenant": tenant, "hour": hour, "endpoint": endpoint} | {name: sums.get(name, 0) for name in FIELDS}
+            for (tenant, hour, endpoint), sums in ledger.items()
+        ],
+        ["tenant", "hour", "endpoint"],
+        lambda new: {name: call_ledger.c[name] + new.excluded[name] for name in FIELDS},
+    )
+    store.upsert_many(
+        conn,
+        call_totals,
         [{"tenant": tenant} | {name: sums.get(name, 0) for name in FIELDS} for tenant, sums in sorted(totals.items())],
+        ["tenant"],
+        lambda new: {name: call_totals.c[name] + new.excluded[name] for name in FIELDS},
     )
 
 

@@ -123,13 +123,14 @@ class RateBudget:
                 write_ledger(conn)
 
     def _write_windows(self, conn: sa.Connection, windows: list[dict[str, object]]) -> None:
-        """Each tenant's window row set to these values, in one statement (psycopg2 sends an
-        executemany UPDATE row by row; an upsert goes as one multi-row INSERT)."""
+        """Each tenant's window row set to these values, as an upsert of multi-row VALUES (psycopg2
+        sends an executemany UPDATE row by row)."""
         if not windows:
             return
-        insert = self.store.insert(rate_windows)
-        columns = {name: insert.excluded[name] for name in windows[0] if name != "tenant"}
-        conn.execute(insert.on_conflict_do_update(index_elements=["tenant"], set_=columns), windows)
+        columns = [name for name in windows[0] if name != "tenant"]
+        self.store.upsert_many(
+            conn, rate_windows, windows, ["tenant"], lambda new: {c: new.excluded[c] for c in columns}
+        )
 
     def _reserve(
         self, conn: sa.Connection, tenants: Sequence[Tenant], want: int, now: float, conditional: bool = False

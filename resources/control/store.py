@@ -9,7 +9,7 @@ the first process to open a store older than the code upgrades it, one process a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -315,13 +315,39 @@ class ControlStore:
         """The dialect's INSERT, which has on_conflict_do_update / do_nothing."""
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
+    def upsert_many(
+        self,
+        connection: Connection,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, object]],
+        keys: Sequence[str],
+        update: Callable[[Any], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """INSERT `rows` ON CONFLICT (`keys`) DO UPDATE SET `update(insert)`, or DO NOTHING without
+        `update`, in as few statements as SQLAlchemy's pages of multi-row VALUES allow.
+
+        SQLAlchemy sends such an upsert row by row, a round trip each, unless it has a RETURNING
+        clause (sqlalchemy#13130): a tick's hundreds of tenants cost hundreds of round trips per table.
+        So it returns the keys, unread. One statement must not update a row twice (Postgres refuses
+        it), so the keys of `rows` must be unique."""
+        if not rows:
+            return
+        if len({tuple(row[key] for key in keys) for row in rows}) != len(rows):
+            raise ValueError(f"rows for {table.name} repeat a key ({', '.join(keys)}): merge them first")
+        insert = self.insert(table)
+        if update is None:
+            statement = insert.on_conflict_do_nothing(index_elements=keys)
+        else:
+            statement = insert.on_conflict_do_update(index_elements=keys, set_=update(insert))
+        connection.execute(statement.returning(*(table.c[key] for key in keys)), rows)
+
     def lock_tenant_rows(self, connection: Connection, tenants: Sequence[str]) -> dict[str, sa.Row]:
         """The tenants' rate-window rows, created if needed and locked for this transaction in the order
         of their ids (two transactions never wait on each other), by tenant id."""
         if not tenants:
             return {}
-        connection.execute(
-            self.insert(rate_windows).on_conflict_do_nothing(), [{"tenant": t, "spent": 0} for t in tenants]
+        self.upsert_many(
+            connection, rate_windows, [{"tenant": t, "spent": 0} for t in sorted(set(tenants))], ["tenant"]
         )
         found = {}
         for chunk in chunks(sorted(tenants)):

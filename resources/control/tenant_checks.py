@@ -145,10 +145,11 @@ class TenantChecks:
         rows = [_row(check) for check in checks]
         if not rows:
             return
-        insert = self.store.insert(tenant_checks)
-        columns = {name: insert.excluded[name] for name in rows[0] if name != "tenant"}
+        columns = [name for name in rows[0] if name != "tenant"]
         with self.store.transaction() as conn:
-            conn.execute(insert.on_conflict_do_update(index_elements=["tenant"], set_=columns), rows)
+            self.store.upsert_many(
+                conn, tenant_checks, rows, ["tenant"], lambda new: {c: new.excluded[c] for c in columns}
+            )
 
 
 def _check(row: sa.RowMapping) -> TenantCheck:
