@@ -34,6 +34,7 @@ from tests.support.dagster_daemon import BIN, ProcessLog, running_daemon, wait_u
 from tests.support.periodic import every
 from tests.support.resources import make_api
 
+from .checkouts import worktree
 from .report import Section, run_parts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,19 +76,10 @@ class Cost:
 
 @contextmanager
 def baseline_checkout(scratch: Path) -> Iterator[Design | None]:
-    """The design before this one, checked out beside the repository (None outside a git clone)."""
-    path = scratch / "baseline"
-    added = subprocess.run(
-        ["git", "worktree", "add", "--detach", str(path), BASELINE], cwd=ROOT, capture_output=True, text=True
-    )
-    if added.returncode != 0:
-        print(f"  no baseline checkout ({added.stderr.strip()[:200]}): its figures are left out")
-        yield None
-        return
-    try:
-        yield Design(f"before ({BASELINE}: a process per step)", path)
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
+    """The design before this one, checked out beside the repository (None outside a git clone: its
+    figures are left out)."""
+    with worktree(BASELINE, scratch / "baseline") as path:
+        yield Design(f"before ({BASELINE}: a process per step)", path) if path else None
 
 
 class Location:
