@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -708,6 +708,17 @@ def baseline_design(scratch: Path, pg: str, sim: SimServer, everyone: list[str])
         return Before(len(tenants), period, live_before, kept_after_retention(deployment))
 
 
+def keep_the_preparations_tombstones(sim: SimServer, tenants: list[str], as_of: str) -> None:
+    """Make the simulator drop tombstones as on the day a kept preparation began (a day after its
+    `as_of`), not as today: it drops those older than its retention, counted from now, so a day later it
+    would drop a day's more than the warehouse saw dropped, and their tenants' listings would change."""
+    began = datetime.fromisoformat(as_of) + timedelta(days=1)
+    late = (datetime.now(UTC) - began) / timedelta(days=1)
+    for tenant in tenants:
+        retention = sim.admin.knobs(tenant)["tombstone_retention_days"]
+        sim.admin.set_knobs(tenant, tombstone_retention_days=retention + max(0.0, late))
+
+
 @contextmanager
 def measured_code(scratch: Path) -> Iterator[Path]:
     """Where the product code measured is imported from: this checkout, or DRIPFEED_BENCH_SCALE_CODE's
@@ -731,6 +742,8 @@ def scale(section: Section, scratch: Path) -> None:
         print(f"  starting a simulator of {len(everyone):,} workspaces", flush=True)
         sim = SimServer(config, subprocess_mode=True).start(timeout=1200)
         try:
+            if facts is not None:
+                keep_the_preparations_tombstones(sim, everyone, str(facts["as_of"]))
             for tenant in everyone:  # the tombstones past retention now, not during a measured period
                 sim.admin.purge_tombstones(tenant)
             now = now_design(scratch, pg, sim, everyone, root, kept)
