@@ -245,6 +245,10 @@ class Deployment:
         self.python("-m", "dripfeed.register_tenants")
         return time.monotonic() - started
 
+    def keep(self, kept: KeptPreparation) -> None:
+        """Keep this deployment's prepared tenants for later runs (`restore`)."""
+        kept.save(self.env, self.root, len(self.tenants), str(self.sim.config.as_of))
+
     def python(self, *args: str, stdin: str = "", **env: str) -> str:
         """Run this design's own code (its PYTHONPATH, its settings, and `env`); returns what it printed."""
         command = [str(BIN / "python"), "-W", "ignore", *args]
@@ -662,7 +666,7 @@ def now_design(
     else:
         print(f"  now: {len(tenants):,} tenants prepared in {deployment.prepare():.0f} s", flush=True)
         if kept is not None:
-            kept.save(deployment.env, root, len(tenants), str(sim.config.as_of))
+            deployment.keep(kept)
     with deployment.running() as script:
         deployment.dagster("schedule", "stop", "hourly_tenants", "-w", "workspace.yaml")  # started after the idle rate
         cpu = TreeCPU(script.pid)
@@ -720,6 +724,23 @@ def keep_the_preparations_tombstones(sim: SimServer, tenants: list[str], as_of: 
 
 
 @contextmanager
+def everyones_simulator(everyone: list[str], restored: dict[str, object] | None) -> Iterator[SimServer]:
+    """A simulator with a workspace per tenant, as of a day ago or of the `restored` preparation, its
+    tombstones past retention dropped now, not during a measured period."""
+    as_of = str(restored["as_of"]) if restored else AS_OF
+    print(f"  starting a simulator of {len(everyone):,} workspaces", flush=True)
+    sim = SimServer(simulator_config(everyone, seed=5, as_of=as_of), subprocess_mode=True).start(timeout=1200)
+    try:
+        if restored:
+            keep_the_preparations_tombstones(sim, everyone, as_of)
+        for tenant in everyone:
+            sim.admin.purge_tombstones(tenant)
+        yield sim
+    finally:
+        sim.stop()
+
+
+@contextmanager
 def measured_code(scratch: Path) -> Iterator[Path]:
     """Where the product code measured is imported from: this checkout, or DRIPFEED_BENCH_SCALE_CODE's
     worktree; compiled to bytecode either way, as `make` compiles the venv, so neither pays for it."""
@@ -735,21 +756,11 @@ def scale(section: Section, scratch: Path) -> None:
     everyone = [tenant_id(n) for n in range(2 * TENANTS)]  # the second half are onboarded later
     kept = KeptPreparation(Path(PREPARED)) if PREPARED else None
     facts = kept.facts() if kept else None
-    config = simulator_config(everyone, seed=5, as_of=facts["as_of"] if facts else AS_OF)
-    with running_postgres() as pg, measured_code(scratch) as root:
+    with running_postgres() as pg, measured_code(scratch) as root, everyones_simulator(everyone, facts) as sim:
         code = commit_of(root)
         print(f"  measuring the code of {code[:10]} ({root})", flush=True)
-        print(f"  starting a simulator of {len(everyone):,} workspaces", flush=True)
-        sim = SimServer(config, subprocess_mode=True).start(timeout=1200)
-        try:
-            if facts is not None:
-                keep_the_preparations_tombstones(sim, everyone, str(facts["as_of"]))
-            for tenant in everyone:  # the tombstones past retention now, not during a measured period
-                sim.admin.purge_tombstones(tenant)
-            now = now_design(scratch, pg, sim, everyone, root, kept)
-            before = baseline_design(scratch, pg, sim, everyone) if BASELINE_TENANTS else None
-        finally:
-            sim.stop()
+        now = now_design(scratch, pg, sim, everyone, root, kept)
+        before = baseline_design(scratch, pg, sim, everyone) if BASELINE_TENANTS else None
     write_up(section, now, before, code, facts)
 
 
@@ -938,18 +949,16 @@ def prepare_and_keep() -> None:
         raise SystemExit("set DRIPFEED_BENCH_SCALE_PREPARED to the directory that keeps the preparation")
     kept = KeptPreparation(Path(PREPARED))
     everyone = [tenant_id(n) for n in range(2 * TENANTS)]
-    with tempfile.TemporaryDirectory() as scratch, running_postgres() as pg, measured_code(Path(scratch)) as root:
-        sim = SimServer(simulator_config(everyone, seed=5, as_of=AS_OF), subprocess_mode=True).start(timeout=1200)
-        try:
-            for tenant in everyone:
-                sim.admin.purge_tombstones(tenant)
-            tenants = everyone[:TENANTS]
-            deployment = Deployment(root, Path(scratch) / "now", pg, sim, tenants, PERIOD_MINUTES, everyone)
-            print(f"{TENANTS:,} tenants prepared by {commit_of(root)[:10]} in {deployment.prepare():.0f} s", flush=True)
-            kept.save(deployment.env, root, TENANTS, AS_OF)
-            print(f"kept in {kept.directory}", flush=True)
-        finally:
-            sim.stop()
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        running_postgres() as pg,
+        measured_code(Path(scratch)) as root,
+        everyones_simulator(everyone, None) as sim,
+    ):
+        deployment = Deployment(root, Path(scratch) / "now", pg, sim, everyone[:TENANTS], PERIOD_MINUTES, everyone)
+        print(f"{TENANTS:,} tenants prepared by {commit_of(root)[:10]} in {deployment.prepare():.0f} s", flush=True)
+        deployment.keep(kept)
+        print(f"kept in {kept.directory}", flush=True)
 
 
 if __name__ == "__main__":  # python -m benchmarks.scale_bench prepare
